@@ -1,0 +1,50 @@
+"""Checkpoints: atomic writes, safe loads, clear errors.
+
+A checkpoint is a plain dictionary of tensors, numbers and strings, written to a
+temporary file and renamed over the old one, so an interruption never leaves a
+half-written file, and readable with ``torch.load(..., weights_only=True)``.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+from .errors import PyrovaeError
+
+CHECKPOINT = "checkpoint.pt"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(state: Dict[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` atomically (write a temporary file, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT_VERSION, **state}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> Dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, refusing anything else."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    if not path.is_file():
+        raise PyrovaeError(f"no checkpoint at {path}; train first with 'pyrovae train CONFIG --out {path.parent}'")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for damaged files
+        raise PyrovaeError(f"checkpoint {path} is unreadable ({type(exc).__name__}); "
+                           f"restore it from a backup or delete it and train again") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION or "model" not in state:
+        raise PyrovaeError(f"{path} is not a pyrovae checkpoint (format {FORMAT_VERSION}); "
+                           f"delete it and train again")
+    return state

@@ -1,0 +1,10 @@
+"""Swappable parts of a VAE, one registry per family.
+
+Importing this package registers every built-in prior, likelihood and network.
+"""
+
+from .likelihoods import LIKELIHOODS, Likelihood
+from .networks import NETWORKS
+from .priors import PRIORS
+
+__all__ = ["LIKELIHOODS", "Likelihood", "NETWORKS", "PRIORS"]

@@ -1,0 +1,103 @@
+"""Priors p(z) over the latent space.
+
+Each prior is an ``nn.Module`` whose call returns a Pyro distribution with batch shape
+``()`` and event shape ``(latent_dim,)``; the model's data plate broadcasts it over the
+batch. Trainable priors keep their parameters in the module, so ``pyro.module`` on the
+VAE registers them with everything else. Factories take ``(latent_dim, encode)``, where
+``encode`` maps data to the guide's (loc, scale) (used by the VampPrior).
+"""
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import PyrovaeError
+from ..registry import Registry
+
+PRIORS = Registry("prior")
+
+
+class StandardNormal(nn.Module):
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.register_buffer("loc", torch.zeros(latent_dim))
+
+    def forward(self):
+        return dist.Normal(self.loc, torch.ones_like(self.loc)).to_event(1)
+
+
+class LearnedNormal(nn.Module):
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(latent_dim))
+        self.log_scale = nn.Parameter(torch.zeros(latent_dim))
+
+    def forward(self):
+        return dist.Normal(self.loc, self.log_scale.exp()).to_event(1)
+
+
+class MixtureOfGaussians(nn.Module):
+    """p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2)) with trainable pi, mu, sigma."""
+
+    def __init__(self, latent_dim: int, num_components: int, init_spread: float):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(num_components))
+        self.locs = nn.Parameter(init_spread * torch.randn(num_components, latent_dim))
+        self.log_scales = nn.Parameter(torch.zeros(num_components, latent_dim))
+
+    def forward(self):
+        components = dist.Normal(self.locs, self.log_scales.exp()).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
+
+
+class VampPrior(nn.Module):
+    """p(z) = (1/K) sum_k q(z | u_k): the guide evaluated at K trainable pseudo-inputs
+    (Tomczak & Welling 2018). Pseudo-inputs live in data space, clipped to [0, 1]."""
+
+    def __init__(self, latent_dim: int, encode, data_shape, num_pseudo_inputs: int,
+                 init_mean: float, init_std: float):
+        super().__init__()
+        self._encode = [encode]  # a list, so the encoder is not registered twice as a child
+        self.pseudo_inputs = nn.Parameter(
+            init_mean + init_std * torch.randn(num_pseudo_inputs, *data_shape))
+
+    def forward(self):
+        loc, scale = self._encode[0](F.hardtanh(self.pseudo_inputs, 0.0, 1.0))
+        weights = dist.Categorical(logits=torch.zeros(loc.shape[0], device=loc.device))
+        return dist.MixtureSameFamily(weights, dist.Normal(loc, scale).to_event(1))
+
+
+@PRIORS.register("standard_normal")
+def standard_normal(latent_dim, encode=None, data_shape=None):
+    """N(0, I): the paper's prior."""
+    return StandardNormal(latent_dim)
+
+
+@PRIORS.register("learned_normal")
+def learned_normal(latent_dim, encode=None, data_shape=None):
+    """Diagonal Gaussian with trainable mean and scale."""
+    return LearnedNormal(latent_dim)
+
+
+@PRIORS.register("mog")
+def mog(latent_dim, encode=None, data_shape=None, *, num_components=10, init_spread=1.0):
+    """Trainable mixture of K diagonal Gaussians."""
+    _check_count(num_components, "num_components")
+    return MixtureOfGaussians(latent_dim, num_components, init_spread)
+
+
+@PRIORS.register("vamp")
+def vamp(latent_dim, encode=None, data_shape=None, *, num_pseudo_inputs=500,
+         init_mean=0.05, init_std=0.01):
+    """VampPrior: mixture of the guide at K trainable pseudo-inputs."""
+    _check_count(num_pseudo_inputs, "num_pseudo_inputs")
+    if encode is None:
+        raise PyrovaeError("the vamp prior needs an unconditional encoder; "
+                           "set model.conditional=false or choose another prior")
+    return VampPrior(latent_dim, encode, data_shape, num_pseudo_inputs, init_mean, init_std)
+
+
+def _check_count(value, key: str) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise PyrovaeError(f"model.prior.{key} must be a positive integer, got {value!r}")

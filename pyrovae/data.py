@@ -1,0 +1,308 @@
+"""Datasets: where their files are looked for, how they are read, and how they are split.
+
+The data root is ``data.root``, else ``$PYROVAE_DATA``, else ``~/.cache/pyrovae``. Files
+are read in their publishers' formats. Missing files are downloaded (with checksums)
+only when ``data.download`` is true; otherwise the error names the folder searched and
+how to get the files. Other data is never substituted.
+
+Every dataset yields float32 tensors shaped ``(N, *data_shape)`` with values in [0, 1]
+for images (``(N, channels, height, width)``), plus integer labels where they exist.
+"""
+
+import gzip
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .errors import PyrovaeError
+from .registry import Registry
+
+DATASETS = Registry("dataset")
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+@dataclass
+class Dataset:
+    """Three splits of one dataset. With dynamic binarization ``train`` holds the grey
+    values and each minibatch is binarized afresh (:meth:`training_batch`)."""
+
+    name: str
+    data_shape: Tuple[int, ...]
+    num_classes: int
+    train: Split
+    valid: Split
+    test: Split
+    dynamic_binarization: bool = False
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise PyrovaeError(f"unknown split '{name}'; choose one of: {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def training_batch(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bernoulli(x) if self.dynamic_binarization else x
+
+
+@dataclass
+class Source:
+    """What a registered dataset is before it is loaded: its shape, label count and a
+    loader ``load(root, download) -> (train, valid, test)``."""
+
+    data_shape: Tuple[int, ...]
+    num_classes: int
+    load: object
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- file access
+
+def data_root(root: Optional[str]) -> Path:
+    return Path(root or os.environ.get("PYROVAE_DATA") or Path.home() / ".cache" / "pyrovae").expanduser()
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, target: Path, md5: str) -> Path:
+    """Fetch ``url`` to ``target`` through a temporary file, verifying its md5."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"downloading {url} -> {target}")
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                shutil.copyfileobj(response, tmp)
+        except OSError as exc:
+            os.unlink(tmp.name)
+            raise PyrovaeError(f"could not download {url}: {exc}; fetch it by hand into {target.parent}") from None
+    got = md5sum(Path(tmp.name))
+    if got != md5:
+        os.unlink(tmp.name)
+        raise PyrovaeError(f"download of {url} has md5 {got}, expected {md5}; try again later")
+    os.replace(tmp.name, target)
+    return target
+
+
+def find_file(folders: Sequence[Path], names: Sequence[str]) -> Optional[Path]:
+    """The first existing ``folder/name``, trying every name in every folder."""
+    for folder in folders:
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def missing(dataset: str, what: str, folders: Sequence[Path], how: str) -> PyrovaeError:
+    where = ", ".join(str(f) for f in folders)
+    return PyrovaeError(f"{dataset}: {what} not found (looked in {where}); {how}")
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST format), gzipped or not, as a uint8 array."""
+    with _open(path) as f:
+        raw = f.read()
+    magic, = struct.unpack(">I", raw[:4])
+    dtype_code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
+    if magic >> 16 != 0 or dtype_code != 0x08:
+        raise PyrovaeError(f"{path} is not an IDX file of unsigned bytes; delete it and fetch it again")
+    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise PyrovaeError(f"{path} is truncated ({data.size} of {int(np.prod(shape))} values); fetch it again")
+    return data.reshape(shape)
+
+
+def read_amat(path: Path, width: int = 784) -> np.ndarray:
+    """A binarized-MNIST ``.amat`` text file: one row of space-separated 0/1 per image."""
+    with _open(path) as f:
+        chars = np.frombuffer(f.read(), dtype=np.uint8)
+    digits = chars[(chars == ord("0")) | (chars == ord("1"))] - ord("0")
+    rows = np.count_nonzero(chars == ord("\n"))
+    if digits.size != rows * width or rows == 0:
+        raise PyrovaeError(f"{path} is not a binarized MNIST file ({digits.size} values in {rows} rows); "
+                           f"delete it and fetch it again")
+    return digits.reshape(rows, width)
+
+
+# ----------------------------------------------------------------------------- datasets
+
+LAROCHELLE = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{}.amat"
+LAROCHELLE_MD5 = {"train": "db28b1a6ae0fe70cbd3da91acf46e477",
+                  "valid": "bf37822a04e94123630de6a7dfd9c9ef",
+                  "test": "14e41ae11040adba6ab8cb291eda0dd8"}
+
+
+@DATASETS.register("binarized_mnist")
+def binarized_mnist():
+    """Static binarized MNIST (Larochelle & Murray 2011): 50000/10000/10000, no labels."""
+
+    def load(root: Path, allow_download: bool):
+        folder = root / "binarized_mnist"
+        splits = []
+        for split in SPLITS:
+            stem = f"binarized_mnist_{split}.amat"
+            path = find_file([folder], [stem, stem + ".gz"])
+            if path is None and allow_download:
+                path = download(LAROCHELLE.format(split), folder / stem, LAROCHELLE_MD5[split])
+            if path is None:
+                raise missing("binarized_mnist", f"{stem}[.gz]", [folder],
+                              "set data.root or PYROVAE_DATA to a folder holding binarized_mnist/, "
+                              "or set data.download=true")
+            images = torch.from_numpy(read_amat(path)).float().reshape(-1, 1, 28, 28)
+            splits.append(Split(images))
+        return splits
+
+    return Source((1, 28, 28), 0, load)
+
+
+def _idx_dataset(name: str, folders_of, torchvision_class: str):
+    """MNIST-layout data: 60000 training images (the last 10000 become validation)
+    and 10000 test images, with labels; downloads through torchvision."""
+
+    def load(root: Path, allow_download: bool):
+        folders = folders_of(root)
+        files = {}
+        for part in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            path = find_file(folders, [part, part + ".gz"])
+            if path is None and allow_download:
+                import torchvision.datasets as tvd
+
+                getattr(tvd, torchvision_class)(str(root), train=part.startswith("train"), download=True)
+                path = find_file(folders, [part, part + ".gz"])
+            if path is None:
+                raise missing(name, f"{part}[.gz]", folders,
+                              "set data.root or PYROVAE_DATA to a folder holding them, or set data.download=true")
+            files[part] = read_idx(path)
+        images = torch.from_numpy(files["train-images-idx3-ubyte"].copy()).float().div_(255).unsqueeze(1)
+        labels = torch.from_numpy(files["train-labels-idx1-ubyte"].astype(np.int64))
+        test_x = torch.from_numpy(files["t10k-images-idx3-ubyte"].copy()).float().div_(255).unsqueeze(1)
+        test_y = torch.from_numpy(files["t10k-labels-idx1-ubyte"].astype(np.int64))
+        return [Split(images[:-10000], labels[:-10000]), Split(images[-10000:], labels[-10000:]),
+                Split(test_x, test_y)]
+
+    return Source((1, 28, 28), 10, load)
+
+
+@DATASETS.register("mnist")
+def mnist():
+    """Grey MNIST digits with labels (50000/10000/10000); binarize with data.binarize."""
+    return _idx_dataset("mnist", lambda root: [root / "mnist", root / "MNIST" / "raw", root / "mnist_test"],
+                        "MNIST")
+
+
+FASHION_SYSTEM_FOLDER = Path("/usr/share/datasets/fashion-mnist")
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist():
+    """Fashion-MNIST grey 28 x 28 clothing images with labels (50000/10000/10000)."""
+    return _idx_dataset("fashion_mnist",
+                        lambda root: [root / "fashion_mnist", root / "FashionMNIST" / "raw", FASHION_SYSTEM_FOLDER],
+                        "FashionMNIST")
+
+
+FREY_URL = "https://cs.nyu.edu/~roweis/data/frey_rawface.mat"
+FREY_MD5 = "b13037f5443cf1bcea69ab96ee6a4dec"
+FREY_HELD_OUT = 200  # images in each of the validation and test splits
+
+
+@DATASETS.register("frey_faces")
+def frey_faces():
+    """Frey Faces: 1965 grey 28 x 20 faces, fixed split 1565/200/200, pixel values k/255."""
+
+    def load(root: Path, allow_download: bool):
+        from scipy.io import loadmat
+
+        folder = root / "frey_faces"
+        path = find_file([folder], ["frey_rawface.mat"])
+        if path is None and allow_download:
+            path = download(FREY_URL, folder / "frey_rawface.mat", FREY_MD5)
+        if path is None:
+            raise missing("frey_faces", "frey_rawface.mat", [folder],
+                          "set data.root or PYROVAE_DATA to a folder holding frey_faces/, or set data.download=true")
+        try:
+            faces = loadmat(str(path))["ff"]
+        except Exception as exc:  # scipy raises several types for corrupt files
+            raise PyrovaeError(f"cannot read {path} ({exc}); delete it and fetch it again") from None
+        images = torch.from_numpy(faces.T.astype(np.float32) / 255).reshape(-1, 1, 28, 20)
+        order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
+        images = images[order]
+        n = FREY_HELD_OUT
+        return [Split(images[2 * n:]), Split(images[:n]), Split(images[n:2 * n])]
+
+    return Source((1, 28, 20), 0, load)
+
+
+@DATASETS.register("linear_gaussian")
+def linear_gaussian(*, num_points=3000, data_dim=5, latent_dim=2, noise=0.5, data_seed=0):
+    """Synthetic x = W z + b + noise with known W, b, sigma, for closed-form checks."""
+    gen = torch.Generator().manual_seed(data_seed)
+    weight = torch.randn(data_dim, latent_dim, generator=gen)
+    bias = torch.randn(data_dim, generator=gen)
+    truth = {"weight": weight, "bias": bias, "noise": torch.tensor(float(noise))}
+
+    def load(root: Path, allow_download: bool):
+        z = torch.randn(num_points, latent_dim, generator=gen)
+        x = z @ weight.T + bias + noise * torch.randn(num_points, data_dim, generator=gen)
+        n_held = num_points // 10
+        return [Split(x[2 * n_held:]), Split(x[:n_held]), Split(x[n_held:2 * n_held])]
+
+    return Source((data_dim,), 0, load, truth)
+
+
+# ----------------------------------------------------------------------------- entry points
+
+def data_info(spec) -> Tuple[Tuple[int, ...], int]:
+    """``(data_shape, num_classes)`` of the dataset a :class:`DataSpec` names, without loading."""
+    source = DATASETS.build(spec.name, options=spec.options, where="data")
+    return source.data_shape, source.num_classes
+
+
+def load_data(spec) -> Dataset:
+    """Load the splits a :class:`~pyrovae.spec.DataSpec` describes, binarized as asked."""
+    source: Source = DATASETS.build(spec.name, options=spec.options, where="data")
+    train, valid, test = source.load(data_root(spec.root), spec.download)
+    if spec.train_size is not None:
+        train = Split(train.x[:spec.train_size], None if train.y is None else train.y[:spec.train_size])
+    dynamic = spec.binarize == "dynamic"
+    if spec.binarize != "none":
+        gen = torch.Generator().manual_seed(0)  # the same static binarization in every run
+        _check_unit_interval(spec.name, train.x)
+        valid, test = (Split(torch.bernoulli(s.x, generator=gen), s.y) for s in (valid, test))
+        if not dynamic:
+            train = Split(torch.bernoulli(train.x, generator=gen), train.y)
+    return Dataset(spec.name, source.data_shape, source.num_classes, train, valid, test, dynamic, source.extras)
+
+
+def _check_unit_interval(name: str, x: torch.Tensor) -> None:
+    if x.min() < 0 or x.max() > 1:
+        raise PyrovaeError(f"data.binarize needs values in [0, 1], but '{name}' ranges over "
+                           f"[{float(x.min()):.3g}, {float(x.max()):.3g}]; set data.binarize=none")

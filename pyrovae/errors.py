@@ -1,0 +1,19 @@
+"""The one exception type for mistakes a user can fix.
+
+Anything raised as :class:`PyrovaeError` is shown by the command line as a single line
+on stderr (exit status 2) instead of a traceback, so its message must say what went
+wrong *and* what to do about it.
+"""
+
+import difflib
+from typing import Iterable
+
+
+class PyrovaeError(Exception):
+    """A user-facing error: bad config, missing data, unusable checkpoint, ..."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ``" (did you mean 'x'?)"`` suffix naming the closest choice, or ``""`` if none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""

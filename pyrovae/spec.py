@@ -1,0 +1,326 @@
+"""The declarative experiment description.
+
+An experiment is one :class:`ExperimentSpec`: dataclasses that load from YAML or JSON,
+accept dotted overrides (``model.prior.name=vamp``) and are validated against the
+component registries, so a typo is caught before any work starts. Swappable parts are
+:class:`ComponentSpec` s: a registry ``name`` plus the options its factory takes.
+"""
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import PyrovaeError, did_you_mean
+
+
+@dataclass
+class ComponentSpec:
+    """A registry name and the options passed to its factory.
+
+    In a file the options sit beside the name: ``{name: mog, num_components: 10}``.
+    """
+
+    name: str
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, **self.options}
+
+
+def _component(name: str) -> Any:
+    return field(default_factory=lambda: ComponentSpec(name))
+
+
+@dataclass
+class DataSpec:
+    """Where the data comes from. ``root`` falls back to ``$PYROVAE_DATA``, then
+    ``~/.cache/pyrovae``; ``train_size`` keeps only the first N training points."""
+
+    name: str = "binarized_mnist"
+    root: Optional[str] = None
+    binarize: str = "none"
+    download: bool = False
+    train_size: Optional[int] = None
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "options"}
+        return {**plain, **self.options}
+
+
+@dataclass
+class ModelSpec:
+    """The generative model p(z) p(x|z) and the amortized guide q(z|x)."""
+
+    latent_dim: int = 20
+    conditional: bool = False
+    prior: ComponentSpec = _component("standard_normal")
+    likelihood: ComponentSpec = _component("bernoulli")
+    encoder: ComponentSpec = _component("mlp")
+    decoder: ComponentSpec = _component("mlp")
+
+
+@dataclass
+class TrainSpec:
+    """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
+    positive value to 1; ``early_stopping_patience`` stops after that many epochs without
+    a better validation ELBO (``None``: never)."""
+
+    epochs: int = 10
+    batch_size: int = 100
+    optimizer: ComponentSpec = _component("adam")
+    estimator: ComponentSpec = _component("pathwise")
+    kl_warmup_epochs: float = 0.0
+    early_stopping_patience: Optional[int] = None
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class ExperimentSpec:
+    """A whole experiment: reproducible from this and nothing else."""
+
+    name: str = "experiment"
+    seed: int = 0
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return _to_plain(self)
+
+
+# ----------------------------------------------------------------------------- loading
+
+BINARIZE_CHOICES = ("none", "static", "dynamic")
+_OPEN_OPTIONS = (ComponentSpec, DataSpec)  # classes whose unknown keys are options
+
+
+def builtin_configs() -> List[str]:
+    """Names of the configs shipped with the package."""
+    folder = resources.files("pyrovae") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config_path(source: Union[str, Path]) -> Path:
+    """A config file from a path, a run folder (its ``config.yaml``) or a built-in name."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "config.yaml"
+        if not path.is_file():
+            raise PyrovaeError(f"{source} is a folder without config.yaml; give a run folder or a config file")
+        return path
+    if path.is_file():
+        return path
+    if path.suffix == "" and str(source) in builtin_configs():
+        return Path(str(resources.files("pyrovae") / "configs" / f"{source}.yaml"))
+    names = builtin_configs()
+    raise PyrovaeError(
+        f"no config file or built-in config '{source}'{did_you_mean(str(source), names)}; "
+        f"built-in configs: {', '.join(names)}"
+    )
+
+
+def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
+                overrides: Sequence[str] = ()) -> ExperimentSpec:
+    """Load a config (file, run folder, built-in name or dict), apply ``key=value``
+    overrides, and validate it against the registries."""
+    if isinstance(source, dict):
+        raw, where = source, "config"
+    else:
+        path = resolve_config_path(source)
+        where = str(path)
+        try:
+            text = path.read_text()
+            raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise PyrovaeError(f"cannot read config {path}: {str(exc).splitlines()[0]}") from None
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise PyrovaeError(f"config {path} must be a mapping of keys to values")
+    spec = _build(ExperimentSpec, raw, "")
+    apply_overrides(spec, overrides)
+    validate(spec)
+    return spec
+
+
+def save_config(spec: ExperimentSpec, path: Union[str, Path]) -> None:
+    Path(path).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+
+
+def apply_overrides(spec: ExperimentSpec, overrides: Sequence[str]) -> None:
+    """Apply ``a.b.c=value`` overrides in place; values are parsed as YAML.
+
+    Setting a component's ``name`` resets its options to the new component's defaults,
+    so ``model.prior.name=mog`` does not inherit the old prior's options. Name overrides
+    are applied first so options given beside them stick.
+    """
+    parsed = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise PyrovaeError(f"override '{item}' is not of the form key=value (e.g. model.latent_dim=2)")
+        parsed.append((key.strip(), _parse_value(text)))
+    parsed.sort(key=lambda kv: not kv[0].endswith(".name"))
+    for key, value in parsed:
+        _set_dotted(spec, key, value)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _set_dotted(spec: Any, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node, path = spec, ""
+    for part in parents:
+        path = f"{path}.{part}" if path else part
+        if not dataclasses.is_dataclass(node) or part not in _field_types(type(node)):
+            _unknown_key(node, part, path)
+        node = getattr(node, part)
+        if not dataclasses.is_dataclass(node):
+            raise PyrovaeError(f"override '{key}': '{path}' is a value, not a section")
+    full = f"{path}.{leaf}" if path else leaf
+    types = _field_types(type(node))
+    if leaf in types and leaf != "options":
+        if isinstance(node, ComponentSpec) and leaf == "name" and value != node.name:
+            node.options = {}
+        setattr(node, leaf, _coerce(value, types[leaf], full))
+    elif isinstance(node, _OPEN_OPTIONS):
+        node.options[leaf] = value
+    else:
+        _unknown_key(node, leaf, full)
+
+
+def _unknown_key(node: Any, key: str, path: str):
+    valid = [k for k in _field_types(type(node))] if dataclasses.is_dataclass(node) else []
+    raise PyrovaeError(f"unknown config key '{path}'{did_you_mean(key, valid)}; "
+                       f"valid keys here: {', '.join(valid)}")
+
+
+def _field_types(cls) -> Dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _build(cls, raw: Any, path: str):
+    """Build dataclass ``cls`` from a mapping, type-checking each field."""
+    if cls is ComponentSpec and isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        raise PyrovaeError(f"config section '{path or 'top level'}' must be a mapping, got {raw!r}")
+    types = _field_types(cls)
+    kwargs, options = {}, {}
+    for key, value in raw.items():
+        full = f"{path}.{key}" if path else str(key)
+        if key in types and key != "options":
+            kwargs[key] = _coerce(value, types[key], full)
+        elif cls in _OPEN_OPTIONS:
+            options[key] = value
+        else:
+            raise PyrovaeError(f"unknown config key '{full}'{did_you_mean(str(key), types)}; "
+                               f"valid keys here: {', '.join(k for k in types if k != 'options')}")
+    if cls is ComponentSpec and "name" not in kwargs:
+        raise PyrovaeError(f"config section '{path}' needs a 'name'")
+    obj = cls(**kwargs)
+    obj_options = getattr(obj, "options", None)
+    if obj_options is not None:
+        obj_options.update(options)
+    return obj
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    """Check ``value`` against the type hint ``hint``, converting where unambiguous."""
+    origin = get_origin(hint)
+    if origin is Union:  # Optional[...]
+        if value is None:
+            return None
+        hint = next(a for a in get_args(hint) if a is not type(None))
+        origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+(e[-+]?[0-9]+)?", value.strip(), re.I):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif origin is dict or hint is dict:
+        if isinstance(value, dict):
+            return value
+    else:
+        return value
+    name = getattr(hint, "__name__", str(hint))
+    raise PyrovaeError(f"config key '{path}' must be {name}, got {value!r}")
+
+
+def _to_plain(obj: Any) -> Any:
+    if hasattr(obj, "to_dict") and not isinstance(obj, ExperimentSpec):
+        return {k: _to_plain(v) for k, v in obj.to_dict().items()}
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------- validation
+
+def validate(spec: ExperimentSpec) -> None:
+    """Check every value the registries and the loop will rely on, and fill in each
+    component's default options so the saved config says everything; raise PyrovaeError."""
+    from .components import LIKELIHOODS, NETWORKS, PRIORS
+    from .data import DATASETS
+    from .estimators import ESTIMATORS
+    from .train import OPTIMIZERS
+
+    DATASETS.check_options(spec.data.name, spec.data.options, "data")
+    spec.data.options = {**DATASETS.get(spec.data.name).options(), **spec.data.options}
+    for where, registry, component in [
+        ("model.prior", PRIORS, spec.model.prior),
+        ("model.likelihood", LIKELIHOODS, spec.model.likelihood),
+        ("model.encoder", NETWORKS, spec.model.encoder),
+        ("model.decoder", NETWORKS, spec.model.decoder),
+        ("train.optimizer", OPTIMIZERS, spec.train.optimizer),
+        ("train.estimator", ESTIMATORS, spec.train.estimator),
+    ]:
+        registry.check_options(component.name, component.options, where)
+        component.options = {**registry.get(component.name).options(), **component.options}
+    if spec.data.binarize not in BINARIZE_CHOICES:
+        raise PyrovaeError(f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, "
+                           f"got '{spec.data.binarize}'{did_you_mean(spec.data.binarize, BINARIZE_CHOICES)}")
+    _positive(spec.model.latent_dim, "model.latent_dim")
+    _positive(spec.train.batch_size, "train.batch_size")
+    if spec.train.epochs < 0:
+        raise PyrovaeError(f"train.epochs must be >= 0, got {spec.train.epochs}")
+    if spec.train.kl_warmup_epochs < 0:
+        raise PyrovaeError(f"train.kl_warmup_epochs must be >= 0, got {spec.train.kl_warmup_epochs}")
+    if spec.train.early_stopping_patience is not None:
+        _positive(spec.train.early_stopping_patience, "train.early_stopping_patience")
+    if spec.data.train_size is not None:
+        _positive(spec.data.train_size, "data.train_size")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec.train.device):
+        raise PyrovaeError(f"train.device must be auto, cpu, cuda or cuda:N, got '{spec.train.device}'")
+
+
+def _positive(value: int, key: str) -> None:
+    if value < 1:
+        raise PyrovaeError(f"{key} must be a positive integer, got {value}")

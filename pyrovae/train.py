@@ -1,0 +1,215 @@
+"""The SVI loop: optimizer, KL warm-up, early stopping, checkpoints, resume, progress, metrics.
+
+One epoch is a pass over a fresh permutation of the training set in minibatches sliced
+straight from the in-memory tensor (no per-item data loading). After every epoch the
+train and validation ELBO are appended to ``metrics.csv`` and an atomic checkpoint
+holds everything needed to continue exactly: parameters, optimizer state, the torch RNG
+state, the epoch and the early-stopping record.
+"""
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pyro
+import pyro.optim
+import torch
+from pyro.infer import SVI
+from tqdm.auto import tqdm
+
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .data import Dataset, load_data
+from .errors import PyrovaeError
+from .estimators import build_estimator
+from .metrics import split_elbo
+from .model import VAE
+from .registry import Registry
+from .spec import ExperimentSpec, save_config
+
+OPTIMIZERS = Registry("optimizer")
+METRICS = "metrics.csv"
+METRIC_COLUMNS = ["epoch", "step", "kl_weight", "train_elbo", "valid_elbo", "seconds"]
+MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
+
+
+@OPTIMIZERS.register("adam")
+def adam(*, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0):
+    """Adam (Kingma & Ba 2015)."""
+    return pyro.optim.Adam({"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay})
+
+
+@OPTIMIZERS.register("adagrad")
+def adagrad(*, lr=0.01, weight_decay=0.0):
+    """Adagrad, the paper's optimizer (global step size from {0.01, 0.02, 0.1})."""
+    return pyro.optim.Adagrad({"lr": lr, "weight_decay": weight_decay})
+
+
+@OPTIMIZERS.register("clipped_adam")
+def clipped_adam(*, lr=1e-3, betas=(0.9, 0.999), clip_norm=10.0, lrd=1.0):
+    """Pyro's ClippedAdam: Adam with per-parameter gradient clipping and lr decay lrd per step."""
+    return pyro.optim.ClippedAdam({"lr": lr, "betas": tuple(betas), "clip_norm": clip_norm, "lrd": lrd})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PyrovaeError(f"train.device={name} but no CUDA device is available; set train.device=cpu")
+    return torch.device(name)
+
+
+def kl_weight(step: int, steps_per_epoch: int, warmup_epochs: float) -> float:
+    """Linear KL warm-up: a positive weight rising to 1 over ``warmup_epochs`` epochs."""
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, max(MIN_KL_WEIGHT, (step + 1) / (warmup_epochs * steps_per_epoch)))
+
+
+@dataclass
+class TrainResult:
+    vae: VAE
+    data: Dataset
+    out_dir: Path
+    epochs_done: int
+    best_valid_elbo: float
+    stopped_early: bool
+
+
+class TrainingDiverged(PyrovaeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Dataset] = None) -> TrainResult:
+    """Fit the VAE ``spec`` describes with SVI, writing the run folder ``out_dir``.
+
+    With ``resume`` the run continues from ``out_dir/checkpoint.pt`` exactly as if it had
+    not been interrupted (same minibatches, same random draws, same optimizer state).
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / CHECKPOINT
+    state = load_checkpoint(ckpt_path) if resume else None
+    if not resume and ckpt_path.exists():
+        raise PyrovaeError(f"{out_dir} already holds a run; continue it with --resume "
+                           f"or choose another --out folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(spec, out_dir / "config.yaml")
+
+    device = resolve_device(spec.train.device)
+    pyro.set_rng_seed(spec.seed)
+    data = data or load_data(spec.data)
+    vae = VAE.from_config(spec, data.data_shape, data.num_classes)
+    for split in ("train", "valid"):
+        x = data.split(split).x
+        vae.check_data(data.training_batch(x) if split == "train" else x, f"the {split} split")
+    vae.to(device)
+    optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options,
+                                 where="train.optimizer")
+    loss = build_estimator(spec.train.estimator)
+    pyro.clear_param_store()  # SVI must see this VAE's parameters, not a stale module's
+    svi = SVI(vae.model, vae.guide, optimizer, loss)
+
+    record = {"epoch": 0, "step": 0, "best_valid_elbo": -math.inf, "epochs_since_best": 0, "seconds": 0.0}
+    best_state = None
+    if state is not None:
+        try:
+            vae.load_state_dict(state["model"])
+        except RuntimeError:
+            raise PyrovaeError(f"checkpoint {ckpt_path} does not match the config in {out_dir}; "
+                               f"resume with the config the run was started with") from None
+        optimizer.set_state(state["optim"])
+        torch.set_rng_state(state["rng"])
+        record.update({k: state[k] for k in record})
+        best_state = state.get("best_model")
+    if record["epoch"] >= spec.train.epochs:
+        raise PyrovaeError(f"{out_dir} has already trained {record['epoch']} of {spec.train.epochs} epochs; "
+                           f"train longer with --set train.epochs=N")
+
+    train_x = data.train.x.to(device)
+    train_y = None if data.train.y is None or not vae.num_classes else data.train.y.to(device)
+    valid_x = data.valid.x.to(device)
+    valid_y = None if data.valid.y is None or not vae.num_classes else data.valid.y.to(device)
+    n, batch = train_x.shape[0], spec.train.batch_size
+    steps_per_epoch = math.ceil(n / batch)
+    stopped_early = False
+
+    for epoch in range(record["epoch"], spec.train.epochs):
+        started = time.perf_counter()
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
+        order = order.to(device)
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",
+                   disable=not spec.train.progress, leave=False, dynamic_ncols=True)
+        epoch_loss, seen, weight = 0.0, 0, 1.0
+        with pyro.validation_enabled(False):  # the data were validated once above
+            for i in bar:
+                idx = order[i * batch:(i + 1) * batch]
+                xb = data.training_batch(train_x[idx])
+                yb = None if train_y is None else train_y[idx]
+                weight = kl_weight(record["step"], steps_per_epoch, spec.train.kl_warmup_epochs)
+                step_loss = svi.step(xb, yb, weight)
+                if not math.isfinite(step_loss):
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"the loss became {step_loss} at epoch {epoch + 1}, step {i + 1}; the last good "
+                        f"checkpoint (epoch {record['epoch']}) is kept in {ckpt_path}; lower "
+                        f"train.optimizer.lr or use a likelihood with a variance floor")
+                record["step"] += 1
+                epoch_loss += step_loss
+                seen += idx.shape[0]
+                if i % 20 == 0:
+                    bar.set_postfix(elbo=f"{-epoch_loss / seen:.2f}")
+        record["seconds"] += time.perf_counter() - started
+        train_elbo = -epoch_loss / seen
+        valid_elbo = split_elbo(vae, valid_x, valid_y)
+        if not math.isfinite(valid_elbo):
+            raise TrainingDiverged(f"the validation ELBO became {valid_elbo} after epoch {epoch + 1}; the last "
+                                   f"good checkpoint (epoch {record['epoch']}) is kept in {ckpt_path}")
+        record["epoch"] = epoch + 1
+        if valid_elbo > record["best_valid_elbo"]:
+            record["best_valid_elbo"], record["epochs_since_best"] = valid_elbo, 0
+            best_state = {k: v.detach().clone() for k, v in vae.state_dict().items()}
+        else:
+            record["epochs_since_best"] += 1
+        _append_metrics(out_dir / METRICS, {"epoch": epoch + 1, "step": record["step"], "kl_weight": weight,
+                                            "train_elbo": train_elbo, "valid_elbo": valid_elbo,
+                                            "seconds": record["seconds"]})
+        save_checkpoint({**record, "model": vae.state_dict(), "best_model": best_state,
+                         "optim": optimizer.get_state(), "rng": torch.get_rng_state()}, ckpt_path)
+        if spec.train.progress:
+            tqdm.write(f"epoch {epoch + 1}: train ELBO {train_elbo:.2f}, valid ELBO {valid_elbo:.2f} nats")
+        patience = spec.train.early_stopping_patience
+        if patience is not None and record["epochs_since_best"] >= patience:
+            stopped_early = True
+            break
+
+    if best_state is not None:
+        vae.load_state_dict(best_state)
+    return TrainResult(vae, data, out_dir, record["epoch"], record["best_valid_elbo"], stopped_early)
+
+
+def _append_metrics(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def load_run(run_dir, device: str = "cpu", best: bool = True):
+    """The spec and trained VAE of a run folder (the best-validation parameters by default)."""
+    from .spec import load_config
+
+    run_dir = Path(run_dir)
+    spec = load_config(run_dir)
+    state = load_checkpoint(run_dir / CHECKPOINT)
+    vae = VAE.from_config(spec)
+    weights = state["best_model"] if best and state.get("best_model") is not None else state["model"]
+    try:
+        vae.load_state_dict(weights)
+    except RuntimeError:
+        raise PyrovaeError(f"checkpoint in {run_dir} does not match its config.yaml; "
+                           f"was config.yaml edited after training?") from None
+    return spec, vae.to(resolve_device(device)).eval()
