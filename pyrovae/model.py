@@ -130,15 +130,16 @@ class VAE(nn.Module):
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The likelihood's mean at the guide's mean: E[x | z = mu(x)]."""
         loc, _ = self.encode(x, y)
-        return self._mean(loc, y)
+        return self.decode_mean(loc, y)
 
     @torch.no_grad()
     def sample(self, num_samples: int, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Means of p(x|z) for z drawn from the prior (the usual picture of 'samples')."""
         z = self.prior().sample((num_samples,))
-        return self._mean(z, y)
+        return self.decode_mean(z, y)
 
-    def _mean(self, z, y):
+    def decode_mean(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The mean of p(x|z): what a decoded latent point looks like."""
         params = self.decoder(z, self.condition(y)).unbind(-len(self.data_shape) - 1)
         return self.likelihood.mean(*params)
 

@@ -25,7 +25,7 @@ class Entry:
         """The options a config may set: keyword-only parameters and their defaults."""
         sig = inspect.signature(self.factory)
         return {
-            p.name: p.default
+            p.name: list(p.default) if isinstance(p.default, tuple) else p.default
             for p in sig.parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }

@@ -185,7 +185,7 @@ def _set_dotted(spec: Any, key: str, value: Any) -> None:
     for part in parents:
         path = f"{path}.{part}" if path else part
         if not dataclasses.is_dataclass(node) or part not in _field_types(type(node)):
-            _unknown_key(node, part, path)
+            _unknown_key(type(node), part, path)
         node = getattr(node, part)
         if not dataclasses.is_dataclass(node):
             raise PyrovaeError(f"override '{key}': '{path}' is a value, not a section")
@@ -198,13 +198,19 @@ def _set_dotted(spec: Any, key: str, value: Any) -> None:
     elif isinstance(node, _OPEN_OPTIONS):
         node.options[leaf] = value
     else:
-        _unknown_key(node, leaf, full)
+        _unknown_key(type(node), leaf, full)
 
 
-def _unknown_key(node: Any, key: str, path: str):
-    valid = [k for k in _field_types(type(node))] if dataclasses.is_dataclass(node) else []
-    raise PyrovaeError(f"unknown config key '{path}'{did_you_mean(key, valid)}; "
+def _unknown_key(cls, key: str, path: str):
+    valid = [k for k in _field_types(cls) if k != "options"] if dataclasses.is_dataclass(cls) else []
+    raise PyrovaeError(f"unknown config key '{path}'{_did_you_mean_path(path, key, valid)}; "
                        f"valid keys here: {', '.join(valid)}")
+
+
+def _did_you_mean_path(path: str, key: str, valid) -> str:
+    """Like :func:`did_you_mean`, but naming the full dotted key."""
+    parent = path[: -len(key)]
+    return did_you_mean(key, valid).replace("'", f"'{parent}", 1) if did_you_mean(key, valid) else ""
 
 
 def _field_types(cls) -> Dict[str, Any]:
@@ -226,8 +232,7 @@ def _build(cls, raw: Any, path: str):
         elif cls in _OPEN_OPTIONS:
             options[key] = value
         else:
-            raise PyrovaeError(f"unknown config key '{full}'{did_you_mean(str(key), types)}; "
-                               f"valid keys here: {', '.join(k for k in types if k != 'options')}")
+            _unknown_key(cls, str(key), full)
     if cls is ComponentSpec and "name" not in kwargs:
         raise PyrovaeError(f"config section '{path}' needs a 'name'")
     obj = cls(**kwargs)

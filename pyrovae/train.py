@@ -123,6 +123,7 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
         torch.set_rng_state(state["rng"])
         record.update({k: state[k] for k in record})
         best_state = state.get("best_model")
+        _truncate_metrics(out_dir / METRICS, record["epoch"])
     if record["epoch"] >= spec.train.epochs:
         raise PyrovaeError(f"{out_dir} has already trained {record['epoch']} of {spec.train.epochs} epochs; "
                            f"train longer with --set train.epochs=N")
@@ -187,6 +188,16 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
     if best_state is not None:
         vae.load_state_dict(best_state)
     return TrainResult(vae, data, out_dir, record["epoch"], record["best_valid_elbo"], stopped_early)
+
+
+def _truncate_metrics(path: Path, epochs: int) -> None:
+    """Drop rows of epochs after the checkpoint (written before an interruption)."""
+    if path.exists():
+        with open(path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epochs]
+        path.unlink()
+        for row in rows:
+            _append_metrics(path, row)
 
 
 def _append_metrics(path: Path, row: dict) -> None:

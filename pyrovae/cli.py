@@ -1,0 +1,101 @@
+"""The ``pyrovae`` command.
+
+Every user mistake (a config typo, missing data, a bad checkpoint) is one line on stderr
+and exit status 2; tracebacks are kept for bugs.
+"""
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from .errors import PyrovaeError
+
+# Modules adding a subcommand through ``add_command(subparsers)``.
+COMMAND_MODULES: List[str] = []
+
+
+def _list(args) -> None:
+    from .components import LIKELIHOODS, NETWORKS, PRIORS
+    from .data import DATASETS
+    from .estimators import ESTIMATORS
+    from .spec import builtin_configs
+    from .train import OPTIMIZERS
+
+    for title, registry, key in [
+        ("priors", PRIORS, "model.prior.name"), ("likelihoods", LIKELIHOODS, "model.likelihood.name"),
+        ("networks", NETWORKS, "model.encoder.name / model.decoder.name"), ("datasets", DATASETS, "data.name"),
+        ("estimators", ESTIMATORS, "train.estimator.name"), ("optimizers", OPTIMIZERS, "train.optimizer.name"),
+    ]:
+        print(f"{title} ({key}):")
+        for entry in registry:
+            options = ", ".join(f"{k}={v}" for k, v in entry.options().items())
+            print(f"  {entry.name:<22} {entry.description}" + (f"  [options: {options}]" if options else ""))
+        print()
+    print("built-in configs: " + ", ".join(builtin_configs()))
+
+
+def _train(args) -> None:
+    from pathlib import Path
+
+    from .spec import load_config
+    from .summarize import make_figures, write_training_report
+    from .train import train
+
+    if args.resume:
+        run_dir = Path(args.out or args.config)
+        spec = load_config(run_dir, args.set)
+    else:
+        spec = load_config(args.config, args.set)
+        run_dir = Path(args.out or Path("runs") / spec.name)
+    if args.quiet:
+        spec.train.progress = False
+    result = train(spec, run_dir, resume=args.resume)
+    figures = make_figures(result)
+    report = write_training_report(result, spec, figures)
+    print(f"best validation ELBO {result.best_valid_elbo:.2f} nats; report: {report}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pyrovae", description="Variational autoencoders as Pyro programs (Kingma & Welling, AEVB).")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="every prior, likelihood, network, dataset, estimator and optimizer",
+                       description="List every registered component name with its options.")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("train", help="train a VAE described by a config",
+                       description="Train a VAE and write a run folder: config.yaml, checkpoint.pt, "
+                                   "metrics.csv, figures/ and report.md.")
+    p.add_argument("config", help="a built-in config name (see 'pyrovae list'), a YAML/JSON file, "
+                                  "or with --resume a run folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.latent_dim=2 (repeatable)")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in CONFIG (a run folder) or --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.set_defaults(func=_train)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_command(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PyrovaeError as exc:
+        print(f"pyrovae: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into head and the like
+        return 0
+    except KeyboardInterrupt:
+        print("pyrovae: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Figures of a run: training curves, image grids, the 2-D latent space and manifold.
+
+Every function writes one PNG and returns its path. Matplotlib runs headless (Agg).
+"""
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def training_curves(rows: Sequence[dict], path: Path) -> Path:
+    """Train and validation ELBO (nats per data point) against epoch."""
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(epochs, [float(r["train_elbo"]) for r in rows], "o-", label="train (running, during epoch)")
+    ax.plot(epochs, [float(r["valid_elbo"]) for r in rows], "s-", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO (nats per data point)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def image_grid(images: torch.Tensor, path: Path, title: str, ncols: int = 10) -> Path:
+    """A grid of images shaped ``(N, C, H, W)`` (grey when C = 1), values in [0, 1]."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    n = images.shape[0]
+    nrows = (n + ncols - 1) // ncols
+    h, w = images.shape[-2:]
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * w / 20, nrows * h / 20 + 0.4), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i].permute(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def latent_scatter(means: torch.Tensor, labels: Optional[torch.Tensor], path: Path) -> Path:
+    """Posterior means of a 2-D latent space, coloured by label where labels exist."""
+    means = means.detach().cpu()
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    if labels is None:
+        ax.scatter(means[:, 0], means[:, 1], s=3, alpha=0.7)
+    else:
+        points = ax.scatter(means[:, 0], means[:, 1], c=labels.cpu(), cmap="tab10", s=3, alpha=0.7)
+        fig.colorbar(points, ax=ax, label="label")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title("test set: means of q(z|x)")
+    return _save(fig, path)
+
+
+def manifold(images: torch.Tensor, grid: int, path: Path) -> Path:
+    """The decoded images over a ``grid x grid`` lattice of latent points (paper Fig. 4)."""
+    return image_grid(images, path, "decoded manifold (prior quantiles)", ncols=grid)

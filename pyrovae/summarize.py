@@ -1,0 +1,77 @@
+"""Turn a finished training run into figures and the report's training section."""
+
+import csv
+from pathlib import Path
+
+import torch
+import yaml
+
+from . import plots
+from .report import markdown_table, update_section
+from .train import METRICS, TrainResult
+
+FIGURES = "figures"
+MANIFOLD_GRID = 15
+
+
+@torch.no_grad()
+def make_figures(result: TrainResult) -> dict:
+    """Training curves, reconstructions and prior samples; for a 2-D latent space also the
+    test set's latent means (coloured by label where labels exist) and the manifold."""
+    vae, data, folder = result.vae, result.data, result.out_dir / FIGURES
+    device = next(vae.parameters()).device
+    vae.eval()
+    figures = {"training curves": plots.training_curves(read_metrics(result.out_dir), folder / "training_curves.png")}
+    if len(data.data_shape) == 3:  # images
+        test = data.test
+        x = test.x[:10].to(device)
+        y = None if test.y is None or not vae.num_classes else test.y[:10].to(device)
+        pairs = torch.stack([x, vae.reconstruct(x, y).reshape_as(x)], 1).flatten(0, 1)
+        figures["reconstructions"] = plots.image_grid(
+            pairs, folder / "reconstructions.png", "test images (odd columns) and reconstructions", ncols=10)
+        y_samples = torch.arange(50, device=device) % vae.num_classes if vae.num_classes else None
+        figures["samples"] = plots.image_grid(vae.sample(50, y_samples).cpu(), folder / "samples.png",
+                                              "means of p(x|z), z from the prior")
+        if vae.latent_dim == 2:
+            figures.update(_latent_figures(vae, data, folder, device))
+    vae.train()
+    return figures
+
+
+def _latent_figures(vae, data, folder: Path, device) -> dict:
+    test = data.test
+    y = None if test.y is None or not vae.num_classes else test.y.to(device)
+    loc, _ = vae.encode(test.x.to(device), y)
+    out = {"latent space": plots.latent_scatter(loc, test.y, folder / "latent_space.png")}
+    if not vae.num_classes:
+        # Prior quantiles of N(0, 1) in each coordinate, as in the paper's Fig. 4.
+        q = torch.linspace(0.05, 0.95, MANIFOLD_GRID, device=device)
+        coords = torch.distributions.Normal(0.0, 1.0).icdf(q)
+        z = torch.stack(torch.meshgrid(coords, coords.flip(0), indexing="xy"), -1).reshape(-1, 2)
+        images = vae.decode_mean(z, None)
+        out["manifold"] = plots.manifold(images.cpu(), MANIFOLD_GRID, folder / "manifold.png")
+    return out
+
+
+def read_metrics(run_dir) -> list:
+    with open(Path(run_dir) / METRICS, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_training_report(result: TrainResult, spec, figures: dict) -> Path:
+    """The 'Training' section of report.md: config, metrics per epoch and figures."""
+    rows = read_metrics(result.out_dir)
+    table = markdown_table(
+        ["epoch", "KL weight", "train ELBO", "valid ELBO", "seconds"],
+        [[r["epoch"], f"{float(r['kl_weight']):.3g}", f"{float(r['train_elbo']):.2f}",
+          f"{float(r['valid_elbo']):.2f}", f"{float(r['seconds']):.1f}"] for r in rows])
+    ending = "stopped early (no better validation ELBO)" if result.stopped_early else "ran all epochs"
+    images = "\n".join(f"![{name}]({Path(p).relative_to(result.out_dir)})" for name, p in figures.items())
+    body = (f"Run `{spec.name}`, seed {spec.seed}: {result.epochs_done} epochs, {ending}. "
+            f"Best validation ELBO **{result.best_valid_elbo:.2f}** nats per data point "
+            f"(the checkpoint keeps these parameters for evaluation).\n\n"
+            f"ELBOs are single-sample estimates in nats per data point; the train column is the running "
+            f"mean during the epoch at that epoch's KL weight.\n\n{table}\n\n{images}\n\n"
+            f"<details><summary>resolved config</summary>\n\n```yaml\n"
+            f"{yaml.safe_dump(spec.to_dict(), sort_keys=False)}```\n</details>")
+    return update_section(result.out_dir, "Training", body)
