@@ -126,6 +126,12 @@ class VAE(nn.Module):
             raise PyrovaeError(f"{what} contains NaN or infinite values; clean or re-download it")
         check_data_fits(self.likelihood_name, self.likelihood, x, what)
 
+    def initialize_from_data(self, x: torch.Tensor) -> None:
+        """Start the decoder at the data's mean: its output bias becomes the likelihood's
+        raw location for the average training example (the IWAE paper's initialisation),
+        which spares the first epochs the work of learning the background."""
+        self.decoder.set_output_bias(0, self.likelihood.raw_location(x.mean(0)))
+
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The likelihood's mean at the guide's mean: E[x | z = mu(x)]."""

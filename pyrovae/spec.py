@@ -56,10 +56,12 @@ class DataSpec:
 
 @dataclass
 class ModelSpec:
-    """The generative model p(z) p(x|z) and the amortized guide q(z|x)."""
+    """The generative model p(z) p(x|z) and the amortized guide q(z|x). With
+    ``data_init`` the decoder starts at the training data's mean image."""
 
     latent_dim: int = 20
     conditional: bool = False
+    data_init: bool = True
     prior: ComponentSpec = _component("standard_normal")
     likelihood: ComponentSpec = _component("bernoulli")
     encoder: ComponentSpec = _component("mlp")

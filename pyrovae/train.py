@@ -104,6 +104,8 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
     for split in ("train", "valid"):
         x = data.split(split).x
         vae.check_data(data.training_batch(x) if split == "train" else x, f"the {split} split")
+    if spec.model.data_init and state is None:
+        vae.initialize_from_data(data.train.x)
     vae.to(device)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options,
                                  where="train.optimizer")

@@ -49,6 +49,11 @@ class Likelihood:
     def fits(self, x: torch.Tensor) -> bool:
         return DATA_KINDS[self.data_kind][0](x)
 
+    def raw_location(self, mean: torch.Tensor) -> torch.Tensor:
+        """The first decoder output that puts this likelihood's mean near ``mean``: used to
+        start the decoder at the data's average image instead of at 0.5 everywhere."""
+        return torch.logit(mean.clamp(1e-3, 1 - 1e-3))
+
 
 def check_data_fits(name: str, likelihood: Likelihood, x: torch.Tensor, what: str = "the data") -> None:
     """Refuse data the likelihood does not fit, naming the likelihoods that fit it."""
@@ -114,6 +119,9 @@ class LocScale(Likelihood):
 
     def mean(self, loc, raw_scale=None):
         return self.loc_fn(loc)
+
+    def raw_location(self, mean):
+        return super().raw_location(mean) if self.loc_fn is torch.sigmoid else mean
 
 
 class DiscretizedLogistic(TorchDistribution):

@@ -66,6 +66,11 @@ class MLP(nn.Module):
             for p in self.parameters():
                 nn.init.normal_(p, 0.0, init_std)
 
+    @torch.no_grad()
+    def set_output_bias(self, index: int, value: torch.Tensor) -> None:
+        """Set the bias of output slice ``index`` (along the first output dim) to ``value``."""
+        self.head.bias.view(self.out_shape)[index] = value
+
     def forward(self, x: torch.Tensor, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
         lead = x.shape[: x.dim() - len(self.in_shape)]
         h = _append_condition(x.reshape(*lead, -1), cond)
@@ -130,6 +135,12 @@ class ConvDecoder(nn.Module):
                 deconvs.append(make_activation(act))
         self.deconvs = nn.Sequential(*deconvs)
 
+    @torch.no_grad()
+    def set_output_bias(self, index: int, value: torch.Tensor) -> None:
+        """Set output slice ``index``'s per-channel bias to ``value`` averaged over pixels."""
+        p, c = self.out_shape[:2]
+        self.deconvs[-1].bias.view(p, c)[index] = value.mean(dim=(-2, -1))
+
     def forward(self, z, cond=None):
         lead = z.shape[:-1]
         h = self.dense(_append_condition(z, cond)).reshape(-1, *self.start)
@@ -143,10 +154,10 @@ def conv(in_shape, out_shape, cond_dim=0, *, channels=(32, 64), hidden=(256,), a
     make_activation(activation)  # validate the name early
     if not channels:
         raise PyrovaeError("conv network needs at least one entry in 'channels'")
-    if len(in_shape) == 3 and len(out_shape) == 1:
+    if len(in_shape) == 3:
         return ConvEncoder(in_shape, out_shape, cond_dim, channels, hidden, activation)
-    if len(in_shape) == 1 and len(out_shape) == 4:
+    if len(out_shape) == 4:
         return ConvDecoder(in_shape[0], out_shape, cond_dim, channels, hidden, activation)
-    raise PyrovaeError(f"the conv network needs image data shaped (channels, height, width), "
-                       f"got data of shape {tuple(in_shape) if len(in_shape) != 1 else tuple(out_shape[1:])}; "
-                       f"use model.encoder.name=mlp and model.decoder.name=mlp")
+    data_shape = tuple(in_shape) if len(out_shape) <= 2 and len(in_shape) > 1 else tuple(out_shape[1:])
+    raise PyrovaeError(f"the conv network needs image data shaped (channels, height, width), got data "
+                       f"of shape {data_shape}; use model.encoder.name=mlp and model.decoder.name=mlp")
