@@ -158,6 +158,5 @@ def conv(in_shape, out_shape, cond_dim=0, *, channels=(32, 64), hidden=(256,), a
         return ConvEncoder(in_shape, out_shape, cond_dim, channels, hidden, activation)
     if len(out_shape) == 4:
         return ConvDecoder(in_shape[0], out_shape, cond_dim, channels, hidden, activation)
-    data_shape = tuple(in_shape) if len(out_shape) <= 2 and len(in_shape) > 1 else tuple(out_shape[1:])
-    raise PyrovaeError(f"the conv network needs image data shaped (channels, height, width), got data "
-                       f"of shape {data_shape}; use model.encoder.name=mlp and model.decoder.name=mlp")
+    raise PyrovaeError("the conv network needs image data shaped (channels, height, width); "
+                       "for other data use model.encoder.name=mlp and model.decoder.name=mlp")
