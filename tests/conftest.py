@@ -1,0 +1,37 @@
+"""Shared fixtures: the real datasets in ../shared/data (or $PYROVAE_DATA) and small specs."""
+
+import os
+from pathlib import Path
+
+import pyro
+import pytest
+
+from pyrovae import load_config
+from pyrovae.data import load_data
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+os.environ.setdefault("PYROVAE_DATA", str(SHARED_DATA))
+
+
+@pytest.fixture(autouse=True)
+def fresh_pyro_state():
+    """Each test starts with an empty parameter store and a fixed seed."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture(scope="session")
+def mnist_data():
+    """Static binarized MNIST, loaded once per test session."""
+    return load_data(load_config("quickstart").data)
+
+
+def tiny_overrides(**extra):
+    """Overrides for a fast run: 500 training points, small networks, quiet."""
+    base = {"data.train_size": 500, "model.latent_dim": 4, "model.encoder.hidden": "[32]",
+            "model.decoder.hidden": "[32]", "train.epochs": 1, "train.progress": "false",
+            "train.device": "cpu"}
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
