@@ -85,9 +85,28 @@ class Registry:
                     f"{did_you_mean(key, valid)}; its options are: {listed}"
                 )
 
+    def resolve_options(self, name: str, options: Dict[str, Any], where: str) -> Dict[str, Any]:
+        """All of ``name``'s options: the given ones (checked, and numbers written as text,
+        like YAML's ``1e-3``, read as numbers where the default is a float) over the defaults."""
+        self.check_options(name, options, where)
+        resolved = self.get(name).options()
+        for key, value in options.items():
+            resolved[key] = _like_default(resolved[key], value, f"{where}.{key}")
+        return resolved
+
     def build(self, name: str, *context, options: Optional[Dict[str, Any]] = None,
               where: str = ""):
         """Validate ``options`` and call the factory with the context and options."""
         options = dict(options or {})
         self.check_options(name, options, where or self.kind)
         return self.get(name).factory(*context, **options)
+
+
+def _like_default(default: Any, value: Any, where: str) -> Any:
+    """``value``, read as a float when the option's default is a float."""
+    if not isinstance(default, float) or isinstance(value, bool):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise PyrovaeError(f"{where} must be a number, got {value!r}") from None

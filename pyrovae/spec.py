@@ -299,8 +299,7 @@ def validate(spec: ExperimentSpec) -> None:
     from .estimators import ESTIMATORS
     from .train import OPTIMIZERS
 
-    DATASETS.check_options(spec.data.name, spec.data.options, "data")
-    spec.data.options = {**DATASETS.get(spec.data.name).options(), **spec.data.options}
+    spec.data.options = DATASETS.resolve_options(spec.data.name, spec.data.options, "data")
     for where, registry, component in [
         ("model.prior", PRIORS, spec.model.prior),
         ("model.likelihood", LIKELIHOODS, spec.model.likelihood),
@@ -309,8 +308,7 @@ def validate(spec: ExperimentSpec) -> None:
         ("train.optimizer", OPTIMIZERS, spec.train.optimizer),
         ("train.estimator", ESTIMATORS, spec.train.estimator),
     ]:
-        registry.check_options(component.name, component.options, where)
-        component.options = {**registry.get(component.name).options(), **component.options}
+        component.options = registry.resolve_options(component.name, component.options, where)
     if spec.data.binarize not in BINARIZE_CHOICES:
         raise PyrovaeError(f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, "
                            f"got '{spec.data.binarize}'{did_you_mean(spec.data.binarize, BINARIZE_CHOICES)}")
