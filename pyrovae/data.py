@@ -9,6 +9,7 @@ Every dataset yields float32 tensors shaped ``(N, *data_shape)`` with values in 
 for images (``(N, channels, height, width)``), plus integer labels where they exist.
 """
 
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -57,6 +58,14 @@ class Dataset:
         if name not in SPLITS:
             raise PyrovaeError(f"unknown split '{name}'; choose one of: {', '.join(SPLITS)}")
         return getattr(self, name)
+
+    def limited(self, train_size: Optional[int]) -> "Dataset":
+        """This dataset with only the first ``train_size`` training points (all if None)."""
+        if train_size is None or train_size >= len(self.train):
+            return self
+        t = self.train
+        train = Split(t.x[:train_size], None if t.y is None else t.y[:train_size])
+        return dataclasses.replace(self, train=train)
 
     def training_batch(self, x: torch.Tensor) -> torch.Tensor:
         return torch.bernoulli(x) if self.dynamic_binarization else x
@@ -290,8 +299,6 @@ def load_data(spec) -> Dataset:
     """Load the splits a :class:`~pyrovae.spec.DataSpec` describes, binarized as asked."""
     source: Source = DATASETS.build(spec.name, options=spec.options, where="data")
     train, valid, test = source.load(data_root(spec.root), spec.download)
-    if spec.train_size is not None:
-        train = Split(train.x[:spec.train_size], None if train.y is None else train.y[:spec.train_size])
     dynamic = spec.binarize == "dynamic"
     if spec.binarize != "none":
         gen = torch.Generator().manual_seed(0)  # the same static binarization in every run
@@ -299,7 +306,8 @@ def load_data(spec) -> Dataset:
         valid, test = (Split(torch.bernoulli(s.x, generator=gen), s.y) for s in (valid, test))
         if not dynamic:
             train = Split(torch.bernoulli(train.x, generator=gen), train.y)
-    return Dataset(spec.name, source.data_shape, source.num_classes, train, valid, test, dynamic, source.extras)
+    dataset = Dataset(spec.name, source.data_shape, source.num_classes, train, valid, test, dynamic, source.extras)
+    return dataset.limited(spec.train_size)
 
 
 def _check_unit_interval(name: str, x: torch.Tensor) -> None:

@@ -85,6 +85,8 @@ class TrainingDiverged(PyrovaeError):
 def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Dataset] = None) -> TrainResult:
     """Fit the VAE ``spec`` describes with SVI, writing the run folder ``out_dir``.
 
+    ``data`` may hold the dataset already loaded (it must be the one ``spec.data`` names).
+
     With ``resume`` the run continues from ``out_dir/checkpoint.pt`` exactly as if it had
     not been interrupted (same minibatches, same random draws, same optimizer state).
     """
@@ -99,7 +101,7 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
 
     device = resolve_device(spec.train.device)
     pyro.set_rng_seed(spec.seed)
-    data = data or load_data(spec.data)
+    data = load_data(spec.data) if data is None else data.limited(spec.data.train_size)
     vae = VAE.from_config(spec, data.data_shape, data.num_classes)
     for split in ("train", "valid"):
         x = data.split(split).x
