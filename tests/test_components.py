@@ -117,6 +117,15 @@ def test_networks_map_shapes_and_keep_leading_dimensions(name, image):
     assert decoder(z, y).shape == (3, 5, 2, *image)
 
 
+def test_gated_units_multiply_a_value_by_a_sigmoid_gate():
+    net = NETWORKS.build("mlp", (3,), (2,), 0, options={"hidden": [4], "gated": True, "activation": "identity"})
+    layer = net.body[0]
+    x = torch.randn(5, 3)
+    expected = layer.value(x) * torch.sigmoid(layer.gate(x))
+    assert torch.allclose(layer(x), expected)
+    assert sum(p.numel() for p in net.parameters()) == 2 * (3 * 4 + 4) + (4 * 2 + 2)
+
+
 def test_the_conv_network_refuses_vector_data():
     with pytest.raises(PyrovaeError, match="image data"):
         NETWORKS.build("conv", (5,), (2, 3), 0)

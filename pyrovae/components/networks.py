@@ -26,6 +26,7 @@ ACTIVATIONS = {
     "leaky_relu": nn.LeakyReLU,
     "gelu": nn.GELU,
     "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
 }
 
 
@@ -44,23 +45,37 @@ def _append_condition(h: torch.Tensor, cond: Optional[torch.Tensor]) -> torch.Te
     return torch.cat([h, cond.expand(h.shape[:-1] + cond.shape[-1:])], dim=-1)
 
 
-def _dense_stack(sizes: Sequence[int], act: str) -> nn.Sequential:
-    """Linear layers between consecutive ``sizes`` with ``act`` after every layer."""
+class GatedLinear(nn.Module):
+    """A gated unit, act(W x + b) * sigmoid(V x + c) (Dauphin et al. 2017), as in the
+    VampPrior paper's encoders and decoders."""
+
+    def __init__(self, n_in: int, n_out: int, act: str):
+        super().__init__()
+        self.value = nn.Linear(n_in, n_out)
+        self.gate = nn.Linear(n_in, n_out)
+        self.act = make_activation(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.value(x)) * torch.sigmoid(self.gate(x))
+
+
+def _dense_stack(sizes: Sequence[int], act: str, gated: bool = False) -> nn.Sequential:
+    """Layers between consecutive ``sizes``: linear then ``act``, or gated units."""
     layers = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), make_activation(act)]
+        layers += [GatedLinear(n_in, n_out, act)] if gated else [nn.Linear(n_in, n_out), make_activation(act)]
     return nn.Sequential(*layers)
 
 
 class MLP(nn.Module):
-    """Fully connected network: flatten, hidden layers with one activation, linear output."""
+    """Fully connected network: flatten, hidden layers (plain or gated), linear output."""
 
     def __init__(self, in_shape: Tuple[int, ...], out_shape: Tuple[int, ...], cond_dim: int,
-                 hidden: Sequence[int], act: str, init_std: Optional[float]):
+                 hidden: Sequence[int], act: str, init_std: Optional[float], gated: bool = False):
         super().__init__()
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         n_in = math.prod(in_shape) + cond_dim
-        self.body = _dense_stack([n_in, *hidden], act)
+        self.body = _dense_stack([n_in, *hidden], act, gated)
         self.head = nn.Linear(hidden[-1] if hidden else n_in, math.prod(out_shape))
         if init_std is not None:
             for p in self.parameters():
@@ -78,11 +93,12 @@ class MLP(nn.Module):
 
 
 @NETWORKS.register("mlp")
-def mlp(in_shape, out_shape, cond_dim=0, *, hidden=(500,), activation="tanh", init_std=None):
-    """Fully connected; the paper's one-hidden-layer tanh MLP by default (any hidden sizes)."""
+def mlp(in_shape, out_shape, cond_dim=0, *, hidden=(500,), activation="tanh", gated=False, init_std=None):
+    """Fully connected; the paper's one-hidden-layer tanh MLP by default (any hidden sizes,
+    optionally gated units)."""
     hidden = [hidden] if isinstance(hidden, int) else list(hidden)
     make_activation(activation)  # validate the name early
-    return MLP(in_shape, out_shape, cond_dim, hidden, activation, init_std)
+    return MLP(in_shape, out_shape, cond_dim, hidden, activation, init_std, gated)
 
 
 def _conv_sizes(size: int, layers: int) -> list:
