@@ -1,24 +1,52 @@
-"""Named gradient estimators of the ELBO, each a Pyro loss.
+"""Named gradient estimators of the ELBO (and of the K-sample IWAE bound), each a Pyro loss.
 
 An estimator's name is all a config needs (``train.estimator.name``); the training loop
 and the variance laboratory build the same object from it, so what is measured is what
 is trained with. Every factory takes ``num_particles``: the number of samples of z per
-data point, drawn as one vectorized tensor dimension when greater than one.
+data point, drawn as one vectorized tensor dimension.
+
+Notation: x a data point, z ~ q_phi(z|x) the guide, p_theta(x, z) the model,
+log w = log p(x, z) - log q(z|x), f = log w the "learning signal" of the score-function
+estimators, K = ``num_particles``. ``pathwise`` and ``analytic_kl`` are Pyro's own ELBOs;
+the others are surrogate objectives in :mod:`pyrovae.surrogates` (see docs/estimators.md
+for the derivations).
 """
+
+from typing import Sequence
 
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from .errors import PyrovaeError
 from .registry import Registry
+from .surrogates import (IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction,
+                         StickingTheLanding)
 
 ESTIMATORS = Registry("estimator")
 
 
-def _particles(num_particles) -> dict:
-    if not isinstance(num_particles, int) or num_particles < 1:
-        raise PyrovaeError(f"train.estimator.num_particles must be a positive integer, got {num_particles!r}")
+def _check_particles(num_particles, minimum: int = 1) -> int:
+    if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < minimum:
+        raise PyrovaeError(f"estimator option num_particles must be an integer >= {minimum}, "
+                           f"got {num_particles!r}")
+    return num_particles
+
+
+def _check_beta(beta) -> float:
+    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not 0 <= beta < 1:
+        raise PyrovaeError(f"estimator option baseline_beta must be a number in [0, 1), got {beta!r}")
+    return float(beta)
+
+
+def _check_hidden(hidden) -> Sequence[int]:
+    hidden = [hidden] if isinstance(hidden, int) else hidden
+    if not isinstance(hidden, (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in hidden):
+        raise PyrovaeError(f"estimator option hidden must be a list of positive layer sizes, got {hidden!r}")
+    return list(hidden)
+
+
+def _pyro_particles(num_particles) -> dict:
     # The model's only plate is the data plate; particles become a dimension left of it.
-    return {"num_particles": num_particles, "vectorize_particles": num_particles > 1,
+    return {"num_particles": _check_particles(num_particles), "vectorize_particles": num_particles > 1,
             "max_plate_nesting": 1}
 
 
@@ -26,10 +54,10 @@ def _particles(num_particles) -> dict:
 def pathwise(*, num_particles=1):
     """Reparameterized Monte Carlo ELBO, Pyro's Trace_ELBO (the paper's SGVB estimator A, eq. 6).
 
-    grad E_q[log p(x, z) - log q(z|x)] ~ (1/L) sum_l grad [log p(x, g(eps_l, x)) - log q(g(eps_l, x)|x)]
-    with z = g(eps, x) = mu(x) + sigma(x) * eps, eps ~ N(0, I).
+    grad E_q[log p(x, z) - log q(z|x)] ~ (1/K) sum_k grad [log p(x, g(eps_k, x)) - log q(g(eps_k, x)|x)]
+    with z = g(eps, x) = mu(x) + sigma(x) * eps, eps ~ N(0, I) (Kingma & Welling 2014).
     """
-    return Trace_ELBO(**_particles(num_particles))
+    return Trace_ELBO(**_pyro_particles(num_particles))
 
 
 @ESTIMATORS.register("analytic_kl")
@@ -39,9 +67,111 @@ def analytic_kl(*, num_particles=1):
     ELBO = -KL(q(z|x) || p(z)) + E_q[log p(x|z)]; the KL is exact where
     torch registers it (Normal priors) and falls back to sampling otherwise (mixtures).
     """
-    return TraceMeanField_ELBO(**_particles(num_particles))
+    return TraceMeanField_ELBO(**_pyro_particles(num_particles))
+
+
+@ESTIMATORS.register("stl")
+def stl(*, num_particles=1):
+    """Sticking the landing: the path derivative, q's parameters stopped inside log q.
+
+    grad ~ (1/K) sum_k d/dphi [log p(x, z_k) - log q_{stop(phi)}(z_k|x)], z_k = g(eps_k, x);
+    drops the score term grad_phi log q, whose mean is zero, so the variance vanishes when q
+    is the exact posterior (Roeder, Wu & Duvenaud 2017).
+    """
+    return StickingTheLanding(_check_particles(num_particles))
+
+
+@ESTIMATORS.register("score")
+def score(*, num_particles=1):
+    """REINFORCE for the guide's z, no baseline; the decoder keeps grad log p(x, z).
+
+    grad_phi ~ (1/K) sum_k f_k grad_phi log q(z_k|x), z_k ~ q held fixed
+    (Williams 1992; black-box VI, Ranganath et al. 2014); what Pyro's Trace_ELBO does for a
+    guide site without rsample.
+    """
+    return ScoreFunction(_check_particles(num_particles))
+
+
+@ESTIMATORS.register("score_avg_baseline")
+def score_avg_baseline(*, num_particles=1, baseline_beta=0.9):
+    """REINFORCE with a moving-average baseline b_t = beta b_{t-1} + (1 - beta) mean f_t.
+
+    grad_phi ~ (1/K) sum_k (f_k - b_{t-1}) grad_phi log q(z_k|x); b_{t-1} does not depend on
+    this step's samples, so the estimator is unbiased (Williams 1992; Mnih & Gregor 2014).
+    """
+    return ScoreFunction(_check_particles(num_particles), AverageBaseline(_check_beta(baseline_beta)))
+
+
+@ESTIMATORS.register("score_nn_baseline")
+def score_nn_baseline(*, num_particles=1, baseline_beta=0.9, hidden=(100,)):
+    """REINFORCE with an input-dependent neural baseline b(x) = c + s b_psi(x) (NVIL).
+
+    grad_phi ~ (1/K) sum_k (f_k - b(x)) grad_phi log q(z_k|x); c and s are moving averages of
+    the mean of f and of its spread, b_psi a tanh MLP trained with the VAE on
+    ((f - b(x)) / s)^2 (Mnih & Gregor 2014).
+    """
+    return ScoreFunction(_check_particles(num_particles),
+                         NeuralBaseline(_check_beta(baseline_beta), _check_hidden(hidden)))
+
+
+@ESTIMATORS.register("score_loo")
+def score_loo(*, num_particles=5):
+    """REINFORCE of the ELBO with a leave-one-out baseline over K >= 2 samples.
+
+    grad_phi ~ (1/K) sum_k (f_k - (1/(K-1)) sum_{j != k} f_j) grad_phi log q(z_k|x)
+    (Kool, van Hoof & Welling 2019).
+    """
+    return ScoreFunction(_check_particles(num_particles, 2), LeaveOneOut())
+
+
+@ESTIMATORS.register("iwae")
+def iwae(*, num_particles=5):
+    """Pathwise gradient of the importance-weighted bound L_K = log (1/K) sum_k w_k.
+
+    grad L_K = sum_k w~_k grad log w_k(z_k(eps_k)), w~_k = w_k / sum_j w_j
+    (Burda, Grosse & Salakhutdinov 2016); K = 1 is the pathwise ELBO.
+    """
+    return IWAE(_check_particles(num_particles))
+
+
+@ESTIMATORS.register("iwae_dreg")
+def iwae_dreg(*, num_particles=5):
+    """Doubly reparameterized IWAE gradient: encoder SNR grows with K.
+
+    grad_phi L_K ~ sum_k w~_k^2 (d log w_k / d z_k)(d z_k / d phi), q's parameters stopped in
+    log w; the decoder's gradient is IWAE's (Tucker, Lawson, Gu & Maddison 2019).
+    """
+    return IWAE(_check_particles(num_particles), doubly_reparameterized=True)
+
+
+@ESTIMATORS.register("vimco")
+def vimco(*, num_particles=5):
+    """Score-function gradient of L_K with leave-one-out multi-sample baselines (K >= 2).
+
+    grad_phi L_K ~ sum_k (L_K - L_{-k}) grad log q(z_k|x) - sum_k w~_k grad log q(z_k|x),
+    L_{-k} = log (1/K)(sum_{j != k} w_j + exp(mean_{j != k} log w_j)) (Mnih & Rezende 2016).
+    Built on its own surrogate: Pyro's RenyiELBO(alpha=0) drops the score term entirely.
+    """
+    return VIMCO(_check_particles(num_particles, 2))
 
 
 def build_estimator(spec):
     """The Pyro loss for a :class:`~pyrovae.spec.ComponentSpec` naming an estimator."""
     return ESTIMATORS.build(spec.name, options=spec.options, where="train.estimator")
+
+
+def bound_particles(loss) -> int:
+    """The K of the bound whose gradient ``loss`` estimates without bias: 1 for the ELBO,
+    K for the multi-sample bound of ``iwae``, ``iwae_dreg`` and ``vimco``."""
+    return getattr(loss, "bound_particles", 1)
+
+
+def estimator_state(loss) -> dict:
+    """The estimator's own state for a checkpoint (empty for stateless ones, Pyro's ELBOs)."""
+    return loss.state_dict() if hasattr(loss, "state_dict") else {}
+
+
+def load_estimator_state(loss, state: dict) -> None:
+    """Restore what :func:`estimator_state` returned."""
+    if state and hasattr(loss, "load_state_dict"):
+        loss.load_state_dict(state)

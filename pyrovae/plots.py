@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -31,7 +31,7 @@ def training_curves(rows: Sequence[dict], path: Path) -> Path:
     ax.set_ylabel("ELBO (nats per data point)")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def image_grid(images: torch.Tensor, path: Path, title: str, ncols: int = 10) -> Path:
@@ -46,7 +46,7 @@ def image_grid(images: torch.Tensor, path: Path, title: str, ncols: int = 10) ->
         if i < n:
             ax.imshow(images[i].permute(1, 2, 0).squeeze(-1), cmap="gray", vmin=0, vmax=1)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def latent_scatter(means: torch.Tensor, labels: Optional[torch.Tensor], path: Path) -> Path:
@@ -61,7 +61,7 @@ def latent_scatter(means: torch.Tensor, labels: Optional[torch.Tensor], path: Pa
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
     ax.set_title("test set: means of q(z|x)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def manifold(images: torch.Tensor, grid: int, path: Path) -> Path:

@@ -134,10 +134,9 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
     """Load a config (file, run folder, built-in name or dict), apply ``key=value``
     overrides, and validate it against the registries."""
     if isinstance(source, dict):
-        raw, where = source, "config"
+        raw = source
     else:
         path = resolve_config_path(source)
-        where = str(path)
         try:
             text = path.read_text()
             raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .data import Dataset, load_data
 from .errors import PyrovaeError
-from .estimators import build_estimator
+from .estimators import build_estimator, estimator_state, load_estimator_state
 from .metrics import split_elbo
 from .model import VAE
 from .registry import Registry
@@ -82,6 +82,16 @@ class TrainingDiverged(PyrovaeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def build_vae(spec: ExperimentSpec, data: Dataset) -> VAE:
+    """The VAE training starts from: seeded with ``spec.seed``, its decoder started at the
+    training data's mean when ``model.data_init`` is set, on ``train.device``."""
+    pyro.set_rng_seed(spec.seed)
+    vae = VAE.from_config(spec, data.data_shape, data.num_classes)
+    if spec.model.data_init:
+        vae.initialize_from_data(data.train.x)
+    return vae.to(resolve_device(spec.train.device))
+
+
 def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Dataset] = None) -> TrainResult:
     """Fit the VAE ``spec`` describes with SVI, writing the run folder ``out_dir``.
 
@@ -100,15 +110,11 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
     save_config(spec, out_dir / "config.yaml")
 
     device = resolve_device(spec.train.device)
-    pyro.set_rng_seed(spec.seed)
     data = load_data(spec.data) if data is None else data.limited(spec.data.train_size)
-    vae = VAE.from_config(spec, data.data_shape, data.num_classes)
+    vae = build_vae(spec, data)
     for split in ("train", "valid"):
         x = data.split(split).x
         vae.check_data(data.training_batch(x) if split == "train" else x, f"the {split} split")
-    if spec.model.data_init and state is None:
-        vae.initialize_from_data(data.train.x)
-    vae.to(device)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options,
                                  where="train.optimizer")
     loss = build_estimator(spec.train.estimator)
@@ -124,6 +130,7 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
             raise PyrovaeError(f"checkpoint {ckpt_path} does not match the config in {out_dir}; "
                                f"resume with the config the run was started with") from None
         optimizer.set_state(state["optim"])
+        load_estimator_state(loss, state.get("estimator", {}))
         torch.set_rng_state(state["rng"])
         record.update({k: state[k] for k in record})
         best_state = state.get("best_model")
@@ -181,7 +188,8 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
                                             "train_elbo": train_elbo, "valid_elbo": valid_elbo,
                                             "seconds": record["seconds"]})
         save_checkpoint({**record, "model": vae.state_dict(), "best_model": best_state,
-                         "optim": optimizer.get_state(), "rng": torch.get_rng_state()}, ckpt_path)
+                         "optim": optimizer.get_state(), "rng": torch.get_rng_state(),
+                         "estimator": estimator_state(loss)}, ckpt_path)
         if spec.train.progress:
             tqdm.write(f"epoch {epoch + 1}: train ELBO {train_elbo:.2f}, valid ELBO {valid_elbo:.2f} nats")
         patience = spec.train.early_stopping_patience

@@ -6,7 +6,9 @@ from pathlib import Path
 import pyro
 import pytest
 
-from pyrovae import load_config
+import torch
+
+from pyrovae import VAE, load_config
 from pyrovae.data import load_data
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -22,6 +24,15 @@ def fresh_pyro_state():
     pyro.clear_param_store()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny models: one thread is fastest, and immune to a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def mnist_data():
     """Static binarized MNIST, loaded once per test session."""
@@ -35,3 +46,9 @@ def tiny_overrides(**extra):
             "train.device": "cpu"}
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def linear_gaussian_vae(seed: int = 0) -> VAE:
+    """The built-in linear_gaussian config's VAE (probabilistic PCA), freshly seeded."""
+    pyro.set_rng_seed(seed)
+    return VAE.from_config(load_config("linear_gaussian"), (5,), 0)

@@ -1,0 +1,296 @@
+"""The estimator-variance laboratory: ``pyrovae variance``.
+
+At frozen parameter snapshots, every estimator draws N fresh gradients on the same
+minibatch; :mod:`pyrovae.gradient_stats` turns them into variance, SNR, cosine and bias
+against a reference gradient, and cost, per parameter group. The estimators are built by
+name from the same registry training uses, so what is measured is what is trained with.
+
+A snapshot is either a run folder's latest checkpoint, or, given a config and
+``--snapshots``, the epochs at which this command stops training (``pyrovae.train.train``,
+which resumes exactly) to measure. Epoch 0 is the initialization training starts from.
+Estimators that learn a baseline are first fitted to the frozen parameters on other
+training minibatches, as training would have fitted them by then.
+
+Results go to ``variance.json`` and ``variance.csv``, a figure of variance and SNR against
+training step, and the "Variance" section of the run's ``report.md``.
+"""
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import pyro
+import yaml
+
+from .checkpoint import CHECKPOINT, load_checkpoint
+from .data import Dataset, load_data
+from .errors import PyrovaeError
+from .estimators import ESTIMATORS, bound_particles
+from .gradient_stats import gradient_moments, parameter_groups, reference_gradient, summarize
+from .model import VAE
+from .plots_variance import variance_curves
+from .report import markdown_table, update_section
+from .spec import load_config
+from .train import build_vae, load_run, resolve_device, train
+
+ADAPT_BATCHES = 10  # training minibatches a baseline is fitted on before measuring
+ADAPT_STEPS = 20  # passes over them
+SUMMARY_GROUPS = ("encoder", "decoder")
+CSV_COLUMNS = ["epoch", "step", "estimator", "group", "bound_particles", "reference", "params",
+               "mean_variance", "max_variance", "trace", "snr", "cosine", "mean_t_squared", "max_abs_t",
+               "bias_threshold", "biased", "seconds_per_draw", "variance_x_seconds"]
+
+
+@dataclass
+class EstimatorChoice:
+    """One measured estimator: a registry name with options, labelled as the user wrote it
+    (``iwae:num_particles=10``)."""
+
+    label: str
+    name: str
+    options: dict
+
+    def build(self):
+        return ESTIMATORS.build(self.name, options=self.options, where=f"--estimators {self.label}")
+
+
+def parse_estimators(text: str) -> List[EstimatorChoice]:
+    """``name[:key=value...]`` items separated by commas, each validated by the registry."""
+    choices = []
+    for label in (item.strip() for item in text.split(",")):
+        if not label:
+            continue
+        name, *pairs = label.split(":")
+        options = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                raise PyrovaeError(f"--estimators item '{label}': options are written name:key=value "
+                                   f"(e.g. iwae:num_particles=10)")
+            options[key] = yaml.safe_load(value)
+        ESTIMATORS.check_options(name, options, f"--estimators {label}")
+        choices.append(EstimatorChoice(label, name, options))
+    if not choices:
+        raise PyrovaeError(f"--estimators is empty; name some of: {', '.join(ESTIMATORS.names())}")
+    return choices
+
+
+def parse_snapshots(text: str) -> List[int]:
+    """Comma-separated epochs, e.g. ``0,1,5,20``, as a sorted list without repeats."""
+    try:
+        epochs = sorted({int(item) for item in text.split(",") if item.strip()})
+    except ValueError:
+        raise PyrovaeError(f"--snapshots must be comma-separated epochs like 0,1,5,20, got '{text}'") from None
+    if not epochs or epochs[0] < 0:
+        raise PyrovaeError(f"--snapshots must list epochs >= 0, got '{text}'")
+    return epochs
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def measurement_batches(vae: VAE, data: Dataset, batch_size: int, seed: int):
+    """The model arguments of the measured minibatch (the first ``batch_size`` training points)
+    and of up to ``ADAPT_BATCHES`` following minibatches for fitting baselines."""
+    device = next(vae.parameters()).device
+    x, y = data.train.x, data.train.y if vae.num_classes else None
+    pyro.set_rng_seed(seed)  # dynamic binarization draws from the global generator
+
+    def args(start):
+        yb = None if y is None else y[start:start + batch_size].to(device)
+        return data.training_batch(x[start:start + batch_size].to(device)), yb, 1.0
+
+    others = [args(start) for start in range(batch_size, x.shape[0], batch_size)][:ADAPT_BATCHES]
+    measured = args(0)
+    return measured, others or [measured]
+
+
+def measure(vae: VAE, data: Dataset, choices: Sequence[EstimatorChoice], draws: int, batch_size: int,
+            seed: int, reference_draws: int, log=print) -> Dict[str, dict]:
+    """Every estimator's summaries per parameter group at ``vae``'s current parameters."""
+    batch, others = measurement_batches(vae, data, batch_size, seed)
+    groups = parameter_groups(vae)
+    references, results = {}, {}
+    pyro.clear_param_store()
+    with pyro.validation_enabled(False):
+        for choice in choices:
+            estimator = choice.build()
+            k = bound_particles(estimator)
+            if k not in references:
+                references[k] = reference_gradient(vae, batch, k, reference_draws, seed + 1)
+            if hasattr(estimator, "adapt"):
+                estimator.adapt(vae.model, vae.guide, others, ADAPT_STEPS)
+            moments = gradient_moments(estimator, vae, batch, draws, seed)
+            results[choice.label] = {
+                "name": choice.name, "options": choice.options, "bound_particles": k,
+                "reference": references[k].kind,
+                "groups": {name: summarize(moments, references[k], index) for name, index in groups.items()},
+            }
+            log(f"  {choice.label}: encoder variance {results[choice.label]['groups']['encoder']['trace']:.3g}, "
+                f"{1e3 * moments.seconds_per_draw:.2f} ms per draw")
+    return results
+
+
+def run_variance(source, choices: Sequence[EstimatorChoice], draws: int = 1000,
+                 snapshots: Optional[Sequence[int]] = None, out=None, batch_size: int = 100, seed: int = 0,
+                 reference_draws: Optional[int] = None, overrides: Sequence[str] = (),
+                 progress: bool = True) -> Path:
+    """Measure ``choices`` on a run folder (its latest checkpoint) or on a config at the epochs
+    ``snapshots`` (training in ``out`` between them); write the results to ``out``."""
+    if draws < 2:
+        raise PyrovaeError(f"--draws must be at least 2 for a variance, got {draws}")
+    if batch_size < 1:
+        raise PyrovaeError(f"--batch-size must be a positive integer, got {batch_size}")
+    log = print if progress else (lambda *_: None)
+    settings = {"draws": draws, "batch_size": batch_size, "seed": seed,
+                "reference_draws": reference_draws or draws}
+    measure_here = partial(measure, choices=choices, draws=draws, batch_size=batch_size, seed=seed,
+                           reference_draws=settings["reference_draws"], log=log)
+    if Path(source).is_dir() and (Path(source) / CHECKPOINT).is_file():
+        if snapshots or overrides:
+            raise PyrovaeError(f"{source} is a run folder, measured as trained at its latest checkpoint; "
+                               f"--snapshots and --set need a config (e.g. its config.yaml) and a new --out")
+        out = Path(out or source)
+        spec, vae = load_run(source, best=False)
+        vae.to(resolve_device(spec.train.device))
+        state = load_checkpoint(Path(source) / CHECKPOINT)
+        data = load_data(spec.data)
+        log(f"epoch {state['epoch']}:")
+        measured = [{"epoch": state["epoch"], "step": state["step"], "estimators": measure_here(vae, data)}]
+    else:
+        spec = load_config(source, overrides)
+        spec.train.progress = progress
+        out = Path(out or Path("runs") / f"{spec.name}-variance")
+        if (out / CHECKPOINT).exists():
+            raise PyrovaeError(f"{out} already holds a run; measure it with 'pyrovae variance {out}' "
+                               f"or choose another --out")
+        measured = _measure_while_training(spec, out, snapshots or [0], measure_here, log)
+    results = {"source": str(source), "settings": settings, "snapshots": measured}
+    write_results(out, results)
+    return out
+
+
+def _measure_while_training(spec, out: Path, snapshots: Sequence[int], measure_here, log) -> List[dict]:
+    data = load_data(spec.data)
+    measured, trained = [], 0
+    for epoch in snapshots:
+        if epoch == 0:
+            vae, step = build_vae(spec, data), 0
+        else:
+            spec.train.epochs = epoch
+            train(spec, out, resume=trained > 0, data=data)
+            state = load_checkpoint(out / CHECKPOINT)
+            epoch = trained = state["epoch"]  # fewer than asked if training stopped early
+            step = state["step"]
+            vae = load_run(out, best=False)[1].to(resolve_device(spec.train.device))
+        log(f"epoch {epoch}:")
+        measured.append({"epoch": epoch, "step": step, "estimators": measure_here(vae, data)})
+    return measured
+
+
+# ----------------------------------------------------------------------------- results
+
+def write_results(out: Path, results: dict) -> None:
+    """``variance.json``, ``variance.csv``, ``figures/variance.png`` and the report section."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "variance.json").write_text(json.dumps(_finite_or_null(results), indent=1))
+    rows = result_rows(results)
+    with open(out / "variance.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    figure = variance_curves(rows, out / "figures" / "variance.png")
+    update_section(out, "Variance", report_body(results, figure.relative_to(out)))
+
+
+def _finite_or_null(value):
+    """``value`` with infinite and NaN numbers replaced by None, so the JSON is standard."""
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def result_rows(results: dict) -> List[dict]:
+    """One flat row per snapshot, estimator and parameter group."""
+    rows = []
+    for snapshot in results["snapshots"]:
+        for label, entry in snapshot["estimators"].items():
+            for group, numbers in entry["groups"].items():
+                rows.append({"epoch": snapshot["epoch"], "step": snapshot["step"], "estimator": label,
+                             "group": group, "bound_particles": entry["bound_particles"],
+                             "reference": entry["reference"], **numbers})
+    return rows
+
+
+def report_body(results: dict, figure: Path) -> str:
+    """Markdown: the settings, then per snapshot a table of the encoder and decoder numbers
+    with each estimator's variance relative to the pathwise estimator's."""
+    s = results["settings"]
+    parts = [f"{s['draws']} gradient draws per estimator on one minibatch of {s['batch_size']} training "
+             f"points (seed {s['seed']}), at frozen parameters. Variance is the trace of the covariance "
+             f"of the loss gradient (the sum of per-parameter variances); SNR the mean over parameters of "
+             f"|mean| / sd (below about sqrt(2 / (pi N)) = {math.sqrt(2 / (math.pi * s['draws'])):.3f} it "
+             f"is noise); cosine compares the mean gradient of all parameters with the reference; mean t^2 "
+             f"is about 1 for an unbiased estimator and grows with a bias (variance.csv also has the "
+             f"largest |t| and the Bonferroni count).",
+             f"![variance and SNR against training step]({figure})"]
+    for snapshot in results["snapshots"]:
+        estimators = snapshot["estimators"]
+        base_label = "pathwise" if "pathwise" in estimators else next(iter(estimators))
+        base = [estimators[base_label]["groups"][g]["trace"] for g in SUMMARY_GROUPS]
+        rows = []
+        for label, entry in estimators.items():
+            enc, dec = (entry["groups"][g] for g in SUMMARY_GROUPS)
+            rows.append([label, f"{enc['trace']:.3g}", f"{enc['trace'] / base[0]:.3g}", f"{dec['trace']:.3g}",
+                         f"{dec['trace'] / base[1]:.3g}", f"{enc['snr']:.3g} / {dec['snr']:.3g}",
+                         f"{entry['groups']['all']['cosine']:.4f}",
+                         f"{enc['mean_t_squared']:.2f} / {dec['mean_t_squared']:.2f}",
+                         f"{1e3 * enc['seconds_per_draw']:.2f}", f"{enc['variance_x_seconds']:.3g}",
+                         entry["reference"]])
+        parts.append(f"### Epoch {snapshot['epoch']} (step {snapshot['step']})\n\n" + markdown_table(
+            ["estimator", "encoder variance", f"x {base_label}", "decoder variance", f"x {base_label}",
+             "SNR enc / dec", "cosine", "mean t^2 enc / dec", "ms per draw", "encoder variance x s",
+             "reference"], rows))
+    return "\n\n".join(parts)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_command(subparsers) -> None:
+    """Add ``pyrovae variance`` to the command line."""
+    p = subparsers.add_parser(
+        "variance", help="gradient variance, SNR, bias and cost of estimators at frozen parameters",
+        description="Draw many gradients of each estimator at frozen parameters on one minibatch and "
+                    "report variance, SNR, cosine and bias against a reference, and seconds per draw, "
+                    "per parameter group. Writes variance.json, variance.csv, figures/variance.png and "
+                    "the Variance section of report.md.")
+    p.add_argument("source", metavar="RUN_OR_CONFIG",
+                   help="a run folder (measured at its latest checkpoint) or a config (built-in name or file)")
+    p.add_argument("--estimators", default=",".join(ESTIMATORS.names()),
+                   help="comma-separated names, each optionally with options as name:key=value "
+                        "(default: every estimator)")
+    p.add_argument("--draws", type=int, default=1000, help="gradient draws per estimator (default 1000)")
+    p.add_argument("--snapshots", help="with a config: epochs at which to measure, e.g. 0,1,5,20 "
+                                       "(default 0, the initialization)")
+    p.add_argument("--out", help="results folder (default: the run folder, or runs/<name>-variance)")
+    p.add_argument("--batch-size", type=int, default=100, help="size of the measured minibatch (default 100)")
+    p.add_argument("--reference-draws", type=int,
+                   help="draws averaged into a Monte Carlo reference gradient (default: --draws)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draws (the reference uses seed + 1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set data.train_size=1000 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_variance)
+
+
+def _variance(args) -> None:
+    out = run_variance(args.source, parse_estimators(args.estimators), draws=args.draws,
+                       snapshots=parse_snapshots(args.snapshots) if args.snapshots else None, out=args.out,
+                       batch_size=args.batch_size, seed=args.seed, reference_draws=args.reference_draws,
+                       overrides=args.set, progress=not args.quiet)
+    print(f"variance results: {out / 'variance.csv'}; report: {out / 'report.md'}")
