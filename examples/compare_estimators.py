@@ -25,7 +25,7 @@ from pyrovae.data import load_data
 from pyrovae.estimators import ESTIMATORS, build_estimator
 from pyrovae.metrics import split_elbo
 from pyrovae.plots import plt
-from pyrovae.train import OPTIMIZERS
+from pyrovae.optim import OPTIMIZERS
 from pyrovae.variance import initial_vae
 
 VALIDATION_POINTS = 1000

@@ -296,7 +296,7 @@ def validate(spec: ExperimentSpec) -> None:
     from .components import LIKELIHOODS, NETWORKS, PRIORS
     from .data import DATASETS
     from .estimators import ESTIMATORS
-    from .train import OPTIMIZERS
+    from .optim import OPTIMIZERS
 
     spec.data.options = DATASETS.resolve_options(spec.data.name, spec.data.options, "data")
     for where, registry, component in [

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Optional
 
 import pyro
-import pyro.optim
 import torch
 from pyro.infer import SVI
 from tqdm.auto import tqdm
@@ -26,31 +25,12 @@ from .errors import PyrovaeError
 from .estimators import build_estimator, estimator_state, load_estimator_state
 from .metrics import split_elbo
 from .model import VAE
-from .registry import Registry
+from .optim import OPTIMIZERS
 from .spec import ExperimentSpec, save_config
 
-OPTIMIZERS = Registry("optimizer")
 METRICS = "metrics.csv"
 METRIC_COLUMNS = ["epoch", "step", "kl_weight", "train_elbo", "valid_elbo", "seconds"]
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
-
-
-@OPTIMIZERS.register("adam")
-def adam(*, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0):
-    """Adam (Kingma & Ba 2015)."""
-    return pyro.optim.Adam({"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay})
-
-
-@OPTIMIZERS.register("adagrad")
-def adagrad(*, lr=0.01, weight_decay=0.0):
-    """Adagrad, the paper's optimizer (global step size from {0.01, 0.02, 0.1})."""
-    return pyro.optim.Adagrad({"lr": lr, "weight_decay": weight_decay})
-
-
-@OPTIMIZERS.register("clipped_adam")
-def clipped_adam(*, lr=1e-3, betas=(0.9, 0.999), clip_norm=10.0, lrd=1.0):
-    """Pyro's ClippedAdam: Adam with per-parameter gradient clipping and lr decay lrd per step."""
-    return pyro.optim.ClippedAdam({"lr": lr, "betas": tuple(betas), "clip_norm": clip_norm, "lrd": lrd})
 
 
 def resolve_device(name: str) -> torch.device:
