@@ -25,8 +25,8 @@ from .errors import PyrovaeError
 class VAE(nn.Module):
     """Encoder, decoder, prior and likelihood, with Pyro ``model`` and ``guide`` methods.
 
-    Parameters are registered with Pyro as the module ``"vae"`` each time ``model`` or
-    ``guide`` runs, so SVI optimizes exactly ``self.parameters()``.
+    The model registers the decoder and prior with Pyro (theta), the guide the encoder
+    (phi), each time they run, so SVI optimizes exactly ``self.parameters()``.
     """
 
     def __init__(self, data_shape: Tuple[int, ...], latent_dim: int, encoder: nn.Module,
@@ -101,7 +101,8 @@ class VAE(nn.Module):
 
     def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, kl_weight: float = 1.0):
         """p(z) p(x|z) over a plate of data points; ``kl_weight`` < 1 anneals the KL term."""
-        pyro.module("vae", self)
+        pyro.module("decoder", self.decoder)  # theta: the generative model's parameters
+        pyro.module("prior", self.prior)
         with pyro.plate("data", x.shape[0]):
             with poutine.scale(scale=kl_weight):
                 z = pyro.sample("z", self.prior())
@@ -109,7 +110,7 @@ class VAE(nn.Module):
 
     def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, kl_weight: float = 1.0):
         """The amortized posterior q(z|x) = N(mu(x), diag sigma(x)^2)."""
-        pyro.module("vae", self)
+        pyro.module("encoder", self.encoder)  # phi: the recognition model's parameters
         with pyro.plate("data", x.shape[0]):
             loc, scale = self.encode(x, y)
             with poutine.scale(scale=kl_weight):
