@@ -12,7 +12,7 @@ from typing import List, Optional
 from .errors import PyrovaeError
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
-COMMAND_MODULES: List[str] = []
+COMMAND_MODULES: List[str] = ["pyrovae.evaluate", "pyrovae.variance"]
 
 
 def _list(args) -> None:
@@ -20,7 +20,7 @@ def _list(args) -> None:
     from .data import DATASETS
     from .estimators import ESTIMATORS
     from .spec import builtin_configs
-    from .train import OPTIMIZERS
+    from .optim import OPTIMIZERS
 
     for title, registry, key in [
         ("priors", PRIORS, "model.prior.name"), ("likelihoods", LIKELIHOODS, "model.likelihood.name"),

@@ -38,8 +38,8 @@ import torch
 from pyro import poutine
 from pyro.ops.stats import fit_generalized_pareto
 from pyro.poutine.util import site_is_subsample
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves, tree_map
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 from tqdm.auto import tqdm
 
 from .components.likelihoods import MEAN_ACTIVATIONS, LocScale
@@ -65,8 +65,9 @@ class Estimate(NamedTuple):
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
-# Only data-sized tensors are worth capping: a chunk of traces working on more than this
-# falls out of the processor's caches and gets slower, not faster.
+# How much one chunk of traces may allocate when the memory bound allows more: longer
+# chunks do not run faster (the matrix multiplies reach most of their speed at a few
+# thousand rows; benchmarks/evaluation_throughput.py), they only take more memory.
 TARGET_CHUNK_BYTES = 64 * 2**20
 # The allocation count below cannot see temporaries inside single kernels (for example
 # binary_cross_entropy_with_logits); twice the count covers them with room to spare
@@ -88,22 +89,30 @@ def parse_memory(text) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+def _as_bytes(max_memory) -> int:
+    """A memory bound given as bytes or as a size string."""
+    if isinstance(max_memory, int) and not isinstance(max_memory, bool):
+        return max_memory
+    return parse_memory(max_memory)
+
+
 def format_bytes(n: float) -> str:
+    """``n`` bytes for people: ``512 B``, ``1.5 MiB``."""
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
 
 
-class _AllocationCounter(TorchDispatchMode):
-    """Counts the bytes of every new tensor storage created by an operation (views and
+class _AllocationCounter(TorchFunctionMode):
+    """Counts the bytes of every new tensor storage a torch function returns (views and
     in-place results share an input's storage and are not counted)."""
 
     def __init__(self):
         super().__init__()
         self.bytes = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         inputs = {t.untyped_storage().data_ptr() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
         for t in tree_leaves(out):
@@ -228,6 +237,8 @@ def _prepare(vae, x, y):
     """``x`` (and ``y``) on the VAE's device and in its dtype, checked against the model."""
     param = next(vae.parameters())
     x = x.to(device=param.device, dtype=param.dtype)
+    if x.shape[0] == 0:
+        raise PyrovaeError("there are no data points to evaluate; pass at least one")
     vae.check_data(x)
     if vae.num_classes and y is None:
         raise PyrovaeError("this is a conditional VAE: pass the labels y as well")
@@ -236,11 +247,36 @@ def _prepare(vae, x, y):
 
 
 def _rows(t: Optional[torch.Tensor], start: int, stop: int) -> Optional[torch.Tensor]:
+    """Rows ``start:stop`` of an optional tensor (the labels of unconditional models are None)."""
     return None if t is None else t[start:stop]
 
 
 def _first_repeated(t: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
+    """The first row of an optional tensor repeated ``n`` times (a view): probe inputs."""
     return None if t is None else t[:1].expand(n, *t.shape[1:])
+
+
+def _collect(n: int, batches, bar=None):
+    """Concatenate the per-point results of successive batches (pytrees of tensors whose
+    first dim is the batch's points, or None) into one tensor per leaf, allocated at the
+    first batch.
+
+    Keeping every batch's small tensors until the end would pin fragments of the heap
+    between the chunks' large temporaries, and the process's memory would grow with
+    the number of batches."""
+    buffers, spec, start = None, None, 0
+    for summary in batches:
+        leaves, spec = tree_flatten(summary)
+        if buffers is None:
+            buffers = [None if t is None else t.new_empty((n, *t.shape[1:])) for t in leaves]
+        stop = start + next(t for t in leaves if t is not None).shape[0]
+        for buffer, t in zip(buffers, leaves):
+            if buffer is not None:
+                buffer[start:stop] = t
+        if bar is not None:
+            bar.update(stop - start)
+        start = stop
+    return tree_unflatten(buffers, spec)
 
 
 def _positive_int(value, what: str) -> int:
@@ -260,9 +296,11 @@ def log_mean_exp(log_w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch
     mean weight, from the unbiased sample variance). It is NaN for K = 1.
     """
     k = log_w.shape[-1]
+    if k == 1:  # one weight: the estimate is its log, with no error to estimate
+        return log_w[..., 0], torch.full_like(log_w[..., 0], math.nan), torch.ones_like(log_w[..., 0])
     total = torch.logsumexp(log_w, -1)
     ess = (2 * total - torch.logsumexp(2 * log_w, -1)).exp()
-    std_error = ((k / ess - 1).clamp_min(0) / (k - 1)).sqrt() if k > 1 else torch.full_like(total, math.nan)
+    std_error = ((k / ess - 1).clamp_min(0) / (k - 1)).sqrt()
     return total - math.log(k), std_error, ess / k
 
 
@@ -328,7 +366,7 @@ class ImportanceResult:
 def _summarize_batch(log_w, log_likelihood, kl, bounds, khat) -> dict:
     estimate, std_error, ess = log_mean_exp(log_w)
     return {"log_marginal": Estimate(estimate, std_error),
-            "elbo": Estimate(log_w.mean(-1), log_w.std(-1) / math.sqrt(log_w.shape[-1])),
+            "elbo": iwae_from_groups(log_w, 1),
             "iwae": {k: iwae_from_groups(log_w, k) for k in bounds},
             "log_likelihood": log_likelihood, "kl": kl, "ess": ess,
             "khat": pareto_khat(log_w).to(log_w.device) if khat else None}
@@ -353,9 +391,9 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
     x, y = _prepare(vae, x, y)
     n = x.shape[0]
     cost = Cost.measure(lambda p, s: _importance_terms(vae, _first_repeated(x, p), _first_repeated(y, p), s))
-    plan = plan_chunks(cost, n, num_samples, _bytes(max_memory), WEIGHT_COPIES * 8 * num_samples)
-    parts = []
-    with tqdm(total=n, desc="importance sampling", unit="point", disable=not progress, leave=False) as bar:
+    plan = plan_chunks(cost, n, num_samples, _as_bytes(max_memory), WEIGHT_COPIES * 8 * num_samples)
+
+    def batches():
         for start in range(0, n, plan.points):
             xb, yb = x[start:start + plan.points], _rows(y, start, start + plan.points)
             log_w = torch.empty(xb.shape[0], num_samples, dtype=torch.float64, device=x.device)
@@ -366,14 +404,11 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
                 log_w[:, s:s + lik.shape[0]] = (lik + ratio).T
                 log_likelihood += lik.sum(0)
                 kl -= ratio.sum(0)
-            parts.append(_summarize_batch(log_w, log_likelihood / num_samples, kl / num_samples, bounds, khat))
-            bar.update(xb.shape[0])
-    merged = tree_map(lambda *ts: torch.cat(ts), *parts)
+            yield _summarize_batch(log_w, log_likelihood / num_samples, kl / num_samples, bounds, khat)
+
+    with tqdm(total=n, desc="importance sampling", unit="point", disable=not progress, leave=False) as bar:
+        merged = _collect(n, batches(), bar)
     return ImportanceResult(num_samples=num_samples, **merged)
-
-
-def _bytes(max_memory) -> int:
-    return max_memory if isinstance(max_memory, int) and not isinstance(max_memory, bool) else parse_memory(max_memory)
 
 
 def log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_samples: int = 5000,
@@ -419,18 +454,24 @@ class LinearGaussian:
     bias: torch.Tensor    # b, (D,)
     noise: float          # s, the noise standard deviation
 
-    @classmethod
-    def from_vae(cls, vae) -> "LinearGaussian":
+    @staticmethod
+    def describes(vae) -> bool:
+        """Whether ``vae`` is this model: a linear decoder, a fixed-variance Gaussian
+        likelihood with identity mean, the standard normal prior, no conditioning."""
         lik = vae.likelihood
         linear = isinstance(vae.decoder, MLP) and len(vae.decoder.body) == 0 and not vae.num_classes
         gaussian = (isinstance(lik, LocScale) and lik.family is dist.Normal and lik.fixed_scale is not None
                     and lik.loc_fn is MEAN_ACTIVATIONS["identity"])
-        if not (linear and gaussian and isinstance(vae.prior, StandardNormal)):
+        return linear and gaussian and isinstance(vae.prior, StandardNormal)
+
+    @classmethod
+    def from_vae(cls, vae) -> "LinearGaussian":
+        if not cls.describes(vae):
             raise PyrovaeError("the closed form needs the linear-Gaussian VAE of the linear_gaussian config "
                                "(decoder mlp with hidden: [], likelihood gaussian_fixed with mean_activation: "
                                "identity, prior standard_normal); for a 1-D or 2-D latent space use quadrature")
         head = vae.decoder.head
-        return cls(head.weight.detach().double(), head.bias.detach().double(), float(lik.fixed_scale))
+        return cls(head.weight.detach().double(), head.bias.detach().double(), float(vae.likelihood.fixed_scale))
 
     @classmethod
     def from_extras(cls, extras: Dict[str, torch.Tensor]) -> "LinearGaussian":
@@ -497,70 +538,107 @@ def exact_posterior(vae, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
 
 # ----------------------------------------------------------------------------- quadrature
 
-EDGE_TOLERANCE = 1e-9  # largest share of the integral allowed in the grid's outer ring
-MAX_ROUNDS = 3         # grid refinements and widenings before giving up on a point
+LOCATE_NODES = 201     # nodes per axis of the grid that looks for the posterior
+LOCATE_DEPTH = 30.0    # nats below the highest node that still count as posterior mass
+PRIOR_SAMPLES = 10000  # prior draws whose range spans the search box
+EDGE_TOLERANCE = 1e-9  # largest share of the integral allowed on the box's boundary
+MAX_ROUNDS = 3         # grid refinements and widenings after the first grid
 
 
-def _grid_integral(vae, x, y, center, half, n: int, max_memory: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Midpoint rule for log of the integral of p(x, z) dz over the box center +- half,
-    with n cells per axis: per point, the log integral and the share of it in the outer
-    ring of cells (large when the box cuts off posterior mass)."""
+def _on_grid(vae, x, y, center, half, nodes: int, max_memory: int, reduce) -> Tuple[torch.Tensor, ...]:
+    """Evaluate log p(x, z) on ``nodes`` evenly spaced nodes per axis spanning each point's
+    box center +- half (in chunks under the memory bound), and ``reduce(log_f, unit, c, h)``
+    each batch's ``(grid, points)`` values to per-point tensors. ``unit`` holds the nodes in
+    [-1, 1]^dim."""
     dim = center.shape[-1]
-    axis = (torch.arange(n, dtype=torch.float64, device=center.device) + 0.5) / n * 2 - 1
-    unit = torch.cartesian_prod(*[axis] * dim).reshape(-1, dim)  # (G, dim), cell midpoints in (-1, 1)
-    edge = unit.abs().amax(-1) > 1 - 1 / n
-    grid_size, points = unit.shape[0], x.shape[0]
-    dtype = x.dtype
+    axis = torch.linspace(-1, 1, nodes, dtype=torch.float64, device=center.device)
+    unit = torch.cartesian_prod(*[axis] * dim).reshape(-1, dim)
+    grid_size, dtype = unit.shape[0], x.dtype
     cost = Cost.measure(lambda p, s: _log_joint(vae, _first_repeated(x, p), _first_repeated(y, p),
                                                 center.new_zeros(s, p, dim, dtype=dtype)))
-    plan = plan_chunks(cost, points, grid_size, max_memory, WEIGHT_COPIES * 8 * grid_size)
-    log_integral, edge_share = [], []
-    for start in range(0, points, plan.points):
-        stop = start + plan.points
-        c, h = center[start:stop], half[start:stop]
-        log_f = torch.cat([_log_joint(vae, x[start:stop], _rows(y, start, stop),
-                                      (c + h * unit[g:g + plan.samples, None]).to(dtype))
-                           for g in range(0, grid_size, plan.samples)])
-        total = torch.logsumexp(log_f, 0)
-        log_integral.append(total + (2 * h / n).log().sum(-1))
-        edge_share.append((torch.logsumexp(log_f[edge], 0) - total).exp())
-    return torch.cat(log_integral), torch.cat(edge_share)
+    plan = plan_chunks(cost, x.shape[0], grid_size, max_memory, WEIGHT_COPIES * 8 * grid_size)
+
+    def batches():
+        for start in range(0, x.shape[0], plan.points):
+            stop = start + plan.points
+            c, h = center[start:stop], half[start:stop]
+            log_f = torch.cat([_log_joint(vae, x[start:stop], _rows(y, start, stop),
+                                          (c + h * unit[g:g + plan.samples, None]).to(dtype))
+                               for g in range(0, grid_size, plan.samples)])
+            yield reduce(log_f, unit, c, h)
+
+    return _collect(x.shape[0], batches())
+
+
+def _posterior_box(log_f, unit, center, half):
+    """The box around every node within LOCATE_DEPTH nats of the highest one, grown by
+    one node spacing on each side: where the posterior's mass is."""
+    keep = (log_f > log_f.amax(0) - LOCATE_DEPTH)[..., None]
+    z = center + half * unit[:, None]
+    spacing = 2 * half / (LOCATE_NODES - 1)
+    lower = torch.where(keep, z, math.inf).amin(0) - spacing
+    upper = torch.where(keep, z, -math.inf).amax(0) + spacing
+    return (lower + upper) / 2, (upper - lower) / 2
+
+
+def _trapezoid(n: int):
+    """Trapezoidal rule on 2n + 1 nodes per axis, with a second, coarser value from every
+    other node (n + 1 nodes) at no extra cost. For an integrand that vanishes at the box's
+    boundary the rule converges faster than any power of the node spacing. Returns a reducer
+    giving per point the fine and coarse log integrals and the share of the integral on the
+    boundary (large when the box cuts off posterior mass)."""
+
+    def reduce(log_f, unit, center, half):
+        dim = unit.shape[-1]
+        log_half_weight = (unit.abs() == 1).sum(-1) * math.log(0.5)  # weight 1/2 at an axis' ends
+        coarse = ((unit + 1) * n).round().remainder(2).eq(0).all(-1)  # every other node, per axis
+        weighted = log_f + log_half_weight[:, None]
+        total = torch.logsumexp(weighted, 0)
+        log_cell = (half / n).log().sum(-1)  # the fine grid's cell volume
+        edge = torch.logsumexp(weighted[(unit.abs() == 1).any(-1)], 0) - total
+        return (total + log_cell, torch.logsumexp(weighted[coarse], 0) + log_cell + dim * math.log(2), edge.exp())
+
+    return reduce
 
 
 @evaluation_mode
-def quadrature_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, points_per_axis: int = 64,
+def quadrature_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, points_per_axis: int = 32,
                             width: float = 8.0, tolerance: float = 1e-3,
                             max_memory=DEFAULT_MAX_MEMORY) -> Estimate:
     """log p(x) per row of ``x`` by numerical integration over a 1-D or 2-D latent space.
 
-    The grid is placed around the posterior: a box of +- ``width`` guide standard
-    deviations around the guide's mean, integrated with the midpoint rule on n and 2n
-    cells per axis (n = ``points_per_axis``). The 2n value is returned; the error
-    estimate is the difference from the n value (the error of the coarser grid, so a
-    generous bound for the finer one) plus the share of the integral in the outer ring of
-    cells. Where that share exceeds a tiny tolerance the box is doubled; where the two
-    grids differ by more than ``tolerance`` nats the grid is refined, up to three rounds.
+    First the posterior is located: log p(x, z) is evaluated on a grid spanning the range
+    of many prior draws and +- ``width`` guide standard deviations around the guide's mean,
+    and the integration box is placed around every node within 30 nats of the highest
+    (so a posterior mode the guide misses is still found). Then the box is integrated with
+    the trapezoidal rule on 2n + 1 nodes per axis (n = ``points_per_axis``). The error
+    estimate is the difference from the rule on every other node (the error of the coarser
+    grid: a generous bound for the finer one) plus the share of the integral on the box's
+    boundary. Where that share exceeds a tiny tolerance the box is doubled, where the two
+    grids differ by more than ``tolerance`` nats the grid is refined; at most three times.
     """
     if vae.latent_dim not in (1, 2):
         raise PyrovaeError(f"quadrature integrates 1-D or 2-D latent spaces; this VAE has {vae.latent_dim} "
                            f"latent dimensions, use importance sampling (log_marginal)")
     x, y = _prepare(vae, x, y)
-    max_memory = _bytes(max_memory)
+    max_memory = _as_bytes(max_memory)
     loc, scale = (t.double() for t in vae.encode(x, y))
-    half = width * scale
+    prior_draws = vae.prior().sample((PRIOR_SAMPLES,)).double()
+    lower = torch.minimum(loc - width * scale, prior_draws.amin(0))
+    upper = torch.maximum(loc + width * scale, prior_draws.amax(0))
+    center, half = _on_grid(vae, x, y, (lower + upper) / 2, (upper - lower) / 2, LOCATE_NODES, max_memory,
+                            _posterior_box)
     value = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     error = torch.empty_like(value)
     todo = torch.arange(x.shape[0], device=x.device)
     for round_ in range(MAX_ROUNDS + 1):
         n = points_per_axis * 2 ** round_
-        xs, ys = x[todo], None if y is None else y[todo]
-        coarse, _ = _grid_integral(vae, xs, ys, loc[todo], half[todo], n, max_memory)
-        fine, edge = _grid_integral(vae, xs, ys, loc[todo], half[todo], 2 * n, max_memory)
+        fine, coarse, edge = _on_grid(vae, x[todo], None if y is None else y[todo], center[todo], half[todo],
+                                      2 * n + 1, max_memory, _trapezoid(n))
         value[todo], error[todo] = fine, (fine - coarse).abs() + edge
         widen = edge > EDGE_TOLERANCE
-        again = widen | ((fine - coarse).abs() > tolerance)
         half[todo[widen]] *= 2
-        todo = todo[again]
+        todo = todo[widen | ((fine - coarse).abs() > tolerance)]
         if todo.numel() == 0:
             break
     return Estimate(value, error)

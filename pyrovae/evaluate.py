@@ -1,0 +1,271 @@
+"""``pyrovae evaluate``: honest numbers for a trained run.
+
+For one split of the run's data this measures, per data point and then on average: the
+importance-sampled log p(x) with its Monte Carlo error, the IWAE bounds for K = 1, 10,
+100, ... up to the number of samples, the ELBO from Pyro's pathwise and analytic-KL
+estimators, the gap log p(x) - ELBO (the average KL from q(z|x) to the true posterior),
+rate and distortion, the effective sample size and Pareto k-hat of the weights, the active
+latent units, bits per dimension for non-binary data, and an exact reference where one
+exists (closed form for the linear-Gaussian model, quadrature on request for 1-D and 2-D
+latent spaces). Results go to ``evaluation.json`` (one entry per split), the
+"Evaluation" section of ``report.md`` and a figure of the bounds against K.
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import pyro
+import torch
+
+from . import plots_evaluation
+from .components.likelihoods import DATA_KINDS
+from .data import SPLITS, load_data
+from .errors import PyrovaeError, did_you_mean
+from .estimators import ESTIMATORS
+from .marginal import (DEFAULT_MAX_MEMORY, ImportanceResult, LinearGaussian, active_units, importance_sample,
+                       parse_memory, quadrature_log_marginal)
+from .metrics import split_elbo
+from .report import markdown_table, update_section
+from .train import load_run
+
+EVALUATION = "evaluation.json"
+SECTION = "Evaluation"
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
+ELBO_ESTIMATORS = {"pathwise": "Trace_ELBO", "analytic_kl": "TraceMeanField_ELBO"}
+
+
+def bound_sizes(num_samples: int) -> List[int]:
+    """K = 1, 10, 100, ... below ``num_samples``, then ``num_samples`` itself."""
+    sizes = [10 ** i for i in range(int(math.log10(num_samples)) + 1) if 10 ** i < num_samples]
+    return sizes + [num_samples]
+
+
+def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memory=DEFAULT_MAX_MEMORY,
+                 max_points: Optional[int] = None, seed: int = 0, elbo_particles: int = 10,
+                 quadrature: bool = False, device: str = "cpu", progress: bool = False) -> dict:
+    """Evaluate the run in ``run_dir`` on ``split``; save and return the summary."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PyrovaeError(f"no run folder {run_dir}; train one with 'pyrovae train CONFIG --out {run_dir}'")
+    if split not in SPLITS:
+        raise PyrovaeError(f"unknown split '{split}'{did_you_mean(split, SPLITS)}; choose one of: {', '.join(SPLITS)}")
+    max_bytes = parse_memory(max_memory)
+    for value, flag in [(num_samples, "--num-samples"), (max_points, "--max-points"),
+                        (elbo_particles, "--elbo-particles")]:
+        if value is not None and value < 1:
+            raise PyrovaeError(f"{flag} must be a positive integer, got {value}")
+
+    spec, vae = load_run(run_dir, device)
+    pyro.set_rng_seed(seed)
+    x, y = _split_data(spec, vae, split, max_points)
+    started = time.perf_counter()
+    result = importance_sample(vae, x, y, num_samples, bounds=bound_sizes(num_samples), max_memory=max_bytes,
+                               khat=True, progress=progress)
+    summary = {"split": split, "num_points": x.shape[0], "num_samples": num_samples, "max_memory_bytes": max_bytes,
+               "seed": seed, **_importance_summary(result)}
+    summary["elbo"] = {**_pyro_elbos(vae, x, y, elbo_particles), "particles": elbo_particles,
+                       "importance_samples": summary["iwae"][0]["mean"]}
+    count, variances = active_units(vae, x, y, ACTIVE_UNIT_THRESHOLD)
+    summary["active_units"] = {"count": count, "latent_dim": vae.latent_dim, "threshold": ACTIVE_UNIT_THRESHOLD,
+                               "variances": variances.tolist()}
+    summary["bits_per_dim"], summary["bits_per_dim_formula"] = bits_per_dim(summary["log_marginal"]["mean"], vae, x)
+    summary["reference"] = _reference(vae, x, y, result, quadrature, max_bytes)
+    summary["seconds"] = time.perf_counter() - started
+    _save(run_dir, summary)
+    return summary
+
+
+def _split_data(spec, vae, split: str, max_points: Optional[int]):
+    """The first ``max_points`` images of ``split`` (and their labels for a conditional VAE)."""
+    data = load_data(spec.data)
+    part = data.split(split)
+    x = part.x[:max_points]
+    if split == "train":  # dynamically binarized data: one seeded binarization
+        x = data.training_batch(x)
+    y = part.y[:max_points] if vae.num_classes else None
+    return x, y
+
+
+def _mean_and_error(t: torch.Tensor) -> dict:
+    """Mean over data points and its standard error over data points."""
+    n = t.shape[0]
+    return {"mean": float(t.mean()), "std_error": float(t.std() / math.sqrt(n)) if n > 1 else math.nan}
+
+
+def _mc_error_of_mean(std_errors: torch.Tensor) -> float:
+    """Monte Carlo error of a mean of independent per-point estimates."""
+    return float(std_errors.pow(2).sum().sqrt() / std_errors.shape[0])
+
+
+def _importance_summary(result: ImportanceResult) -> dict:
+    lp = result.log_marginal
+    khat = result.khat[~result.khat.isnan()]
+    return {
+        "log_marginal": {**_mean_and_error(lp.value), "mc_error_mean": float(lp.std_error.mean()),
+                         "mc_error_of_mean": _mc_error_of_mean(lp.std_error)},
+        "iwae": [{"k": k, **_mean_and_error(b.value), "mc_error_of_mean": _mc_error_of_mean(b.std_error)}
+                 for k, b in result.iwae.items()],
+        "gap": _mean_and_error(lp.value - result.elbo.value),
+        "rate": float(result.kl.mean()),
+        "distortion": float(-result.log_likelihood.mean()),
+        "ess": {"mean": float(result.ess.mean()), "median": float(result.ess.median()), "min": float(result.ess.min())},
+        "pareto_khat": None if khat.numel() == 0 else {
+            "mean": float(khat.mean()), "max": float(khat.max()),
+            "share_above_0.5": float((khat > 0.5).double().mean()), "share_above_0.7": float((khat > 0.7).double().mean())},
+    }
+
+
+def _pyro_elbos(vae, x, y, particles: int) -> dict:
+    """Mean ELBO per data point from the pathwise and analytic-KL estimators, exactly as
+    training computes them (the same registry entries), with ``particles`` samples each."""
+    param = next(vae.parameters())
+    x, y = x.to(param), None if y is None else y.to(param.device)
+    with pyro.get_param_store().scope():
+        return {name: split_elbo(vae, x, y, loss=ESTIMATORS.build(name, options={"num_particles": particles}),
+                                 batch_size=max(1, 1000 // particles))
+                for name in ELBO_ESTIMATORS}
+
+
+def bits_per_dim(log_px: float, vae, x: torch.Tensor) -> Tuple[Optional[float], str]:
+    """Bits per dimension for non-binary data, and the formula used."""
+    d = vae.num_pixels
+    if vae.likelihood.data_kind == "binary":
+        return None, "not reported for binary data (nats per image are the convention)"
+    if vae.likelihood.data_kind == "8bit":
+        return -log_px / (d * math.log(2)), "-log2 p(x) / D, a probability over 256 levels per dimension"
+    if DATA_KINDS["8bit"][0](x):
+        return ((-log_px + d * math.log(255)) / (d * math.log(2)),
+                "(-log p(x) + D ln 255) / (D ln 2): the density of pixel values 0..255 (x = value / 255)")
+    return -log_px / (d * math.log(2)), "-log2 p(x) / D of a density (can be negative)"
+
+
+def _reference(vae, x, y, result: ImportanceResult, quadrature: bool, max_memory: int) -> Optional[dict]:
+    """The exact log p(x) where mathematics gives one, compared point by point with the
+    importance-sampled estimate."""
+    if LinearGaussian.describes(vae):
+        method = "closed form"
+        exact = LinearGaussian.from_vae(vae).log_marginal(x).to(result.log_marginal.value)
+        error = torch.zeros_like(exact)
+    elif quadrature:
+        method = "quadrature"
+        exact, error = quadrature_log_marginal(vae, x, y, max_memory=max_memory)
+    else:
+        return None
+    estimate = result.log_marginal
+    diff = estimate.value - exact
+    return {"method": method, "mean": float(exact.mean()), "error_estimate_max": float(error.max()),
+            "is_minus_reference": {"mean": float(diff.mean()), "mean_abs": float(diff.abs().mean()),
+                                   "max_abs": float(diff.abs().max())},
+            "share_within_3_std_errors": float((diff.abs() <= 3 * estimate.std_error + error).double().mean())}
+
+
+# ----------------------------------------------------------------------------- output
+
+def summary_rows(s: dict) -> List[Tuple[str, str]]:
+    """The summary as (quantity, value) rows, for the terminal and for report.md."""
+    lp, ess, units = s["log_marginal"], s["ess"], s["active_units"]
+    rows = [(f"log p(x), importance sampled (K = {s['num_samples']})", f"{lp['mean']:.3f} ± {lp['std_error']:.3f}"),
+            ("Monte Carlo error per point (mean) / of the mean", f"{lp['mc_error_mean']:.3g} / {lp['mc_error_of_mean']:.3g}")]
+    rows += [(f"IWAE_{b['k']}", f"{b['mean']:.3f}") for b in s["iwae"]]
+    rows += [(f"ELBO, {name} ({loss}, {s['elbo']['particles']} particles)", f"{s['elbo'][name]:.3f}")
+             for name, loss in ELBO_ESTIMATORS.items()]
+    rows += [("gap log p(x) - ELBO (mean KL to the posterior)", f"{s['gap']['mean']:.3f} ± {s['gap']['std_error']:.3f}"),
+             ("rate KL(q(z|x) || p(z))", f"{s['rate']:.3f}"),
+             ("distortion -E_q log p(x|z)", f"{s['distortion']:.3f}"),
+             ("ESS / K: mean, median, min", f"{ess['mean']:.3f}, {ess['median']:.3f}, {ess['min']:.3g}")]
+    if s["pareto_khat"] is not None:
+        k = s["pareto_khat"]
+        rows.append(("Pareto k-hat: mean, max, share > 0.7", f"{k['mean']:.3f}, {k['max']:.3f}, {k['share_above_0.7']:.3f}"))
+    rows.append((f"active units (variance of E_q[z_j] > {units['threshold']})", f"{units['count']} of {units['latent_dim']}"))
+    if s["bits_per_dim"] is not None:
+        rows.append(("bits per dimension", f"{s['bits_per_dim']:.4f}"))
+    if s["reference"] is not None:
+        ref = s["reference"]
+        rows += [(f"log p(x), {ref['method']}", f"{ref['mean']:.3f}"),
+                 (f"importance sampled - {ref['method']}: mean, mean |.|",
+                  f"{ref['is_minus_reference']['mean']:.3g}, {ref['is_minus_reference']['mean_abs']:.3g}")]
+    rows.append(("seconds", f"{s['seconds']:.1f}"))
+    return rows
+
+
+def _figure(run_dir: Path, s: dict) -> Path:
+    references = {f"ELBO ({name})": s["elbo"][name] for name in ELBO_ESTIMATORS}
+    if s["reference"] is not None:
+        references[f"log p(x), {s['reference']['method']}"] = s["reference"]["mean"]
+    return plots_evaluation.bounds_vs_k([b["k"] for b in s["iwae"]], [b["mean"] for b in s["iwae"]],
+                                        [b["mc_error_of_mean"] for b in s["iwae"]], references,
+                                        run_dir / "figures" / f"bounds_vs_k_{s['split']}.png",
+                                        f"{s['split']} split, {s['num_points']} points")
+
+
+def _save(run_dir: Path, summary: dict) -> None:
+    """Add ``summary`` to evaluation.json (keeping other splits), draw its figure and
+    rewrite the report's Evaluation section from everything evaluated so far."""
+    path = run_dir / EVALUATION
+    try:
+        everything = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        raise PyrovaeError(f"{path} is not valid JSON; delete it and evaluate again") from None
+    everything[summary["split"]] = summary
+    path.write_text(json.dumps(everything, indent=2) + "\n")
+    _figure(run_dir, summary)
+    parts = []
+    for split, s in everything.items():
+        figure = f"figures/bounds_vs_k_{split}.png"
+        parts.append(f"### {split} split: {s['num_points']} points, K = {s['num_samples']}\n\n"
+                     f"{markdown_table(['quantity', 'value'], _escape_pipes(summary_rows(s)))}\n\n"
+                     f"![bounds against K]({figure})")
+    update_section(run_dir, SECTION,
+                   "Importance sampling keeps one estimate per data point; ± is the standard error over data "
+                   "points, the Monte Carlo error is that of the sampling itself. log p(x) >= IWAE_K >= ELBO. "
+                   f"Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
+
+
+def _escape_pipes(rows):
+    """Rows safe inside a markdown table (q(z|x) would otherwise split a cell)."""
+    return [[cell.replace("|", "\\|") for cell in row] for row in rows]
+
+
+def print_summary(s: dict) -> None:
+    rows = summary_rows(s)
+    width = max(len(name) for name, _ in rows)
+    print(f"{s['split']} split, {s['num_points']} points, nats per data point:")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+
+
+# ----------------------------------------------------------------------------- command line
+
+def _command(args) -> None:
+    summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
+                           max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
+                           quadrature=args.quadrature, device=args.device, progress=not args.quiet)
+    print_summary(summary)
+    print(f"saved {Path(args.run) / EVALUATION} and the {SECTION} section of {Path(args.run) / 'report.md'}")
+
+
+def add_command(subparsers) -> None:
+    """Add ``pyrovae evaluate`` to the command line."""
+    p = subparsers.add_parser(
+        "evaluate", help="importance-sampled log p(x), IWAE bounds and diagnostics of a trained run",
+        description="Estimate log p(x) per data point by importance sampling from the guide, with IWAE bounds, "
+                    "ELBOs, rate, distortion, ESS, Pareto k-hat and active units; writes evaluation.json, "
+                    "a figure and the Evaluation section of report.md.")
+    p.add_argument("run", help="a run folder written by 'pyrovae train'")
+    p.add_argument("--num-samples", type=int, default=5000, metavar="K",
+                   help="importance samples per data point (default 5000)")
+    p.add_argument("--split", default="test", help=f"which data: {', '.join(SPLITS)} (default test)")
+    p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
+                   help=f"bound on the working memory, e.g. 512MB or 2GB (default {DEFAULT_MAX_MEMORY})")
+    p.add_argument("--max-points", type=int, metavar="N", help="evaluate only the first N points of the split")
+    p.add_argument("--quadrature", action="store_true",
+                   help="also integrate log p(x) on a latent grid (1-D and 2-D latent spaces)")
+    p.add_argument("--elbo-particles", type=int, default=10, metavar="L",
+                   help="samples per point for the Pyro ELBO estimators (default 10)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_command)

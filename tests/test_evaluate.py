@@ -1,0 +1,141 @@
+"""``pyrovae evaluate``: the report a run folder gets, and the errors a user can make."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pyro
+import pytest
+
+os.environ.setdefault("PYROVAE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+from pyrovae import load_config  # noqa: E402
+from pyrovae.cli import main  # noqa: E402
+from pyrovae.data import load_data  # noqa: E402
+from pyrovae.errors import PyrovaeError  # noqa: E402
+from pyrovae.evaluate import EVALUATION, bits_per_dim, bound_sizes, evaluate_run  # noqa: E402
+from pyrovae.marginal import exact_log_marginal  # noqa: E402
+from pyrovae.model import VAE  # noqa: E402
+from pyrovae.report import REPORT, update_section  # noqa: E402
+from pyrovae.train import load_run, train  # noqa: E402
+
+QUIET = ["train.progress=false", "train.device=cpu"]
+
+
+def trained_run(folder: Path, config: str, overrides) -> Path:
+    pyro.set_rng_seed(0)
+    train(load_config(config, [*overrides, *QUIET]), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory):
+    """A 2-D latent VAE trained for one epoch on 500 binarized MNIST digits."""
+    return trained_run(tmp_path_factory.mktemp("runs") / "mnist", "quickstart",
+                       ["data.train_size=500", "model.latent_dim=2", "model.encoder.hidden=[32]",
+                        "model.decoder.hidden=[32]", "train.epochs=1"])
+
+
+@pytest.fixture(scope="module")
+def linear_run(tmp_path_factory):
+    return trained_run(tmp_path_factory.mktemp("runs") / "linear", "linear_gaussian", ["train.epochs=2"])
+
+
+def test_evaluate_saves_the_full_report_with_consistent_numbers(mnist_run):
+    update_section(mnist_run, "Training", "kept as it was")
+    s = evaluate_run(mnist_run, num_samples=200, max_points=20, quadrature=True)
+    assert s["split"] == "test" and s["num_points"] == 20 and s["num_samples"] == 200
+    assert [b["k"] for b in s["iwae"]] == [1, 10, 100, 200]
+    means = [b["mean"] for b in s["iwae"]]
+    assert means == sorted(means) and means[-1] == s["log_marginal"]["mean"]
+    assert s["elbo"]["importance_samples"] == means[0]
+    assert -(s["rate"] + s["distortion"]) == pytest.approx(means[0], abs=1e-9)  # ELBO = -(rate + distortion)
+    assert s["gap"]["mean"] == pytest.approx(means[-1] - means[0], abs=1e-9) and s["gap"]["mean"] > 0
+    for name in ("pathwise", "analytic_kl"):  # Pyro's estimators, noisier, agree with the K-sample ELBO
+        assert abs(s["elbo"][name] - means[0]) < 1.0
+    assert 0 < s["ess"]["min"] <= s["ess"]["median"] <= 1 and 0 < s["ess"]["mean"] <= 1
+    assert 0 <= s["pareto_khat"]["share_above_0.7"] <= 1 and math.isfinite(s["pareto_khat"]["mean"])
+    assert s["active_units"]["latent_dim"] == 2 and 0 <= s["active_units"]["count"] <= 2
+    assert s["bits_per_dim"] is None  # binary data: nats
+    ref = s["reference"]
+    assert ref["method"] == "quadrature" and abs(ref["is_minus_reference"]["mean"]) < 0.2
+
+    saved = json.loads((mnist_run / EVALUATION).read_text())
+    assert saved["test"]["log_marginal"] == s["log_marginal"]
+    report = (mnist_run / REPORT).read_text()
+    assert "## Evaluation" in report and "kept as it was" in report  # other sections stay
+    assert "IWAE_100" in report and "q(z\\|x)" in report
+    assert (mnist_run / "figures" / "bounds_vs_k_test.png").stat().st_size > 1000
+
+
+def test_each_split_gets_its_own_entry(mnist_run):
+    evaluate_run(mnist_run, split="valid", num_samples=20, max_points=10)
+    evaluate_run(mnist_run, split="train", num_samples=20, max_points=10)
+    saved = json.loads((mnist_run / EVALUATION).read_text())
+    assert {"valid", "train"} <= set(saved)
+    report = (mnist_run / REPORT).read_text()
+    assert "### valid split" in report and "### train split" in report
+    assert report.count("<!-- section: Evaluation -->") == 1
+
+
+def test_a_linear_gaussian_run_is_checked_against_its_closed_form(linear_run):
+    s = evaluate_run(linear_run, num_samples=2000, max_points=100)
+    ref = s["reference"]
+    assert ref["method"] == "closed form" and ref["error_estimate_max"] == 0
+    # Importance sampling is biased low, however poor the briefly trained guide.
+    assert ref["is_minus_reference"]["mean"] < 3 * s["log_marginal"]["mc_error_of_mean"]
+    assert ref["mean"] == pytest.approx(float(exact_log_marginal(load_run(linear_run)[1], _test_x(linear_run)).mean()))
+    assert s["bits_per_dim"] == pytest.approx(-s["log_marginal"]["mean"] / (5 * math.log(2)))
+    assert "density" in s["bits_per_dim_formula"]
+
+
+def _test_x(run, n=100):
+    return load_data(load_config(run).data).test.x[:n]
+
+
+def test_bits_per_dimension_follow_the_likelihood():
+    x = (pyro.distributions.Uniform(0, 1).sample((4, 1, 2, 2)) * 255).round() / 255
+    spec = load_config("quickstart", ["model.likelihood.name=discretized_logistic"])
+    discrete = VAE.from_config(spec, data_shape=(1, 2, 2), num_classes=0)
+    assert bits_per_dim(-4 * math.log(2), discrete, x)[0] == pytest.approx(1.0)
+    spec = load_config("quickstart", ["model.likelihood.name=gaussian"])
+    density = VAE.from_config(spec, data_shape=(1, 2, 2), num_classes=0)
+    assert bits_per_dim(4 * math.log(255), density, x)[0] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("k, sizes", [(1, [1]), (100, [1, 10, 100]), (5000, [1, 10, 100, 1000, 5000])])
+def test_bound_sizes_are_powers_of_ten_up_to_k(k, sizes):
+    assert bound_sizes(k) == sizes
+
+
+def test_the_command_prints_and_saves_the_report(mnist_run, capsys):
+    assert main(["evaluate", str(mnist_run), "--num-samples", "50", "--max-points", "5", "--quiet",
+                 "--max-memory", "256MB"]) == 0
+    out = capsys.readouterr().out
+    assert "log p(x), importance sampled (K = 50)" in out and "IWAE_10" in out and str(EVALUATION) in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["no/such/run"], "no run folder"),
+    (["{run}", "--max-memory", "plenty"], "512MB"),
+    (["{run}", "--split", "tset"], "did you mean 'test'"),
+    (["{run}", "--num-samples", "0"], "positive integer"),
+])
+def test_user_mistakes_are_one_line_errors(mnist_run, tmp_path, capsys, args, message):
+    args = [a.format(run=mnist_run) for a in args]
+    assert main(["evaluate", *args, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pyrovae: error:") and message in err and err.count("\n") == 1
+
+
+def test_user_mistakes_raise_pyrovae_error(mnist_run, tmp_path):
+    with pytest.raises(PyrovaeError, match="train one"):
+        evaluate_run(tmp_path / "missing")
+    with pytest.raises(PyrovaeError, match="memory bound"):
+        evaluate_run(mnist_run, max_memory="2XB")
+    with pytest.raises(PyrovaeError, match="choose one of: train, valid, test"):
+        evaluate_run(mnist_run, split="validation")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PyrovaeError, match="config.yaml"):
+        evaluate_run(tmp_path / "empty")
