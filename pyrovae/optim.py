@@ -6,15 +6,19 @@ tensor (a fifth of a step's time for a small MLP VAE). :class:`JointOptim` keeps
 contract, parameters appearing at any step and state keyed by param-store names, with a
 single torch optimizer: parameters first seen together form one param group, and a step is
 one optimizer call.
+
+Learning-rate schedules are registered here too: each maps an epoch to a factor on the
+optimizer's ``lr``, so a resumed run picks up the rate its epoch calls for.
 """
 
-from typing import Dict
+from typing import Callable, Dict
 
 import pyro
 import pyro.optim
 import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
+from .errors import PyrovaeError
 from .registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
@@ -47,6 +51,14 @@ class JointOptim(pyro.optim.PyroOptim):
             if state is not None:
                 self.optimizer.state[p] = {k: _to_device(v, p, k) for k, v in state.items()}
 
+    def set_lr(self, lr: float) -> None:
+        """Use step size ``lr`` from now on, for parameters seen so far and those to come."""
+        self.pt_optim_args["lr"] = lr
+        if self.optimizer is not None:
+            self.optimizer.defaults["lr"] = lr
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+
     def get_state(self) -> Dict:
         """Per-parameter optimizer state keyed by param-store name (tensors and numbers only,
         so checkpoints load with ``weights_only=True``)."""
@@ -64,9 +76,10 @@ def _to_device(value, param: torch.Tensor, key: str):
 
 
 @OPTIMIZERS.register("adam")
-def adam(*, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0):
+def adam(*, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
     """Adam (Kingma & Ba 2015)."""
-    return JointOptim(torch.optim.Adam, {"lr": lr, "betas": tuple(betas), "weight_decay": weight_decay})
+    return JointOptim(torch.optim.Adam, {"lr": lr, "betas": tuple(betas), "eps": eps,
+                                         "weight_decay": weight_decay})
 
 
 @OPTIMIZERS.register("adagrad")
@@ -79,3 +92,30 @@ def adagrad(*, lr=0.01, weight_decay=0.0):
 def clipped_adam(*, lr=1e-3, betas=(0.9, 0.999), clip_norm=10.0, lrd=1.0):
     """Pyro's ClippedAdam: Adam with per-parameter gradient clipping and lr decay lrd per step."""
     return JointOptim(ClippedAdam, {"lr": lr, "betas": tuple(betas), "clip_norm": clip_norm, "lrd": lrd})
+
+
+LR_SCHEDULES = Registry("lr schedule")
+
+
+@LR_SCHEDULES.register("constant")
+def constant() -> Callable[[int], float]:
+    """The optimizer's ``lr`` throughout."""
+    return lambda epoch: 1.0
+
+
+@LR_SCHEDULES.register("iwae_stages")
+def iwae_stages(*, decay_stages=7.0) -> Callable[[int], float]:
+    """Burda et al. (2016), sec. 5: stage i = 1, 2, ... lasts 3^(i-1) epochs at
+    ``lr * 10^(-(i-1)/decay_stages)``; stages 1..8 make the paper's 3280 epochs."""
+    if decay_stages <= 0:
+        raise PyrovaeError(f"train.lr_schedule.decay_stages must be positive, got {decay_stages}")
+    return lambda epoch: 10.0 ** (-(iwae_stage(epoch) - 1) / decay_stages)
+
+
+def iwae_stage(epoch: int) -> int:
+    """The stage (1-based) that 0-based ``epoch`` falls in when stage i lasts 3^(i-1) epochs."""
+    stage, stage_end = 1, 1
+    while epoch >= stage_end:
+        stage += 1
+        stage_end += 3 ** (stage - 1)
+    return stage

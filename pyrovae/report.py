@@ -13,7 +13,13 @@ REPORT = "report.md"
 
 def update_section(run_dir, title: str, body: str) -> Path:
     """Replace (or append) the section ``title`` of ``run_dir/report.md`` with ``body``."""
-    path = Path(run_dir) / REPORT
+    return replace_section(Path(run_dir) / REPORT, title, body)
+
+
+def replace_section(path, title: str, body: str) -> Path:
+    """Replace (or append) the section ``title`` of the markdown file ``path`` with ``body``;
+    the section is delimited by comments, so the rest of the file is left as it is."""
+    path = Path(path)
     text = path.read_text() if path.exists() else ""
     start, end = f"<!-- section: {title} -->", f"<!-- end: {title} -->"
     block = f"{start}\n## {title}\n\n{body.strip()}\n{end}\n"

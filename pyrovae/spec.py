@@ -71,12 +71,14 @@ class ModelSpec:
 @dataclass
 class TrainSpec:
     """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
-    positive value to 1; ``early_stopping_patience`` stops after that many epochs without
-    a better validation ELBO (``None``: never)."""
+    positive value to 1; ``early_stopping_patience`` stops after that many epochs after
+    warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
+    optimizer's ``lr`` by epoch."""
 
     epochs: int = 10
     batch_size: int = 100
     optimizer: ComponentSpec = _component("adam")
+    lr_schedule: ComponentSpec = _component("constant")
     estimator: ComponentSpec = _component("pathwise")
     kl_warmup_epochs: float = 0.0
     early_stopping_patience: Optional[int] = None
@@ -296,7 +298,7 @@ def validate(spec: ExperimentSpec) -> None:
     from .components import LIKELIHOODS, NETWORKS, PRIORS
     from .data import DATASETS
     from .estimators import ESTIMATORS
-    from .optim import OPTIMIZERS
+    from .optim import LR_SCHEDULES, OPTIMIZERS
 
     spec.data.options = DATASETS.resolve_options(spec.data.name, spec.data.options, "data")
     for where, registry, component in [
@@ -305,6 +307,7 @@ def validate(spec: ExperimentSpec) -> None:
         ("model.encoder", NETWORKS, spec.model.encoder),
         ("model.decoder", NETWORKS, spec.model.decoder),
         ("train.optimizer", OPTIMIZERS, spec.train.optimizer),
+        ("train.lr_schedule", LR_SCHEDULES, spec.train.lr_schedule),
         ("train.estimator", ESTIMATORS, spec.train.estimator),
     ]:
         component.options = registry.resolve_options(component.name, component.options, where)

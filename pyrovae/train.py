@@ -25,11 +25,11 @@ from .errors import PyrovaeError
 from .estimators import build_estimator, estimator_state, load_estimator_state
 from .metrics import split_elbo
 from .model import VAE
-from .optim import OPTIMIZERS
+from .optim import LR_SCHEDULES, OPTIMIZERS
 from .spec import ExperimentSpec, save_config
 
 METRICS = "metrics.csv"
-METRIC_COLUMNS = ["epoch", "step", "kl_weight", "train_elbo", "valid_elbo", "seconds"]
+METRIC_COLUMNS = ["epoch", "step", "kl_weight", "lr", "train_elbo", "valid_elbo", "seconds"]
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
 
 
@@ -97,6 +97,8 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
         vae.check_data(data.training_batch(x) if split == "train" else x, f"the {split} split")
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options,
                                  where="train.optimizer")
+    lr_factor = LR_SCHEDULES.build(spec.train.lr_schedule.name, options=spec.train.lr_schedule.options,
+                                   where="train.lr_schedule")
     loss = build_estimator(spec.train.estimator)
     pyro.clear_param_store()  # SVI must see this VAE's parameters, not a stale module's
     svi = SVI(vae.model, vae.guide, optimizer, loss)
@@ -129,6 +131,9 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
 
     for epoch in range(record["epoch"], spec.train.epochs):
         started = time.perf_counter()
+        lr = spec.train.optimizer.options["lr"] * lr_factor(epoch)
+        if spec.train.lr_schedule.name != "constant":  # leave clipped_adam's own decay alone
+            optimizer.set_lr(lr)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
         order = order.to(device)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",
@@ -162,10 +167,10 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
         if valid_elbo > record["best_valid_elbo"]:
             record["best_valid_elbo"], record["epochs_since_best"] = valid_elbo, 0
             best_state = {k: v.detach().clone() for k, v in vae.state_dict().items()}
-        else:
+        elif record["epoch"] > spec.train.kl_warmup_epochs:  # patience counts once warm-up is over
             record["epochs_since_best"] += 1
         _append_metrics(out_dir / METRICS, {"epoch": epoch + 1, "step": record["step"], "kl_weight": weight,
-                                            "train_elbo": train_elbo, "valid_elbo": valid_elbo,
+                                            "lr": lr, "train_elbo": train_elbo, "valid_elbo": valid_elbo,
                                             "seconds": record["seconds"]})
         save_checkpoint({**record, "model": vae.state_dict(), "best_model": best_state,
                          "optim": optimizer.get_state(), "rng": torch.get_rng_state(),

@@ -13,6 +13,7 @@ from pyro.infer import SVI
 from pyrovae import load_config
 from pyrovae.checkpoint import load_checkpoint, save_checkpoint
 from pyrovae.errors import PyrovaeError
+from pyrovae.optim import iwae_stage
 from pyrovae.train import MIN_KL_WEIGHT, TrainingDiverged, kl_weight, load_run, train
 
 
@@ -77,6 +78,53 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
     valid = [float(r["valid_elbo"]) for r in _metrics(tmp_path)]
     best = valid.index(max(valid))
     assert result.stopped_early and result.epochs_done == len(valid) == best + 1 + 2 < 30
+
+
+def test_early_stopping_waits_for_the_end_of_kl_warmup(tmp_path, mnist_data):
+    spec = load_config("quickstart", tiny_overrides(**{"train.epochs": 30, "train.optimizer.lr": 0.0,
+                                                        "train.early_stopping_patience": 2,
+                                                        "train.kl_warmup_epochs": 6}))
+    result = train(spec, tmp_path, data=mnist_data)
+    valid = [float(r["valid_elbo"]) for r in _metrics(tmp_path)]
+    assert result.stopped_early and len(valid) >= 6 + 2
+    assert max(valid[-2:]) <= max(valid[:-2])
+
+
+def test_iwae_stages_last_three_to_the_power_of_the_stage_index():
+    stages = [iwae_stage(epoch) for epoch in range(3280)]
+    assert [stages.count(i) for i in range(1, 9)] == [3 ** (i - 1) for i in range(1, 9)]
+    assert stages == sorted(stages) and iwae_stage(3280) == 9
+
+
+def test_an_lr_schedule_sets_each_epochs_rate_and_survives_resume(tmp_path, mnist_data):
+    overrides = tiny_overrides(**{"train.epochs": 5, "train.lr_schedule.name": "iwae_stages",
+                                  "train.optimizer.lr": 0.01})
+    train(load_config("quickstart", overrides), tmp_path / "straight", data=mnist_data)
+    rates = [float(r["lr"]) for r in _metrics(tmp_path / "straight")]
+    assert rates == pytest.approx([0.01 * 10 ** (-(s - 1) / 7) for s in (1, 2, 2, 2, 3)], rel=1e-12)
+
+    train(load_config("quickstart", overrides + ["train.epochs=2"]), tmp_path / "resumed", data=mnist_data)
+    result = train(load_config(tmp_path / "resumed", ["train.epochs=5"]), tmp_path / "resumed",
+                   resume=True, data=mnist_data)
+    straight = load_checkpoint(tmp_path / "straight")["model"]
+    assert all(torch.equal(straight[k], v) for k, v in load_checkpoint(tmp_path / "resumed")["model"].items())
+    assert result.epochs_done == 5
+
+
+def test_a_constant_schedule_leaves_clipped_adams_own_decay_alone(tmp_path, mnist_data, monkeypatch):
+    spec = load_config("quickstart", tiny_overrides(**{"train.epochs": 2, "train.optimizer.name": "clipped_adam",
+                                                        "train.optimizer.lrd": 0.99}))
+    optimizers = []
+    original = SVI.__init__
+
+    def remember(self, model, guide, optim, loss, **kwargs):
+        optimizers.append(optim)
+        original(self, model, guide, optim, loss, **kwargs)
+
+    monkeypatch.setattr(SVI, "__init__", remember)
+    train(spec, tmp_path, data=mnist_data)
+    steps = load_checkpoint(tmp_path)["step"]
+    assert optimizers[0].optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.99 ** steps)
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, mnist_data, monkeypatch):

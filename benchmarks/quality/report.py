@@ -1,0 +1,103 @@
+"""Write the reproduction table and the curve figure into the docs from the results that
+``reproduce.py --final`` recorded.
+
+    python3 benchmarks/quality/report.py
+
+Reads ``benchmarks/quality/results/*.json``; writes the "Published log-likelihoods" section
+of ``docs/benchmarks.md`` and ``docs/figures/quality_curves.png``.
+"""
+
+import json
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from pyrovae.plots import save_figure
+from pyrovae.report import markdown_table, replace_section
+
+HERE = Path(__file__).resolve().parent
+DOCS = HERE.parents[1] / "docs"
+SECTION = "Published log-likelihoods"
+
+
+class Published(NamedTuple):
+    value: Optional[float]
+    source: str
+
+
+# Test log p(x) in nats on static binarized MNIST, mean of IWAE_5000 over the 10000 test images.
+PUBLISHED = {
+    "mnist_vae_standard": Published(-88.56, "Tomczak & Welling 2018, Table 2 (not checked against the paper's "
+                                            "text); Burda et al. 2016, app. D: VAE k=1 -88.71 (checked)"),
+    "mnist_vae_mog": Published(-86.55, "Tomczak & Welling 2018, Table 2 (not checked against the paper's text)"),
+    "mnist_vae_vamp": Published(-85.57, "Tomczak & Welling 2018, Table 2 (checked in a secondary source only)"),
+    "mnist_iwae_k50": Published(-87.10, "Burda et al. 2016, app. D, Table 3, IWAE 1 layer k=50 (checked)"),
+    "frey_gaussian": Published(None, "no published test log-likelihood (Kingma & Welling plot training bounds)"),
+    "frey_logistic": Published(None, "no published one-layer figure"),
+}
+
+
+def load_results() -> list:
+    return [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("*.json"))]
+
+
+def _minutes(seconds: Optional[float]) -> str:
+    return "?" if seconds is None else f"{seconds / 60:.0f} min"
+
+
+def _row(r: dict) -> list:
+    published = PUBLISHED.get(r["config"], Published(None, "?"))
+    lp = r["test"]["log_marginal"]
+    run = f"{r['epochs']} of {r['config_epochs']}"
+    if r["stopped_early"]:
+        run += " (early stop)"
+    elif not r["finished"]:
+        run += " (cut short)"
+    gap = "" if published.value is None else f"{lp['mean'] - published.value:+.2f}"
+    bits = r["test"]["bits_per_dim"]
+    return [f"`{r['config']}`", "" if published.value is None else f"{published.value:.2f}",
+            f"{lp['mean']:.2f} ± {lp['std_error']:.2f}", gap,
+            "" if bits is None else f"{bits:.3f}", run, _minutes(r.get("wall_seconds")),
+            _minutes(r["evaluate_seconds"])]
+
+
+def table(results: list) -> str:
+    header = ["config", "published", "pyrovae log p(x)", "difference", "bits/dim", "epochs",
+              "training (wall)", "evaluation"]
+    sources = "\n".join(f"- `{r['config']}`: {PUBLISHED[r['config']].source}" for r in results
+                        if r["config"] in PUBLISHED)
+    return (markdown_table(header, [_row(r) for r in results])
+            + "\n\nlog p(x) is in nats per image: the mean over all test images of the importance-sampled "
+              "estimate with K = 5000 samples (IWAE_5000), ± its standard error over images. "
+              "Published values:\n\n" + sources + "\n")
+
+
+def curve_figure(results: list, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    mnist = [r for r in results if r["config"].startswith("mnist") and r["curve"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in mnist:
+        epochs = [row["epoch"] for row in r["curve"]]
+        line, = ax.plot(epochs, [row["test_log_px"] for row in r["curve"]], marker=".", label=r["config"])
+        value = PUBLISHED[r["config"]].value
+        if value is not None:
+            ax.axhline(value, color=line.get_color(), linestyle="--", linewidth=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test log p(x), nats (K = 500, 1000 images)")
+    ax.set_title("Static binarized MNIST: test log-likelihood during training\n(dashed: published values)")
+    ax.set_ylim(bottom=max(ax.get_ylim()[0], -110))
+    ax.legend()
+    save_figure(fig, path)
+
+
+def main() -> None:
+    results = load_results()
+    if not results:
+        raise SystemExit(f"no results in {HERE / 'results'}; run reproduce.py CONFIG --final first")
+    replace_section(DOCS / "benchmarks.md", SECTION, table(results))
+    curve_figure(results, DOCS / "figures" / "quality_curves.png")
+    print(f"updated {DOCS / 'benchmarks.md'} and {DOCS / 'figures' / 'quality_curves.png'}")
+
+
+if __name__ == "__main__":
+    main()
