@@ -19,13 +19,14 @@ def _list(args) -> None:
     from .components import LIKELIHOODS, NETWORKS, PRIORS
     from .data import DATASETS
     from .estimators import ESTIMATORS
+    from .optim import LR_SCHEDULES, OPTIMIZERS
     from .spec import builtin_configs
-    from .optim import OPTIMIZERS
 
     for title, registry, key in [
         ("priors", PRIORS, "model.prior.name"), ("likelihoods", LIKELIHOODS, "model.likelihood.name"),
         ("networks", NETWORKS, "model.encoder.name / model.decoder.name"), ("datasets", DATASETS, "data.name"),
         ("estimators", ESTIMATORS, "train.estimator.name"), ("optimizers", OPTIMIZERS, "train.optimizer.name"),
+        ("lr schedules", LR_SCHEDULES, "train.lr_schedule.name"),
     ]:
         print(f"{title} ({key}):")
         for entry in registry:

@@ -99,14 +99,15 @@ LR_SCHEDULES = Registry("lr schedule")
 
 @LR_SCHEDULES.register("constant")
 def constant() -> Callable[[int], float]:
-    """The optimizer's ``lr`` throughout."""
+    """The optimizer's lr throughout."""
     return lambda epoch: 1.0
 
 
 @LR_SCHEDULES.register("iwae_stages")
 def iwae_stages(*, decay_stages=7.0) -> Callable[[int], float]:
-    """Burda et al. (2016), sec. 5: stage i = 1, 2, ... lasts 3^(i-1) epochs at
-    ``lr * 10^(-(i-1)/decay_stages)``; stages 1..8 make the paper's 3280 epochs."""
+    """Burda et al. (2016): stage i lasts 3^(i-1) epochs at lr * 10^(-(i-1) / decay_stages).
+
+    Stages 1..8 make the paper's 3280 epochs (sec. 5 and appendix D)."""
     if decay_stages <= 0:
         raise PyrovaeError(f"train.lr_schedule.decay_stages must be positive, got {decay_stages}")
     return lambda epoch: 10.0 ** (-(iwae_stage(epoch) - 1) / decay_stages)

@@ -43,7 +43,8 @@ def test_train_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
     (["train", "quickstart", "--set", "data.root=/nonexistent"], "binarized_mnist_train.amat[.gz] not found"),
     (["train", "/nonexistent/run", "--resume"], "no config file or built-in config"),
 ])
-def test_user_mistakes_are_one_line_on_stderr_with_status_2(argv, message, capsys):
+def test_user_mistakes_are_one_line_on_stderr_with_status_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run folder runs/quickstart must not exist yet
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and err.startswith("pyrovae: error: ")

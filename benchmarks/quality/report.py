@@ -60,15 +60,28 @@ def _row(r: dict) -> list:
             _minutes(r["evaluate_seconds"])]
 
 
-def table(results: list) -> str:
+def section(results: list) -> str:
+    """The docs section: protocol, table, sources of the published values, curve figure."""
     header = ["config", "published", "pyrovae log p(x)", "difference", "bits/dim", "epochs",
-              "training (wall)", "evaluation"]
+              "training (wall)", "evaluation (wall)"]
     sources = "\n".join(f"- `{r['config']}`: {PUBLISHED[r['config']].source}" for r in results
                         if r["config"] in PUBLISHED)
-    return (markdown_table(header, [_row(r) for r in results])
-            + "\n\nlog p(x) is in nats per image: the mean over all test images of the importance-sampled "
-              "estimate with K = 5000 samples (IWAE_5000), ± its standard error over images. "
-              "Published values:\n\n" + sources + "\n")
+    return f"""Each built-in config below reproduces a published setup (its comments cite the paper).
+`benchmarks/quality/reproduce.py CONFIG --minutes M` trains it in resumable sittings, and
+`--final` evaluates the best-validation parameters on the whole test split: log p(x) in nats
+per image is the mean over test images of the importance-sampled estimate with K = 5000
+samples from the guide (IWAE_5000, as in both papers), ± its standard error over images.
+`benchmarks/quality/report.py` writes this section from `benchmarks/quality/results/`.
+Wall-clock times are for this machine, one torch thread per run, two runs side by side.
+
+{markdown_table(header, [_row(r) for r in results])}
+
+Published values:
+
+{sources}
+
+![test log-likelihood during training](figures/quality_curves.png)
+"""
 
 
 def curve_figure(results: list, path: Path) -> None:
@@ -94,7 +107,7 @@ def main() -> None:
     results = load_results()
     if not results:
         raise SystemExit(f"no results in {HERE / 'results'}; run reproduce.py CONFIG --final first")
-    replace_section(DOCS / "benchmarks.md", SECTION, table(results))
+    replace_section(DOCS / "benchmarks.md", SECTION, section(results))
     curve_figure(results, DOCS / "figures" / "quality_curves.png")
     print(f"updated {DOCS / 'benchmarks.md'} and {DOCS / 'figures' / 'quality_curves.png'}")
 

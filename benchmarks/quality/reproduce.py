@@ -9,8 +9,8 @@ repository by default; checkpoints are not committed). After each chunk the best
 model's test log-likelihood is estimated cheaply (``--curve-samples`` importance samples on
 the first ``--curve-points`` test images) and appended to ``curve.csv``: the curve of test
 log-likelihood against epochs. A sitting stops when the config's epochs are done, early
-stopping fires, or ``--minutes`` of training have passed; the next sitting resumes exactly
-where it left off.
+stopping fires, or at the end of the chunk in which ``--minutes`` ran out; the next sitting
+resumes exactly where it left off.
 
 ``--final`` evaluates the best-validation model with K = 5000 importance samples on the whole
 test split (``pyrovae evaluate``) and records the result, the curve and the time spent in
@@ -44,14 +44,15 @@ CURVE_COLUMNS = ["epoch", "train_seconds", "wall_seconds", "best_valid_elbo", "t
 
 def train_for(config: str, run_dir: Path, minutes: float, chunk_epochs: int, curve_samples: int,
               curve_points: int, overrides) -> None:
-    """Train ``config`` in ``run_dir`` for about ``minutes`` more, recording the curve."""
+    """Train ``config`` in ``run_dir`` chunk by chunk until it is finished or ``minutes``
+    have passed (at least one chunk), recording a curve point after each chunk."""
     spec = load_config(config, overrides)
     spec.train.progress = False
     data = load_data(spec.data)
     status = _read_status(run_dir)
     previous_wall = status.get("wall_seconds", 0.0)
     deadline = time.monotonic() + 60 * minutes
-    while not status["finished"] and time.monotonic() < deadline:
+    while not status["finished"]:
         started = time.monotonic()
         done = _epochs_done(run_dir)
         chunk = load_config(spec.to_dict())
@@ -70,6 +71,8 @@ def train_for(config: str, run_dir: Path, minutes: float, chunk_epochs: int, cur
         print(f"{config}: epoch {result.epochs_done}, best valid ELBO {result.best_valid_elbo:.2f}, "
               f"test log p(x) ~ {point['test_log_px']:.2f} (K={curve_samples}, {point['points']} images)",
               flush=True)
+        if time.monotonic() >= deadline:
+            break
 
 
 def _curve_point(vae, test_x: torch.Tensor, samples: int, points: int) -> dict:

@@ -1,0 +1,94 @@
+"""The published-setup configs and the resumable reproduction script of benchmarks/quality."""
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from conftest import tiny_overrides
+
+from pyrovae import load_config
+from pyrovae.checkpoint import load_checkpoint
+from pyrovae.errors import PyrovaeError
+from pyrovae.model import VAE
+from pyrovae.optim import iwae_stages
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUALITY = Path(__file__).resolve().parents[1] / "benchmarks" / "quality"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"quality_{name}", QUALITY / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("config, parameters", [
+    # 784-300-300 gated encoder to 2 x 40 and 40-300-300-784 gated decoder: each gated
+    # layer has two weight matrices and two biases.
+    ("mnist_vae_standard", 2 * (784 * 300 + 300) + 2 * (300 * 300 + 300) + 300 * 80 + 80
+     + 2 * (40 * 300 + 300) + 2 * (300 * 300 + 300) + 300 * 784 + 784),
+    ("mnist_iwae_k50", 784 * 200 + 200 + 200 * 200 + 200 + 200 * 100 + 100
+     + 50 * 200 + 200 + 200 * 200 + 200 + 200 * 784 + 784),
+])
+def test_published_architectures_have_the_papers_parameter_counts(config, parameters):
+    vae = VAE.from_config(load_config(config), (1, 28, 28), 0)
+    networks = list(vae.encoder.parameters()) + list(vae.decoder.parameters())
+    assert sum(p.numel() for p in networks) == parameters
+
+
+def test_the_vamp_and_mog_priors_add_500_pseudo_inputs_or_components():
+    vamp = VAE.from_config(load_config("mnist_vae_vamp"), (1, 28, 28), 0)
+    assert vamp.prior.pseudo_inputs.shape == (500, 1, 28, 28)
+    mog = VAE.from_config(load_config("mnist_vae_mog"), (1, 28, 28), 0)
+    assert mog.prior.locs.shape == (500, 40)
+
+
+def test_a_reproduction_resumes_across_sittings_and_records_its_results(tmp_path, mnist_data, monkeypatch):
+    reproduce = _script("reproduce")
+    monkeypatch.setattr(reproduce, "load_data", lambda spec: mnist_data)
+    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
+    overrides = tiny_overrides(**{"train.epochs": 3})
+    run = tmp_path / "quickstart"
+
+    # A budget of zero minutes still trains one chunk; the next sitting resumes.
+    reproduce.train_for("quickstart", run, 0.0, 2, 20, 50, overrides)
+    assert load_checkpoint(run)["epoch"] == 2
+    reproduce.train_for("quickstart", run, 0.0, 2, 20, 50, overrides)
+    status = json.loads((run / "status.json").read_text())
+    assert status["finished"] and status["epochs"] == 3 and not status["stopped_early"]
+    with open(run / "curve.csv", newline="") as f:
+        curve = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in curve] == [2, 3]
+    assert all(float(r["test_log_px"]) < 0 and int(r["points"]) == 50 for r in curve)
+    reproduce.train_for("quickstart", run, 10.0, 2, 20, 50, overrides)  # finished: nothing more
+    assert load_checkpoint(run)["epoch"] == 3
+
+    monkeypatch.setattr("pyrovae.evaluate.load_data", lambda spec: mnist_data)
+    path = reproduce.finalize("quickstart", run, num_samples=20)
+    record = json.loads(path.read_text())
+    assert record["epochs"] == 3 and record["finished"]
+    assert record["test"]["num_points"] == mnist_data.test.x.shape[0] and record["test"]["num_samples"] == 20
+    assert record["test"]["log_marginal"]["mean"] >= record["test"]["iwae"][0]["mean"]  # IWAE_20 >= IWAE_1
+    assert [row["epoch"] for row in record["curve"]] == [2.0, 3.0]
+
+
+def test_the_report_puts_pyrovae_beside_the_published_value():
+    report = _script("report")
+    lp = {"mean": -88.0, "std_error": 0.05}
+    result = {"config": "mnist_iwae_k50", "epochs": 40, "config_epochs": 3280, "stopped_early": False,
+              "finished": False, "wall_seconds": 3600.0, "evaluate_seconds": 600.0,
+              "test": {"log_marginal": lp, "bits_per_dim": None}}
+    row = report._row(result)
+    assert row[1:4] == ["-87.10", "-88.00 ± 0.05", "-0.90"]
+    assert row[5] == "40 of 3280 (cut short)" and row[6] == "60 min"
+
+
+def test_lr_schedules_refuse_bad_options():
+    with pytest.raises(PyrovaeError, match="decay_stages must be positive"):
+        iwae_stages(decay_stages=0.0)
+    with pytest.raises(PyrovaeError, match="did you mean 'iwae_stages'"):
+        load_config("quickstart", ["train.lr_schedule.name=iwae_stage"])
