@@ -20,6 +20,7 @@ from pyro.infer import SVI
 from tqdm.auto import tqdm
 
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .csvlog import append_row
 from .data import Dataset, load_data
 from .errors import PyrovaeError
 from .estimators import build_estimator, estimator_state, load_estimator_state
@@ -169,9 +170,9 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
             best_state = {k: v.detach().clone() for k, v in vae.state_dict().items()}
         elif record["epoch"] > spec.train.kl_warmup_epochs:  # patience counts once warm-up is over
             record["epochs_since_best"] += 1
-        _append_metrics(out_dir / METRICS, {"epoch": epoch + 1, "step": record["step"], "kl_weight": weight,
-                                            "lr": lr, "train_elbo": train_elbo, "valid_elbo": valid_elbo,
-                                            "seconds": record["seconds"]})
+        append_row(out_dir / METRICS, METRIC_COLUMNS, {
+            "epoch": epoch + 1, "step": record["step"], "kl_weight": weight, "lr": lr,
+            "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]})
         save_checkpoint({**record, "model": vae.state_dict(), "best_model": best_state,
                          "optim": optimizer.get_state(), "rng": torch.get_rng_state(),
                          "estimator": estimator_state(loss)}, ckpt_path)
@@ -194,16 +195,7 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
             rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epochs]
         path.unlink()
         for row in rows:
-            _append_metrics(path, row)
-
-
-def _append_metrics(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+            append_row(path, METRIC_COLUMNS, row)
 
 
 def load_run(run_dir, device: str = "cpu", best: bool = True):
