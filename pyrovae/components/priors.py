@@ -99,8 +99,7 @@ class VampPrior(nn.Module):
 
     def forward(self):
         loc, scale = self._encode[0](F.hardtanh(self.pseudo_inputs, 0.0, 1.0))
-        weights = dist.Categorical(logits=torch.zeros(loc.shape[0], device=loc.device))
-        return dist.MixtureSameFamily(weights, dist.Normal(loc, scale).to_event(1))
+        return DiagonalNormalMixture(torch.zeros(loc.shape[0], device=loc.device), loc, scale)
 
 
 @PRIORS.register("standard_normal")
