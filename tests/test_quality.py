@@ -81,10 +81,10 @@ def test_the_report_puts_pyrovae_beside_the_published_value():
     lp = {"mean": -88.0, "std_error": 0.05}
     result = {"config": "mnist_iwae_k50", "epochs": 40, "config_epochs": 3280, "stopped_early": False,
               "finished": False, "wall_seconds": 3600.0, "evaluate_seconds": 600.0,
-              "test": {"log_marginal": lp, "bits_per_dim": None}}
+              "test": {"log_marginal": lp, "bits_per_dim": None, "num_points": 10000, "elbo": {"pathwise": -92.5}}}
     row = report._row(result)
-    assert row[1:4] == ["-87.10", "-88.00 ± 0.05", "-0.90"]
-    assert row[5] == "40 of 3280 (cut short)" and row[6] == "60 min"
+    assert row[1:5] == ["-87.10", "-88.00 ± 0.05", "-0.90", "-92.50"]
+    assert row[7:9] == ["40 of 3280 (cut short)", "60.0 min"]
 
 
 def test_lr_schedules_refuse_bad_options():
