@@ -1,21 +1,38 @@
-"""Checkpoints: atomic writes, safe loads, clear errors.
+"""Checkpoints: atomic writes, safe loads, clear errors, one writer per run folder.
 
 A checkpoint is a plain dictionary of tensors, numbers and strings, written to a
 temporary file and renamed over the old one, so an interruption never leaves a
 half-written file, and readable with ``torch.load(..., weights_only=True)``.
 """
 
+import fcntl
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 import torch
 
 from .errors import PyrovaeError
 
 CHECKPOINT = "checkpoint.pt"
+LOCK = "train.lock"
 FORMAT_VERSION = 1
+
+
+@contextmanager
+def exclusive_run(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock: a second process training into the same folder would
+    interleave epochs and overwrite the other's checkpoints. The operating system drops
+    the lock when the holder exits, however it exits."""
+    with open(Path(run_dir) / LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PyrovaeError(f"another process is training in {run_dir}; wait for it to finish "
+                               f"or stop it before training there") from None
+        yield
 
 
 def save_checkpoint(state: Dict[str, Any], path: Path) -> None:

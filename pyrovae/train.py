@@ -19,7 +19,7 @@ import torch
 from pyro.infer import SVI
 from tqdm.auto import tqdm
 
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, exclusive_run, load_checkpoint, save_checkpoint
 from .csvlog import append_row
 from .data import Dataset, load_data
 from .errors import PyrovaeError
@@ -82,12 +82,19 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
     not been interrupted (same minibatches, same random draws, same optimizer state).
     """
     out_dir = Path(out_dir)
+    if resume and not out_dir.is_dir():
+        raise PyrovaeError(f"no run folder {out_dir} to resume; train first with 'pyrovae train CONFIG --out {out_dir}'")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with exclusive_run(out_dir):
+        return _train(spec, out_dir, resume, data)
+
+
+def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dataset]) -> TrainResult:
     ckpt_path = out_dir / CHECKPOINT
     state = load_checkpoint(ckpt_path) if resume else None
     if not resume and ckpt_path.exists():
         raise PyrovaeError(f"{out_dir} already holds a run; continue it with --resume "
                            f"or choose another --out folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
     save_config(spec, out_dir / "config.yaml")
 
     device = resolve_device(spec.train.device)

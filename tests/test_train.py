@@ -11,7 +11,7 @@ from conftest import tiny_overrides
 from pyro.infer import SVI
 
 from pyrovae import load_config
-from pyrovae.checkpoint import load_checkpoint, save_checkpoint
+from pyrovae.checkpoint import exclusive_run, load_checkpoint, save_checkpoint
 from pyrovae.errors import PyrovaeError
 from pyrovae.optim import iwae_stage
 from pyrovae.train import MIN_KL_WEIGHT, TrainingDiverged, kl_weight, load_run, train
@@ -155,6 +155,18 @@ def test_a_run_folder_is_not_overwritten_and_finished_runs_say_how_to_continue(t
         train(spec, tmp_path, data=mnist_data)
     with pytest.raises(PyrovaeError, match="--set train.epochs=N"):
         train(spec, tmp_path, resume=True, data=mnist_data)
+
+
+def test_a_run_folder_takes_one_trainer_at_a_time(tmp_path, mnist_data):
+    spec = load_config("quickstart", tiny_overrides())
+    with exclusive_run(tmp_path):  # as another process training there would
+        with pytest.raises(PyrovaeError, match="another process is training in"):
+            train(spec, tmp_path, data=mnist_data)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    train(spec, tmp_path, data=mnist_data)  # the lock goes with its holder
+    with pytest.raises(PyrovaeError, match="no run folder .* to resume"):
+        train(spec, tmp_path / "missing", resume=True, data=mnist_data)
+    assert not (tmp_path / "missing").exists()
 
 
 def test_corrupt_and_foreign_checkpoints_are_refused_clearly(tmp_path):
