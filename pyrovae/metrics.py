@@ -10,7 +10,8 @@ from pyro.infer import Trace_ELBO
 @torch.no_grad()
 def split_elbo(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, loss=None,
                batch_size: int = 1000) -> float:
-    """Mean single-sample ELBO per data point over ``x`` (default loss: ``Trace_ELBO``).
+    """Mean ELBO per data point over ``x`` (default loss: single-sample ``Trace_ELBO``; a
+    multi-sample estimator's loss gives its IWAE_K bound instead).
 
     Pyro losses return the negative ELBO summed over the data plate; this divides by the
     number of points so values compare across batch sizes and splits.

@@ -23,7 +23,7 @@ from .checkpoint import CHECKPOINT, exclusive_run, load_checkpoint, save_checkpo
 from .csvlog import append_row
 from .data import Dataset, load_data
 from .errors import PyrovaeError
-from .estimators import build_estimator, estimator_state, load_estimator_state
+from .estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
 from .metrics import split_elbo
 from .model import VAE
 from .optim import LR_SCHEDULES, OPTIMIZERS
@@ -108,6 +108,9 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     lr_factor = LR_SCHEDULES.build(spec.train.lr_schedule.name, options=spec.train.lr_schedule.options,
                                    where="train.lr_schedule")
     loss = build_estimator(spec.train.estimator)
+    # Models are selected on the bound they are trained on: IWAE_K for the multi-sample
+    # estimators (an IWAE-trained model's ELBO can fall while its IWAE bound rises).
+    validation_loss = loss if bound_particles(loss) > 1 else None
     pyro.clear_param_store()  # SVI must see this VAE's parameters, not a stale module's
     svi = SVI(vae.model, vae.guide, optimizer, loss)
 
@@ -167,7 +170,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                     bar.set_postfix(elbo=f"{-epoch_loss / seen:.2f}")
         record["seconds"] += time.perf_counter() - started
         train_elbo = -epoch_loss / seen
-        valid_elbo = split_elbo(vae, valid_x, valid_y)
+        valid_elbo = split_elbo(vae, valid_x, valid_y, loss=validation_loss)
         if not math.isfinite(valid_elbo):
             raise TrainingDiverged(f"the validation ELBO became {valid_elbo} after epoch {epoch + 1}; the last "
                                    f"good checkpoint (epoch {record['epoch']}) is kept in {ckpt_path}")

@@ -14,6 +14,7 @@ from pyrovae import load_config
 from pyrovae.checkpoint import exclusive_run, load_checkpoint, save_checkpoint
 from pyrovae.errors import PyrovaeError
 from pyrovae.optim import iwae_stage
+from pyrovae.metrics import split_elbo
 from pyrovae.train import MIN_KL_WEIGHT, TrainingDiverged, kl_weight, load_run, train
 
 
@@ -54,6 +55,16 @@ def test_training_improves_the_validation_elbo_and_writes_the_run_folder(tmp_pat
     assert state["epoch"] == 3 and state["step"] == 3 * 20
     _, vae = load_run(tmp_path)
     assert all(torch.equal(vae.state_dict()[k], v) for k, v in state["best_model"].items())
+
+
+def test_multi_sample_estimators_select_models_on_their_iwae_bound(tmp_path, mnist_data):
+    spec = load_config("quickstart", tiny_overrides(**{"train.estimator.name": "iwae",
+                                                        "train.estimator.num_particles": 20}))
+    result = train(spec, tmp_path, data=mnist_data)
+    logged = float(_metrics(tmp_path)[0]["valid_elbo"])
+    pyro.set_rng_seed(0)
+    elbo = split_elbo(result.vae, mnist_data.valid.x)
+    assert logged == result.best_valid_elbo and logged > elbo + 1.0  # IWAE_20 well above the ELBO
 
 
 def test_kl_warmup_rises_linearly_from_a_positive_weight_to_one():

@@ -76,7 +76,8 @@ def section(results: list) -> str:
 per image is the mean over test images of the importance-sampled estimate with K = 5000
 samples from the guide (IWAE_5000, as in both papers), ± its standard error over images.
 `benchmarks/quality/report.py` writes this section from `benchmarks/quality/results/`.
-Wall-clock times are for this machine, one torch thread per run, two runs side by side.
+Wall-clock times are for this machine: one torch thread per run, two or three runs sharing
+its 2 cores.
 
 {markdown_table(header, [_row(r) for r in results])}
 
