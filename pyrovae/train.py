@@ -83,7 +83,8 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
     """
     out_dir = Path(out_dir)
     if resume and not out_dir.is_dir():
-        raise PyrovaeError(f"no run folder {out_dir} to resume; train first with 'pyrovae train CONFIG --out {out_dir}'")
+        raise PyrovaeError(f"no run folder {out_dir} to resume; "
+                           f"train first with 'pyrovae train CONFIG --out {out_dir}'")
     out_dir.mkdir(parents=True, exist_ok=True)
     with exclusive_run(out_dir):
         return _train(spec, out_dir, resume, data)

@@ -32,6 +32,7 @@ import torch
 from pyrovae.checkpoint import CHECKPOINT, load_checkpoint
 from pyrovae.csvlog import append_row
 from pyrovae.data import load_data
+from pyrovae.errors import PyrovaeError
 from pyrovae.evaluate import evaluate_run
 from pyrovae.marginal import log_marginal
 from pyrovae.spec import load_config
@@ -40,7 +41,8 @@ from pyrovae.train import train
 RESULTS = Path(__file__).resolve().parent / "results"
 STATUS = "status.json"
 CURVE = "curve.csv"
-CURVE_COLUMNS = ["epoch", "train_seconds", "wall_seconds", "best_valid_elbo", "test_log_px", "std_error", "samples", "points"]
+CURVE_COLUMNS = ["epoch", "train_seconds", "wall_seconds", "best_valid_elbo", "test_log_px", "std_error",
+                 "samples", "points"]
 
 
 def train_for(config: str, run_dir: Path, minutes: float, chunk_epochs: int, curve_samples: int,
@@ -153,11 +155,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     run_dir = args.runs / Path(args.config).stem
-    if args.final:
-        print(f"wrote {finalize(args.config, run_dir, args.num_samples)}")
-    else:
-        train_for(args.config, run_dir, args.minutes, args.chunk_epochs, args.curve_samples, args.curve_points,
-                  args.overrides)
+    try:
+        if args.final:
+            print(f"wrote {finalize(args.config, run_dir, args.num_samples)}")
+        else:
+            train_for(args.config, run_dir, args.minutes, args.chunk_epochs, args.curve_samples, args.curve_points,
+                      args.overrides)
+    except PyrovaeError as error:
+        raise SystemExit(f"reproduce.py: error: {error}") from None
 
 
 if __name__ == "__main__":
