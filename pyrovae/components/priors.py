@@ -11,8 +11,8 @@ import math
 
 import pyro.distributions as dist
 import torch
-from torch.distributions import constraints
 from torch import nn
+from torch.distributions import constraints
 from torch.nn import functional as F
 
 from ..errors import PyrovaeError
