@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pyrovae", description="Variational autoencoders as Pyro programs (Kingma & Welling, AEVB).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", help="every prior, likelihood, network, dataset, estimator and optimizer",
+    p = sub.add_parser("list", help="every prior, likelihood, network, dataset, estimator, optimizer and lr schedule; "
+                                    "the built-in configs",
                        description="List every registered component name with its options.")
     p.set_defaults(func=_list)
 

@@ -140,12 +140,15 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     n, batch = train_x.shape[0], spec.train.batch_size
     steps_per_epoch = math.ceil(n / batch)
     stopped_early = False
+    lr_factor_in_use = 1.0  # the optimizer was built with the config's lr
 
     for epoch in range(record["epoch"], spec.train.epochs):
         started = time.perf_counter()
-        lr = spec.train.optimizer.options["lr"] * lr_factor(epoch)
-        if spec.train.lr_schedule.name != "constant":  # leave clipped_adam's own decay alone
+        factor = lr_factor(epoch)
+        lr = spec.train.optimizer.options["lr"] * factor
+        if factor != lr_factor_in_use:  # only on a change, so clipped_adam's own decay is left alone
             optimizer.set_lr(lr)
+            lr_factor_in_use = factor
         order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
         order = order.to(device)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",

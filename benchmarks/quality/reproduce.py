@@ -25,6 +25,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Tuple
 
 import pyro
 import torch
@@ -55,12 +56,13 @@ def train_for(config: str, run_dir: Path, minutes: float, chunk_epochs: int, cur
     status = _read_status(run_dir)
     previous_wall = status.get("wall_seconds", 0.0)
     deadline = time.monotonic() + 60 * minutes
+    done, _ = _progress(run_dir)
     while not status["finished"]:
         started = time.monotonic()
-        done = _epochs_done(run_dir)
         chunk = load_config(spec.to_dict())
         chunk.train.epochs = min(spec.train.epochs, done + chunk_epochs)
         result = train(chunk, run_dir, resume=done > 0, data=data)
+        done = result.epochs_done
         status = {"finished": result.stopped_early or result.epochs_done >= spec.train.epochs,
                   "stopped_early": result.stopped_early, "epochs": result.epochs_done,
                   "config_epochs": spec.train.epochs}
@@ -68,7 +70,7 @@ def train_for(config: str, run_dir: Path, minutes: float, chunk_epochs: int, cur
         status["wall_seconds"] = previous_wall + time.monotonic() - started
         previous_wall = status["wall_seconds"]
         append_row(run_dir / CURVE, CURVE_COLUMNS, {
-            "epoch": result.epochs_done, "train_seconds": _train_seconds(run_dir),
+            "epoch": result.epochs_done, "train_seconds": _progress(run_dir)[1],
             "wall_seconds": status["wall_seconds"], "best_valid_elbo": result.best_valid_elbo, **point})
         (run_dir / STATUS).write_text(json.dumps(status, indent=2) + "\n")
         print(f"{config}: epoch {result.epochs_done}, best valid ELBO {result.best_valid_elbo:.2f}, "
@@ -94,13 +96,14 @@ def finalize(config: str, run_dir: Path, num_samples: int) -> Path:
     """Evaluate with ``num_samples`` on the full test split and write the results file."""
     summary = evaluate_run(run_dir, "test", num_samples=num_samples, progress=True)
     status = _read_status(run_dir)
+    epochs, train_seconds = _progress(run_dir)
     record = {
         "config": config,
-        "epochs": _epochs_done(run_dir),
+        "epochs": epochs,
         "config_epochs": status.get("config_epochs"),
         "stopped_early": status.get("stopped_early", False),
         "finished": status["finished"],
-        "train_seconds": _train_seconds(run_dir),
+        "train_seconds": train_seconds,
         "wall_seconds": status.get("wall_seconds"),
         "evaluate_seconds": summary["seconds"],
         "threads": torch.get_num_threads(),
@@ -115,14 +118,13 @@ def finalize(config: str, run_dir: Path, num_samples: int) -> Path:
     return path
 
 
-def _epochs_done(run_dir: Path) -> int:
+def _progress(run_dir: Path) -> Tuple[int, float]:
+    """Epochs trained and seconds spent in training epochs, from the run's checkpoint."""
     path = run_dir / CHECKPOINT
-    return load_checkpoint(path)["epoch"] if path.exists() else 0
-
-
-def _train_seconds(run_dir: Path) -> float:
-    path = run_dir / CHECKPOINT
-    return float(load_checkpoint(path)["seconds"]) if path.exists() else 0.0
+    if not path.exists():
+        return 0, 0.0
+    state = load_checkpoint(path)
+    return state["epoch"], float(state["seconds"])
 
 
 def _read_status(run_dir: Path) -> dict:
