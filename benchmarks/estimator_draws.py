@@ -31,10 +31,10 @@ import torch
 from training_speed import HandWrittenVAE
 
 from pyrovae import load_config
-from pyrovae.data import load_data
-from pyrovae.estimators import ESTIMATORS
-from pyrovae.gradient_stats import gradient_moments
-from pyrovae.variance import initial_vae, parse_estimators, run_variance
+from pyrovae.components.datasets import load_data
+from pyrovae.inference.estimators import ESTIMATORS
+from pyrovae.lab.gradient_stats import gradient_moments
+from pyrovae.lab.variance import initial_vae, parse_estimators, run_variance
 
 
 def blocked_seconds(loops: dict, draws: int, blocks: int) -> dict:

@@ -29,9 +29,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pyrovae import load_config
-from pyrovae.data import load_data
-from pyrovae.evaluate import bound_sizes
-from pyrovae.marginal import DEFAULT_MAX_MEMORY, importance_sample
+from pyrovae.components.datasets import load_data
+from pyrovae.evaluation.evaluate import bound_sizes
+from pyrovae.evaluation.marginal import DEFAULT_MAX_MEMORY, importance_sample
 from pyrovae.model import VAE
 
 CONFIG = ["model.latent_dim=50", "model.encoder.hidden=[400]", "model.decoder.hidden=[400]"]

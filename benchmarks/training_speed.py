@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from pyrovae import load_config
-from pyrovae.data import load_data
-from pyrovae.train import train
+from pyrovae.components.datasets import load_data
+from pyrovae.runs.train import train
 
 CONFIG = ["model.latent_dim=50", "train.epochs=1", "train.progress=false", "train.device=cpu"]
 

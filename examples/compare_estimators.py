@@ -21,12 +21,12 @@ import torch
 from pyro.infer import SVI
 
 from pyrovae import load_config
-from pyrovae.data import load_data
-from pyrovae.estimators import ESTIMATORS, build_estimator
-from pyrovae.metrics import split_elbo
-from pyrovae.plots import plt
-from pyrovae.optim import OPTIMIZERS
-from pyrovae.variance import initial_vae
+from pyrovae.components.datasets import load_data
+from pyrovae.inference.elbo import split_elbo
+from pyrovae.inference.estimators import ESTIMATORS, build_estimator
+from pyrovae.inference.optim import OPTIMIZERS
+from pyrovae.lab.variance import initial_vae
+from pyrovae.reports.plots import plt
 
 VALIDATION_POINTS = 1000
 

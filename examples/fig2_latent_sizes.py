@@ -19,8 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from pyrovae import load_config  # noqa: E402
-from pyrovae.data import load_data  # noqa: E402
-from pyrovae.train import train  # noqa: E402
+from pyrovae.components.datasets import load_data  # noqa: E402
+from pyrovae.runs.train import train  # noqa: E402
 
 
 def main():

@@ -12,14 +12,14 @@ from typing import List, Optional
 from .errors import PyrovaeError
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
-COMMAND_MODULES: List[str] = ["pyrovae.evaluate", "pyrovae.variance"]
+COMMAND_MODULES: List[str] = ["pyrovae.evaluation.evaluate", "pyrovae.lab.variance"]
 
 
 def _list(args) -> None:
     from .components import LIKELIHOODS, NETWORKS, PRIORS
-    from .data import DATASETS
-    from .estimators import ESTIMATORS
-    from .optim import LR_SCHEDULES, OPTIMIZERS
+    from .components.datasets import DATASETS
+    from .inference.estimators import ESTIMATORS
+    from .inference.optim import LR_SCHEDULES, OPTIMIZERS
     from .spec import builtin_configs
 
     for title, registry, key in [
@@ -39,9 +39,9 @@ def _list(args) -> None:
 def _train(args) -> None:
     from pathlib import Path
 
+    from .reports.training import make_figures, write_training_report
+    from .runs.train import train
     from .spec import load_config
-    from .summarize import make_figures, write_training_report
-    from .train import train
 
     if args.resume:
         run_dir = Path(args.out or args.config)

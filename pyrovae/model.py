@@ -50,7 +50,7 @@ class VAE(nn.Module):
                     num_classes: Optional[int] = None) -> "VAE":
         """Build the VAE an :class:`~pyrovae.spec.ExperimentSpec` describes. The data's
         shape and number of classes come from the dataset named in the spec unless given."""
-        from .data import data_info
+        from .components.datasets import data_info
 
         if data_shape is None or num_classes is None:
             info_shape, info_classes = data_info(spec.data)

@@ -296,9 +296,9 @@ def validate(spec: ExperimentSpec) -> None:
     """Check every value the registries and the loop will rely on, and fill in each
     component's default options so the saved config says everything; raise PyrovaeError."""
     from .components import LIKELIHOODS, NETWORKS, PRIORS
-    from .data import DATASETS
-    from .estimators import ESTIMATORS
-    from .optim import LR_SCHEDULES, OPTIMIZERS
+    from .components.datasets import DATASETS
+    from .inference.estimators import ESTIMATORS
+    from .inference.optim import LR_SCHEDULES, OPTIMIZERS
 
     spec.data.options = DATASETS.resolve_options(spec.data.name, spec.data.options, "data")
     for where, registry, component in [

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pyro
 import pytest
-
 import torch
 
 from pyrovae import VAE, load_config
-from pyrovae.data import load_data
+from pyrovae.components.datasets import load_data
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("PYROVAE_DATA", str(SHARED_DATA))

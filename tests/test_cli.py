@@ -6,8 +6,8 @@ from conftest import tiny_overrides
 
 from pyrovae.cli import main
 from pyrovae.components import LIKELIHOODS, NETWORKS, PRIORS
-from pyrovae.data import DATASETS
-from pyrovae.estimators import ESTIMATORS
+from pyrovae.components.datasets import DATASETS
+from pyrovae.inference.estimators import ESTIMATORS
 
 
 def _set(overrides):

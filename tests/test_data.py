@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyrovae.data import FASHION_SYSTEM_FOLDER, download, load_data, md5sum, read_idx
+from pyrovae.components.datasets import FASHION_SYSTEM_FOLDER, download, load_data, md5sum, read_idx
 from pyrovae.errors import PyrovaeError
 from pyrovae.spec import DataSpec
 

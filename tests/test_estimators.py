@@ -15,19 +15,19 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import SVI, RenyiELBO, Trace_ELBO
 from conftest import linear_gaussian_vae
+from pyro.infer import SVI, RenyiELBO, Trace_ELBO
 from scipy.stats import norm
 
 from pyrovae import load_config
-from pyrovae.checkpoint import load_checkpoint, save_checkpoint
-from pyrovae.data import load_data
+from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError
-from pyrovae.estimators import ESTIMATORS, bound_particles, estimator_state, load_estimator_state
-from pyrovae.gradient_stats import flat_gradient, gradient_moments, parameter_groups, reference_gradient
+from pyrovae.inference.estimators import ESTIMATORS, bound_particles, estimator_state, load_estimator_state
+from pyrovae.inference.particles import NonReparameterizedNormal, ScoreFunctionSites
+from pyrovae.lab.gradient_stats import flat_gradient, gradient_moments, parameter_groups, reference_gradient
 from pyrovae.model import VAE
-from pyrovae.particles import NonReparameterizedNormal, ScoreFunctionSites
-from pyrovae.train import train
+from pyrovae.runs.checkpoint import load_checkpoint, save_checkpoint
+from pyrovae.runs.train import train
 
 DRAWS = 400
 BATCH = 20

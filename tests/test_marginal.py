@@ -14,13 +14,25 @@ from pyro.infer.importance import vectorized_importance_weights
 os.environ.setdefault("PYROVAE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 from pyrovae import load_config  # noqa: E402
-from pyrovae.data import load_data  # noqa: E402
+from pyrovae.components.datasets import load_data  # noqa: E402
 from pyrovae.errors import PyrovaeError  # noqa: E402
-from pyrovae.marginal import (Cost, LinearGaussian, active_units, exact_elbo, exact_log_marginal,  # noqa: E402
-                              importance_sample, iwae_bound, log_marginal, normalized_ess, pareto_khat,
-                              parse_memory, plan_chunks, quadrature_log_marginal)
+from pyrovae.evaluation.marginal import (  # noqa: E402
+    Cost,
+    LinearGaussian,
+    active_units,
+    exact_elbo,
+    exact_log_marginal,
+    importance_sample,
+    iwae_bound,
+    log_marginal,
+    normalized_ess,
+    pareto_khat,
+    parse_memory,
+    plan_chunks,
+    quadrature_log_marginal,
+)
 from pyrovae.model import VAE  # noqa: E402
-from pyrovae.train import train  # noqa: E402
+from pyrovae.runs.train import train  # noqa: E402
 
 
 def mc_error_of_mean(std_errors: torch.Tensor) -> float:

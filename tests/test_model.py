@@ -10,7 +10,7 @@ from pyro.optim import Adam
 
 from pyrovae import VAE, load_config
 from pyrovae.components import LIKELIHOODS, PRIORS
-from pyrovae.data import load_data
+from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError
 
 

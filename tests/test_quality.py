@@ -9,10 +9,10 @@ import pytest
 from conftest import tiny_overrides
 
 from pyrovae import load_config
-from pyrovae.checkpoint import load_checkpoint
 from pyrovae.errors import PyrovaeError
+from pyrovae.inference.optim import iwae_stages
 from pyrovae.model import VAE
-from pyrovae.optim import iwae_stages
+from pyrovae.runs.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -67,7 +67,7 @@ def test_a_reproduction_resumes_across_sittings_and_records_its_results(tmp_path
     reproduce.train_for("quickstart", run, 10.0, 2, 20, 50, overrides)  # finished: nothing more
     assert load_checkpoint(run)["epoch"] == 3
 
-    monkeypatch.setattr("pyrovae.evaluate.load_data", lambda spec: mnist_data)
+    monkeypatch.setattr("pyrovae.evaluation.evaluate.load_data", lambda spec: mnist_data)
     path = reproduce.finalize("quickstart", run, num_samples=20)
     record = json.loads(path.read_text())
     assert record["epochs"] == 3 and record["finished"]

@@ -11,11 +11,11 @@ from conftest import tiny_overrides
 from pyro.infer import SVI
 
 from pyrovae import load_config
-from pyrovae.checkpoint import exclusive_run, load_checkpoint, save_checkpoint
 from pyrovae.errors import PyrovaeError
-from pyrovae.optim import iwae_stage
-from pyrovae.metrics import split_elbo
-from pyrovae.train import MIN_KL_WEIGHT, TrainingDiverged, kl_weight, load_run, train
+from pyrovae.inference.elbo import split_elbo
+from pyrovae.inference.optim import iwae_stage
+from pyrovae.runs.checkpoint import exclusive_run, load_checkpoint, save_checkpoint
+from pyrovae.runs.train import MIN_KL_WEIGHT, TrainingDiverged, kl_weight, load_run, train
 
 
 def _metrics(run):

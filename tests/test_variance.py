@@ -18,15 +18,22 @@ from conftest import linear_gaussian_vae
 from scipy.stats import norm
 
 from pyrovae import load_config
-from pyrovae.checkpoint import load_checkpoint
 from pyrovae.cli import main
-from pyrovae.data import load_data
-from pyrovae.estimators import ESTIMATORS
-from pyrovae.gradient_stats import (Moments, Reference, gradient_moments, monte_carlo_reference,
-                                    parameter_groups, reference_gradient, summarize)
+from pyrovae.components.datasets import load_data
+from pyrovae.inference.estimators import ESTIMATORS
+from pyrovae.lab.gradient_stats import (
+    Moments,
+    Reference,
+    gradient_moments,
+    monte_carlo_reference,
+    parameter_groups,
+    reference_gradient,
+    summarize,
+)
+from pyrovae.lab.variance import parse_estimators
 from pyrovae.model import VAE
-from pyrovae.train import build_vae, train
-from pyrovae.variance import parse_estimators
+from pyrovae.runs.checkpoint import load_checkpoint
+from pyrovae.runs.train import build_vae, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from pyrovae.plots import save_figure
-from pyrovae.report import markdown_table, replace_section
+from pyrovae.reports.markdown import markdown_table, replace_section
+from pyrovae.reports.plots import save_figure
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parents[1] / "docs"

@@ -30,14 +30,14 @@ from typing import Tuple
 import pyro
 import torch
 
-from pyrovae.checkpoint import CHECKPOINT, load_checkpoint
-from pyrovae.csvlog import append_row
-from pyrovae.data import load_data
+from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError
-from pyrovae.evaluate import evaluate_run
-from pyrovae.marginal import log_marginal
+from pyrovae.evaluation.evaluate import evaluate_run
+from pyrovae.evaluation.marginal import log_marginal
+from pyrovae.runs.checkpoint import CHECKPOINT, load_checkpoint
+from pyrovae.runs.csvlog import append_row
+from pyrovae.runs.train import train
 from pyrovae.spec import load_config
-from pyrovae.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STATUS = "status.json"

@@ -42,10 +42,10 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 from tqdm.auto import tqdm
 
-from .components.likelihoods import MEAN_ACTIVATIONS, LocScale
-from .components.networks import MLP
-from .components.priors import StandardNormal
-from .errors import PyrovaeError
+from ..components.likelihoods import MEAN_ACTIVATIONS, LocScale
+from ..components.networks import MLP
+from ..components.priors import StandardNormal
+from ..errors import PyrovaeError
 
 SAMPLE_PLATE = "importance_samples"  # the particle plate, left of the model's data plate
 LATENT_SITE = "z"                    # the latent sample site of VAE.model and VAE.guide

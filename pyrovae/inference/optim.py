@@ -18,8 +18,8 @@ import pyro.optim
 import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
-from .errors import PyrovaeError
-from .registry import Registry
+from ..errors import PyrovaeError
+from ..registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
 

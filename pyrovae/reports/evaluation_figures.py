@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Dict, Sequence
 
-from .plots import save_figure, plt
+from .plots import plt, save_figure
 
 
 def bounds_vs_k(ks: Sequence[int], means: Sequence[float], errors: Sequence[float],

@@ -1,12 +1,12 @@
 """The estimator-variance laboratory: ``pyrovae variance``.
 
 At frozen parameter snapshots, every estimator draws N fresh gradients on the same
-minibatch; :mod:`pyrovae.gradient_stats` turns them into variance, SNR, cosine and bias
+minibatch; :mod:`pyrovae.lab.gradient_stats` turns them into variance, SNR, cosine and bias
 against a reference gradient, and cost, per parameter group. The estimators are built by
 name from the same registry training uses, so what is measured is what is trained with.
 
 A snapshot is either a run folder's latest checkpoint, or, given a config and
-``--snapshots``, the epochs at which this command stops training (``pyrovae.train.train``,
+``--snapshots``, the epochs at which this command stops training (``pyrovae.runs.train.train``,
 which resumes exactly) to measure. Epoch 0 is the initialization training starts from.
 Estimators that learn a baseline are first fitted to the frozen parameters on other
 training minibatches, as training would have fitted them by then.
@@ -26,16 +26,16 @@ from typing import Dict, List, Optional, Sequence
 import pyro
 import yaml
 
-from .checkpoint import CHECKPOINT, load_checkpoint
-from .data import Dataset, load_data
-from .errors import PyrovaeError
-from .estimators import ESTIMATORS, bound_particles
+from ..components.datasets import Dataset, load_data
+from ..errors import PyrovaeError
+from ..inference.estimators import ESTIMATORS, bound_particles
+from ..model import VAE
+from ..reports.markdown import markdown_table, update_section
+from ..reports.variance_figures import variance_curves
+from ..runs.checkpoint import CHECKPOINT, load_checkpoint
+from ..runs.train import build_vae, load_run, resolve_device, train
+from ..spec import load_config
 from .gradient_stats import gradient_moments, parameter_groups, reference_gradient, summarize
-from .model import VAE
-from .plots_variance import variance_curves
-from .report import markdown_table, update_section
-from .spec import load_config
-from .train import build_vae, load_run, resolve_device, train
 
 ADAPT_BATCHES = 10  # training minibatches a baseline is fitted on before measuring
 ADAPT_STEPS = 20  # passes over them

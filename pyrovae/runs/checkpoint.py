@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator
 
 import torch
 
-from .errors import PyrovaeError
+from ..errors import PyrovaeError
 
 CHECKPOINT = "checkpoint.pt"
 LOCK = "train.lock"

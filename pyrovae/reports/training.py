@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 import yaml
 
+from ..runs.train import METRICS, TrainResult
 from . import plots
-from .report import markdown_table, update_section
-from .train import METRICS, TrainResult
+from .markdown import markdown_table, update_section
 
 FIGURES = "figures"
 MANIFOLD_GRID = 15

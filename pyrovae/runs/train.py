@@ -21,13 +21,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CHECKPOINT, exclusive_run, load_checkpoint, save_checkpoint
 from .csvlog import append_row
-from .data import Dataset, load_data
-from .errors import PyrovaeError
-from .estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
-from .metrics import split_elbo
-from .model import VAE
-from .optim import LR_SCHEDULES, OPTIMIZERS
-from .spec import ExperimentSpec, save_config
+from ..components.datasets import Dataset, load_data
+from ..errors import PyrovaeError
+from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
+from ..inference.elbo import split_elbo
+from ..model import VAE
+from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
+from ..spec import ExperimentSpec, save_config
 
 METRICS = "metrics.csv"
 METRIC_COLUMNS = ["epoch", "step", "kl_weight", "lr", "train_elbo", "valid_elbo", "seconds"]
@@ -214,7 +214,7 @@ def _truncate_metrics(path: Path, epochs: int) -> None:
 
 def load_run(run_dir, device: str = "cpu", best: bool = True):
     """The spec and trained VAE of a run folder (the best-validation parameters by default)."""
-    from .spec import load_config
+    from ..spec import load_config
 
     run_dir = Path(run_dir)
     spec = load_config(run_dir)

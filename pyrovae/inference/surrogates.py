@@ -4,7 +4,7 @@ Pyro turns any estimator into an ordinary backward pass by a *surrogate*: a scal
 value is the bound being estimated and whose gradient is the estimator. Score-function
 terms appear as ``stop_gradient(f) * log q(z|x)`` with z held fixed, pathwise terms as
 functions of a reparameterized z. Every class here builds its surrogate from the
-per-particle terms of :func:`~pyrovae.particles.trace_particles`, shaped
+per-particle terms of :func:`~pyrovae.inference.particles.trace_particles`, shaped
 ``(draws, K, batch)``, and returns
 
     loss = -(bound.detach() + surrogate - surrogate.detach())
@@ -23,7 +23,7 @@ import pyro
 import torch
 from pyro.infer import ELBO
 
-from .components.networks import NETWORKS
+from ..components.networks import NETWORKS
 from .particles import Particles, particle_traces, trace_particles
 
 

@@ -8,7 +8,7 @@ data point, drawn as one vectorized tensor dimension.
 Notation: x a data point, z ~ q_phi(z|x) the guide, p_theta(x, z) the model,
 log w = log p(x, z) - log q(z|x), f = log w the "learning signal" of the score-function
 estimators, K = ``num_particles``. ``pathwise`` and ``analytic_kl`` are Pyro's own ELBOs;
-the others are surrogate objectives in :mod:`pyrovae.surrogates` (see docs/estimators.md
+the others are surrogate objectives in :mod:`pyrovae.inference.surrogates` (see docs/estimators.md
 for the derivations).
 """
 
@@ -16,10 +16,9 @@ from typing import Sequence
 
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from .errors import PyrovaeError
-from .registry import Registry
-from .surrogates import (IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction,
-                         StickingTheLanding)
+from ..errors import PyrovaeError
+from ..registry import Registry
+from .surrogates import IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction, StickingTheLanding
 
 ESTIMATORS = Registry("estimator")
 

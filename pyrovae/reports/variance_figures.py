@@ -1,12 +1,12 @@
 """Figures of the variance laboratory: gradient variance and SNR against training step.
 
-Rows are those of ``variance.csv`` (:func:`pyrovae.variance.result_rows`).
+Rows are those of ``variance.csv`` (:func:`pyrovae.lab.variance.result_rows`).
 """
 
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from .plots import save_figure, plt
+from .plots import plt, save_figure
 
 PANELS = [("trace", "gradient variance (trace)"), ("snr", "SNR (mean |E g| / sd g)")]
 GROUPS = ("encoder", "decoder")

@@ -24,8 +24,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .errors import PyrovaeError
-from .registry import Registry
+from ..errors import PyrovaeError
+from ..registry import Registry
 
 DATASETS = Registry("dataset")
 SPLITS = ("train", "valid", "test")

@@ -20,16 +20,23 @@ from typing import List, Optional, Tuple
 import pyro
 import torch
 
-from . import plots_evaluation
-from .components.likelihoods import DATA_KINDS
-from .data import SPLITS, load_data
-from .errors import PyrovaeError, did_you_mean
-from .estimators import ESTIMATORS
-from .marginal import (DEFAULT_MAX_MEMORY, ImportanceResult, LinearGaussian, active_units, importance_sample,
-                       parse_memory, quadrature_log_marginal)
-from .metrics import split_elbo
-from .report import markdown_table, update_section
-from .train import load_run
+from ..components.datasets import SPLITS, load_data
+from ..components.likelihoods import DATA_KINDS
+from ..errors import PyrovaeError, did_you_mean
+from ..inference.elbo import split_elbo
+from ..inference.estimators import ESTIMATORS
+from ..reports import evaluation_figures
+from ..reports.markdown import markdown_table, update_section
+from ..runs.train import load_run
+from .marginal import (
+    DEFAULT_MAX_MEMORY,
+    ImportanceResult,
+    LinearGaussian,
+    active_units,
+    importance_sample,
+    parse_memory,
+    quadrature_log_marginal,
+)
 
 EVALUATION = "evaluation.json"
 SECTION = "Evaluation"
@@ -195,10 +202,10 @@ def _figure(run_dir: Path, s: dict) -> Path:
     references = {f"ELBO ({name})": s["elbo"][name] for name in ELBO_ESTIMATORS}
     if s["reference"] is not None:
         references[f"log p(x), {s['reference']['method']}"] = s["reference"]["mean"]
-    return plots_evaluation.bounds_vs_k([b["k"] for b in s["iwae"]], [b["mean"] for b in s["iwae"]],
-                                        [b["mc_error_of_mean"] for b in s["iwae"]], references,
-                                        run_dir / "figures" / f"bounds_vs_k_{s['split']}.png",
-                                        f"{s['split']} split, {s['num_points']} points")
+    return evaluation_figures.bounds_vs_k([b["k"] for b in s["iwae"]], [b["mean"] for b in s["iwae"]],
+                                           [b["mc_error_of_mean"] for b in s["iwae"]], references,
+                                           run_dir / "figures" / f"bounds_vs_k_{s['split']}.png",
+                                           f"{s['split']} split, {s['num_points']} points")
 
 
 def _save(run_dir: Path, summary: dict) -> None:

@@ -25,7 +25,7 @@ from pyro.distributions.util import detach
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 
-from .errors import PyrovaeError
+from ..errors import PyrovaeError
 
 # The VAE's only plate is its data plate at dim -1; particle plates stack to its left.
 DATA_DIM = -1

@@ -1,0 +1,1 @@
+"""Figures and the sections of a run's ``report.md``, one module per product."""
