@@ -6,11 +6,22 @@ wrong *and* what to do about it.
 """
 
 import difflib
+import warnings
 from typing import Iterable
 
 
 class PyrovaeError(Exception):
     """A user-facing error: bad config, missing data, unusable checkpoint, ..."""
+
+
+class PyrovaeWarning(UserWarning):
+    """Something that works but is probably not what the user meant (the command line
+    shows it as one line on stderr)."""
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`PyrovaeWarning` (one line, saying what to change)."""
+    warnings.warn(message, PyrovaeWarning, stacklevel=3)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
