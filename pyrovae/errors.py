@@ -11,7 +11,13 @@ from typing import Iterable
 
 
 class PyrovaeError(Exception):
-    """A user-facing error: bad config, missing data, unusable checkpoint, ..."""
+    """A user-facing error: bad config, missing data, unusable checkpoint, ...
+
+    Its message is one line whatever it quotes: line breaks inside user-given text (a
+    key or value typed with a newline) are shown as ``\\n``."""
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"), *args)
 
 
 class PyrovaeWarning(UserWarning):
