@@ -7,12 +7,18 @@ and exit status 2; tracebacks are kept for bugs.
 import argparse
 import importlib
 import sys
+import warnings
 from typing import List, Optional
 
-from .errors import PyrovaeError
+from .errors import PyrovaeError, PyrovaeWarning
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
-COMMAND_MODULES: List[str] = ["pyrovae.evaluation.evaluate", "pyrovae.lab.variance", "pyrovae.sweeps.command"]
+COMMAND_MODULES: List[str] = [
+    "pyrovae.evaluation.evaluate",
+    "pyrovae.lab.variance",
+    "pyrovae.sweeps.command",
+    "pyrovae.reports.rebuild",
+]
 
 
 def _list(args) -> None:
@@ -39,22 +45,20 @@ def _list(args) -> None:
 def _train(args) -> None:
     from pathlib import Path
 
-    from .reports.training import make_figures, write_training_report
+    from .runs.folder import load_resume_config
     from .runs.train import train
     from .spec import load_config
 
     if args.resume:
         run_dir = Path(args.out or args.config)
-        spec = load_config(run_dir, args.set)
+        spec = load_resume_config(run_dir, args.set)
     else:
         spec = load_config(args.config, args.set)
         run_dir = Path(args.out or Path("runs") / spec.name)
     if args.quiet:
         spec.train.progress = False
     result = train(spec, run_dir, resume=args.resume)
-    figures = make_figures(result)
-    report = write_training_report(result, spec, figures)
-    print(f"best validation ELBO {result.best_valid_elbo:.2f} nats; report: {report}")
+    print(f"best validation ELBO {result.best_valid_elbo:.2f} nats; report: {result.report}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,10 +88,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """pyrovae's own warnings as one line, like its errors; others as Python shows them."""
+    if issubclass(category, PyrovaeWarning):
+        print(f"pyrovae: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
     except PyrovaeError as exc:
         print(f"pyrovae: error: {exc}", file=sys.stderr)
         return 2

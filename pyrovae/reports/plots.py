@@ -3,6 +3,7 @@
 Every function writes one PNG and returns its path. Matplotlib runs headless (Agg).
 """
 
+import io
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -12,13 +13,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from ..runs.files import make_folder, write_atomic  # noqa: E402
+
 
 def save_figure(fig, path: Path) -> Path:
+    """Render ``fig`` and write it to ``path`` atomically (a figure is complete or absent)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    make_folder(path.parent)
+    return write_atomic(path, buffer.getvalue())
 
 
 def training_curves(rows: Sequence[dict], path: Path) -> Path:
