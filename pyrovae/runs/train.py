@@ -16,7 +16,6 @@ from typing import Optional
 
 import pyro
 import torch
-from pyro.infer import SVI
 from tqdm.auto import tqdm
 
 from .checkpoint import CHECKPOINT, exclusive_run, load_checkpoint, save_checkpoint
@@ -27,6 +26,7 @@ from ..inference.estimators import bound_particles, build_estimator, estimator_s
 from ..inference.elbo import split_elbo
 from ..model import VAE
 from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
+from ..inference.svi import TrainingSVI
 from ..spec import ExperimentSpec, save_config
 
 METRICS = "metrics.csv"
@@ -113,7 +113,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     # estimators (an IWAE-trained model's ELBO can fall while its IWAE bound rises).
     validation_loss = loss if bound_particles(loss) > 1 else None
     pyro.clear_param_store()  # SVI must see this VAE's parameters, not a stale module's
-    svi = SVI(vae.model, vae.guide, optimizer, loss)
+    svi = TrainingSVI(vae, optimizer, loss, jit=spec.train.jit)
 
     record = {"epoch": 0, "step": 0, "best_valid_elbo": -math.inf, "epochs_since_best": 0, "seconds": 0.0}
     best_state = None
@@ -126,6 +126,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
         optimizer.set_state(state["optim"])
         load_estimator_state(loss, state.get("estimator", {}))
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         record.update({k: state[k] for k in record})
         best_state = state.get("best_model")
         _truncate_metrics(out_dir / METRICS, record["epoch"])
@@ -189,6 +191,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
             "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]})
         save_checkpoint({**record, "model": vae.state_dict(), "best_model": best_state,
                          "optim": optimizer.get_state(), "rng": torch.get_rng_state(),
+                         "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                          "estimator": estimator_state(loss)}, ckpt_path)
         if spec.train.progress:
             tqdm.write(f"epoch {epoch + 1}: train ELBO {train_elbo:.2f}, valid ELBO {valid_elbo:.2f} nats")
