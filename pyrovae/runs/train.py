@@ -18,16 +18,16 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CHECKPOINT, exclusive_run, load_checkpoint, save_checkpoint
-from .csvlog import append_row
 from ..components.datasets import Dataset, load_data
 from ..errors import PyrovaeError
-from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
 from ..inference.elbo import split_elbo
-from ..model import VAE
+from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
 from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
 from ..inference.svi import TrainingSVI
+from ..model import VAE
 from ..spec import ExperimentSpec, save_config
+from .checkpoint import CHECKPOINT, exclusive_run, load_checkpoint, save_checkpoint
+from .csvlog import append_row
 
 METRICS = "metrics.csv"
 METRIC_COLUMNS = ["epoch", "step", "kl_weight", "lr", "train_elbo", "valid_elbo", "seconds"]
