@@ -74,7 +74,8 @@ class TrainSpec:
     """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
-    optimizer's ``lr`` by epoch."""
+    optimizer's ``lr`` by epoch; ``jit`` compiles the loss with Pyro's JIT
+    (``pathwise`` and ``analytic_kl`` estimators; see :mod:`pyrovae.inference.svi`)."""
 
     epochs: int = 10
     batch_size: int = 100
@@ -84,6 +85,7 @@ class TrainSpec:
     kl_warmup_epochs: float = 0.0
     early_stopping_patience: Optional[int] = None
     device: str = "auto"
+    jit: bool = False
     progress: bool = True
 
 

@@ -21,9 +21,17 @@ from typing import Iterator, Optional
 
 import pyro
 import torch
-from pyro.infer import SVI
 from tqdm.auto import tqdm
 
+from ..components.datasets import Dataset, load_data
+from ..components.likelihoods import warn_if_binary_data_fits_better
+from ..errors import PyrovaeError
+from ..inference.elbo import split_elbo
+from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
+from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
+from ..inference.svi import TrainingSVI
+from ..model import VAE
+from ..spec import ExperimentSpec, config_text
 from .checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint
 from .files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
 from .folder import (
@@ -36,14 +44,6 @@ from .folder import (
     metrics_history,
     metrics_text,
 )
-from ..components.datasets import Dataset, load_data
-from ..components.likelihoods import warn_if_binary_data_fits_better
-from ..errors import PyrovaeError
-from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
-from ..inference.elbo import split_elbo
-from ..model import VAE
-from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
-from ..spec import ExperimentSpec, config_text
 
 __all__ = ["METRICS", "METRIC_COLUMNS", "TrainResult", "TrainingDiverged", "build_vae", "load_run", "train"]
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
@@ -149,7 +149,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     # estimators (an IWAE-trained model's ELBO can fall while its IWAE bound rises).
     validation_loss = loss if bound_particles(loss) > 1 else None
     pyro.clear_param_store()  # SVI must see this VAE's parameters, not a stale module's
-    svi = SVI(vae.model, vae.guide, optimizer, loss)
+    svi = TrainingSVI(vae, optimizer, loss, jit=spec.train.jit)
 
     record = {"epoch": 0, "step": 0, "best_valid_elbo": -math.inf, "epochs_since_best": 0, "seconds": 0.0}
     best_state = None
@@ -162,6 +162,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
         optimizer.set_state(state["optim"])
         load_estimator_state(loss, state.get("estimator", {}))
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         record.update({k: state[k] for k in record})
         best_state = state.get("best_model")
     if record["epoch"] >= spec.train.epochs:
@@ -232,7 +234,9 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                 files.write(out_dir / CONFIG, config_text(spec))
             files.write(ckpt_path, checkpoint_bytes({
                 **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
-                "rng": torch.get_rng_state(), "estimator": estimator_state(loss), "metrics": history}))
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "estimator": estimator_state(loss), "metrics": history}))
             files.write(out_dir / METRICS, metrics_text(history))
         config_pending = False
         if spec.train.progress:
