@@ -73,7 +73,8 @@ class TrainSpec:
     """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
-    optimizer's ``lr`` by epoch."""
+    optimizer's ``lr`` by epoch; ``log: tensorboard`` also logs to TensorBoard (beside
+    metrics.csv, which is always written)."""
 
     epochs: int = 10
     batch_size: int = 100
@@ -84,14 +85,17 @@ class TrainSpec:
     early_stopping_patience: Optional[int] = None
     device: str = "auto"
     progress: bool = True
+    log: Optional[str] = None
 
 
 @dataclass
 class ExperimentSpec:
-    """A whole experiment: reproducible from this and nothing else."""
+    """A whole experiment: reproducible from this and nothing else. ``plugins`` are files or
+    modules registering components the config uses (see :mod:`pyrovae.plugins`)."""
 
     name: str = "experiment"
     seed: int = 0
+    plugins: List[str] = field(default_factory=list)
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -103,6 +107,7 @@ class ExperimentSpec:
 # ----------------------------------------------------------------------------- loading
 
 BINARIZE_CHOICES = ("none", "static", "dynamic")
+LOG_CHOICES = ("tensorboard",)  # extra training logs beside metrics.csv
 _OPEN_OPTIONS = (ComponentSpec, DataSpec)  # classes whose unknown keys are options
 
 
@@ -132,13 +137,18 @@ def resolve_config_path(source: Union[str, Path]) -> Path:
 
 
 def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
-                overrides: Sequence[str] = ()) -> ExperimentSpec:
+                overrides: Sequence[str] = (), plugins: Sequence[str] = ()) -> ExperimentSpec:
     """Load a config (file, run folder, built-in name or dict), apply ``key=value``
-    overrides, and validate it against the registries."""
+    overrides, load its plugins and ``plugins`` (recorded in the spec by absolute path), and
+    validate it against the registries."""
+    from .plugins import load_plugins
+
+    config_dir = None
     if isinstance(source, dict):
         raw = source
     else:
         path = resolve_config_path(source)
+        config_dir = path.parent
         try:
             text = path.read_text()
             raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -149,6 +159,7 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
             raise PyrovaeError(f"config {path} must be a mapping of keys to values")
     spec = _build(ExperimentSpec, raw, "")
     apply_overrides(spec, overrides)
+    spec.plugins = load_plugins([*spec.plugins, *plugins], config_dir)
     validate(spec)
     return spec
 
@@ -274,6 +285,11 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     elif origin is dict or hint is dict:
         if isinstance(value, dict):
             return value
+    elif origin is list:
+        if isinstance(value, list):
+            return value
+        if isinstance(value, str):
+            return [value]
     else:
         return value
     name = getattr(hint, "__name__", str(hint))
@@ -324,6 +340,9 @@ def validate(spec: ExperimentSpec) -> None:
         _positive(spec.train.early_stopping_patience, "train.early_stopping_patience")
     if spec.data.train_size is not None:
         _positive(spec.data.train_size, "data.train_size")
+    if spec.train.log is not None and spec.train.log not in LOG_CHOICES:
+        raise PyrovaeError(f"train.log must be one of {', '.join(LOG_CHOICES)} (or left out), got "
+                           f"'{spec.train.log}'{did_you_mean(spec.train.log, LOG_CHOICES)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec.train.device):
         raise PyrovaeError(f"train.device must be auto, cpu, cuda or cuda:N, got '{spec.train.device}'")
 

@@ -9,6 +9,7 @@ state, the epoch and the early-stopping record.
 
 import csv
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CHECKPOINT, exclusive_run, load_checkpoint, save_checkpoint
 from .csvlog import append_row
+from .first_batch import check_first_batch
+from .tensorboard_log import open_log
 from ..components.datasets import Dataset, load_data
 from ..errors import PyrovaeError
 from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
@@ -104,6 +107,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     for split in ("train", "valid"):
         x = data.split(split).x
         vae.check_data(data.training_batch(x) if split == "train" else x, f"the {split} split")
+    check_first_batch(vae, data, spec.train.batch_size)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options,
                                  where="train.optimizer")
     lr_factor = LR_SCHEDULES.build(spec.train.lr_schedule.name, options=spec.train.lr_schedule.options,
@@ -141,6 +145,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     steps_per_epoch = math.ceil(n / batch)
     stopped_early = False
     lr_factor_in_use = 1.0  # the optimizer was built with the config's lr
+    log = open_log(spec.train.log, out_dir)
 
     for epoch in range(record["epoch"], spec.train.epochs):
         started = time.perf_counter()
@@ -152,7 +157,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
         order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
         order = order.to(device)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",
-                   disable=not spec.train.progress, leave=False, dynamic_ncols=True)
+                   disable=not (spec.train.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
         epoch_loss, seen, weight = 0.0, 0, 1.0
         with pyro.validation_enabled(False):  # the data were validated once above
             for i in bar:
@@ -184,9 +189,11 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
             best_state = {k: v.detach().clone() for k, v in vae.state_dict().items()}
         elif record["epoch"] > spec.train.kl_warmup_epochs:  # patience counts once warm-up is over
             record["epochs_since_best"] += 1
-        append_row(out_dir / METRICS, METRIC_COLUMNS, {
-            "epoch": epoch + 1, "step": record["step"], "kl_weight": weight, "lr": lr,
-            "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]})
+        row = {"epoch": epoch + 1, "step": record["step"], "kl_weight": weight, "lr": lr,
+               "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]}
+        append_row(out_dir / METRICS, METRIC_COLUMNS, row)
+        if log is not None:
+            log.epoch(epoch + 1, record["step"], row, vae, data)
         save_checkpoint({**record, "model": vae.state_dict(), "best_model": best_state,
                          "optim": optimizer.get_state(), "rng": torch.get_rng_state(),
                          "estimator": estimator_state(loss)}, ckpt_path)
@@ -197,6 +204,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
             stopped_early = True
             break
 
+    if log is not None:
+        log.close()
     if best_state is not None:
         vae.load_state_dict(best_state)
     return TrainResult(vae, data, out_dir, record["epoch"], record["best_valid_elbo"], stopped_early)
