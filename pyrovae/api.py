@@ -67,9 +67,11 @@ class Evaluation:
         return self.summary["log_marginal"]["mean"]
 
     def __repr__(self) -> str:
+        from .evaluation.evaluate import points_phrase
+
         s = self.summary
         lp = s["log_marginal"]
-        return (f"Evaluation('{self.folder}': {s['split']} split, {_points_phrase(s)}, K = {s['num_samples']}: "
+        return (f"Evaluation('{self.folder}': {s['split']} split, {points_phrase(s)}, K = {s['num_samples']}: "
                 f"log p(x) = {lp['mean']:.2f} ± {lp['std_error']:.2f} nats)")
 
 
@@ -89,13 +91,6 @@ class VarianceResult:
         estimators = ", ".join(snapshots[0]["estimators"]) if snapshots else "none"
         epochs = ", ".join(str(s["epoch"]) for s in snapshots)
         return f"VarianceResult('{self.folder}': {estimators} at epoch(s) {epochs})"
-
-
-def _points_phrase(summary: dict) -> str:
-    subset = summary.get("subset")
-    if subset is None or subset["of"] == summary["num_points"]:
-        return f"all {summary['num_points']} points"
-    return f"{summary['num_points']} of {subset['of']} points at random (seed {subset['seed']})"
 
 
 # ----------------------------------------------------------------------------- the commands

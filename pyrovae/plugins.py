@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
 from .errors import PyrovaeError
-from .registry import family_registry, registering_as
+from .registry import FAMILIES, family_registry, registering_as
 
 _loaded: dict = {}  # plugin (absolute path or module name) -> module
 
@@ -67,6 +67,15 @@ def load_plugins(plugins: Iterable[str], config_dir: Optional[Path] = None) -> L
         if plugin not in _loaded:
             _loaded[plugin] = _import(plugin)
     return resolved
+
+
+def forget_plugins() -> None:
+    """Unregister every plugin's components and forget the plugins, so that loading them again
+    imports them afresh (for a notebook reloading an edited plugin, and for tests)."""
+    for plugin in list(_loaded):
+        for registry in FAMILIES.values():
+            registry.remove_origin(plugin)
+        sys.modules.pop(_loaded.pop(plugin).__name__, None)
 
 
 def _import(plugin: str):

@@ -160,8 +160,22 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
     spec = _build(ExperimentSpec, raw, "")
     apply_overrides(spec, overrides)
     spec.plugins = load_plugins([*spec.plugins, *plugins], config_dir)
+    _resolve_data_paths(spec.data, config_dir)
     validate(spec)
     return spec
+
+
+def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path]) -> None:
+    """Make data options named ``path`` or ``*_path`` absolute where the file is found relative
+    to the working directory or the config's folder, so the run folder's config finds it from
+    anywhere (paths not found there are left for the dataset to look up, e.g. in the data root)."""
+    for key, value in data.options.items():
+        if (key == "path" or key.endswith("_path")) and isinstance(value, str) and value:
+            given = Path(value).expanduser()
+            for base in ([] if given.is_absolute() else [Path.cwd(), config_dir]):
+                if base is not None and (base / given).exists():
+                    data.options[key] = str((base / given).resolve())
+                    break
 
 
 def save_config(spec: ExperimentSpec, path: Union[str, Path]) -> None:
