@@ -58,7 +58,7 @@ def mnist_test_images(n: int):
     from pyrovae.components.datasets import read_idx
 
     folder = Path(os.environ["PYROVAE_DATA"]) / "mnist_test"
-    return (read_idx(folder / "t10k-images-idx3-ubyte.gz")[:n],
+    return (read_idx(folder / "t10k-images-idx3-ubyte.gz")[:n].copy(),
             read_idx(folder / "t10k-labels-idx1-ubyte.gz")[:n].astype("int64"))
 
 

@@ -39,6 +39,7 @@ def _one_line_error(capsys, argv) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_a_plugin_run_trains_resumes_evaluates_measures_and_reports_from_the_cli(tmp_path, monkeypatch, capsys):
     work = tmp_path / "work"
     work.mkdir()
