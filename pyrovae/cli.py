@@ -12,7 +12,8 @@ from typing import List, Optional
 from .errors import PyrovaeError
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
-COMMAND_MODULES: List[str] = ["pyrovae.evaluation.evaluate", "pyrovae.lab.variance", "pyrovae.reproduce"]
+COMMAND_MODULES: List[str] = ["pyrovae.evaluation.evaluate", "pyrovae.lab.variance", "pyrovae.sweeps.command",
+                              "pyrovae.reproduce"]
 
 
 def _list(args) -> None:
