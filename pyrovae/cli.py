@@ -19,6 +19,7 @@ COMMAND_MODULES: List[str] = [
     "pyrovae.lab.variance",
     "pyrovae.sweeps.command",
     "pyrovae.reports.rebuild",
+    "pyrovae.reproduce",
 ]
 
 
