@@ -74,7 +74,9 @@ class TrainSpec:
     """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
-    optimizer's ``lr`` by epoch."""
+    optimizer's ``lr`` by epoch; ``jit`` compiles the loss with Pyro's JIT
+    (``pathwise`` and ``analytic_kl`` estimators; see :mod:`pyrovae.inference.svi`);
+    ``log: tensorboard`` also logs to TensorBoard (beside metrics.csv, which is always written)."""
 
     epochs: int = 10
     batch_size: int = 100
@@ -84,15 +86,19 @@ class TrainSpec:
     kl_warmup_epochs: float = 0.0
     early_stopping_patience: Optional[int] = None
     device: str = "auto"
+    jit: bool = False
     progress: bool = True
+    log: Optional[str] = None
 
 
 @dataclass
 class ExperimentSpec:
-    """A whole experiment: reproducible from this and nothing else."""
+    """A whole experiment: reproducible from this and nothing else. ``plugins`` are files or
+    modules registering components the config uses (see :mod:`pyrovae.plugins`)."""
 
     name: str = "experiment"
     seed: int = 0
+    plugins: List[str] = field(default_factory=list)
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -107,6 +113,7 @@ BINARIZE_CHOICES = ("none", "static", "dynamic")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 STRING_CHOICES = {"data.binarize": BINARIZE_CHOICES, "train.device": DEVICE_CHOICES}
 MAX_SEED = 2 ** 32 - 1  # numpy's generators take seeds below 2^32
+LOG_CHOICES = ("tensorboard",)  # extra training logs beside metrics.csv
 _OPEN_OPTIONS = (ComponentSpec, DataSpec)  # classes whose unknown keys are options
 
 
@@ -136,13 +143,18 @@ def resolve_config_path(source: Union[str, Path]) -> Path:
 
 
 def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
-                overrides: Sequence[str] = ()) -> ExperimentSpec:
+                overrides: Sequence[str] = (), plugins: Sequence[str] = ()) -> ExperimentSpec:
     """Load a config (file, run folder, built-in name or dict), apply ``key=value``
-    overrides, and validate it against the registries."""
+    overrides, load its plugins and ``plugins`` (recorded in the spec by absolute path), and
+    validate it against the registries."""
+    from .plugins import load_plugins
+
+    config_dir = None
     if isinstance(source, dict):
         raw = source
     else:
         path = resolve_config_path(source)
+        config_dir = path.parent
         try:
             text = path.read_text()
             raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -153,6 +165,8 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
             raise PyrovaeError(f"config {path} must be a mapping of keys to values")
     spec = _build(ExperimentSpec, raw, "")
     apply_overrides(spec, overrides)
+    spec.plugins = load_plugins([*spec.plugins, *plugins], config_dir)
+    _resolve_data_paths(spec.data, config_dir)
     validate(spec)
     return spec
 
@@ -160,6 +174,19 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
 def config_text(spec: ExperimentSpec) -> str:
     """The resolved config as the YAML a run folder keeps (``load_config`` reads it back)."""
     return yaml.safe_dump(spec.to_dict(), sort_keys=False)
+
+
+def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path]) -> None:
+    """Make data options named ``path`` or ``*_path`` absolute where the file is found relative
+    to the working directory or the config's folder, so the run folder's config finds it from
+    anywhere (paths not found there are left for the dataset to look up, e.g. in the data root)."""
+    for key, value in data.options.items():
+        if (key == "path" or key.endswith("_path")) and isinstance(value, str) and value:
+            given = Path(value).expanduser()
+            for base in ([] if given.is_absolute() else [Path.cwd(), config_dir]):
+                if base is not None and (base / given).exists():
+                    data.options[key] = str((base / given).resolve())
+                    break
 
 
 def save_config(spec: ExperimentSpec, path: Union[str, Path]) -> None:
@@ -294,6 +321,11 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     elif origin is dict or hint is dict:
         if isinstance(value, dict):
             return value
+    elif origin is list:
+        if isinstance(value, list):
+            return value
+        if isinstance(value, str):
+            return [value]
     else:
         return value
     name = getattr(hint, "__name__", str(hint))
@@ -362,6 +394,9 @@ def validate(spec: ExperimentSpec) -> None:
         _positive(spec.train.early_stopping_patience, "train.early_stopping_patience")
     if spec.data.train_size is not None:
         _positive(spec.data.train_size, "data.train_size")
+    if spec.train.log is not None and spec.train.log not in LOG_CHOICES:
+        raise PyrovaeError(f"train.log must be one of {', '.join(LOG_CHOICES)} (or left out), got "
+                           f"'{spec.train.log}'{did_you_mean(spec.train.log, LOG_CHOICES)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec.train.device):
         raise PyrovaeError(f"train.device must be auto, cpu, cuda or cuda:N, got '{spec.train.device}'")
 

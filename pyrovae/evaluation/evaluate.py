@@ -28,15 +28,10 @@ from ..inference.estimators import ESTIMATORS
 from ..reports.markdown import markdown_table, update_section
 from ..runs.files import WriteFailed, write_atomic
 from ..runs.train import load_run
-from .marginal import (
-    DEFAULT_MAX_MEMORY,
-    ImportanceResult,
-    LinearGaussian,
-    active_units,
-    importance_sample,
-    parse_memory,
-    quadrature_log_marginal,
-)
+from .chunking import DEFAULT_MAX_MEMORY, parse_memory
+from .diagnostics import active_units
+from .importance import ImportanceResult, importance_sample
+from .references import LinearGaussian, quadrature_log_marginal
 
 EVALUATION = "evaluation.json"
 SECTION = "Evaluation"
@@ -76,12 +71,12 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
 
     spec, vae = load_run(run_dir, device)
     pyro.set_rng_seed(seed)
-    x, y = _split_data(spec, vae, split, max_points)
+    x, y, subset = _split_data(spec, vae, split, max_points, seed)
     started = time.perf_counter()
     result = importance_sample(vae, x, y, num_samples, bounds=bound_sizes(num_samples), max_memory=max_bytes,
                                khat=True, progress=progress)
     summary = {"split": split, "num_points": x.shape[0], "num_samples": num_samples, "max_memory_bytes": max_bytes,
-               "seed": seed, **_importance_summary(result)}
+               "seed": seed, "subset": subset, **_importance_summary(result)}
     summary["elbo"] = {**_pyro_elbos(vae, x, y, elbo_particles), "particles": elbo_particles,
                        "importance_samples": summary["iwae"][0]["mean"]}
     count, variances = active_units(vae, x, y, ACTIVE_UNIT_THRESHOLD)
@@ -98,15 +93,34 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     return summary
 
 
-def _split_data(spec, vae, split: str, max_points: Optional[int]):
-    """The first ``max_points`` images of ``split`` (and their labels for a conditional VAE)."""
+def _split_data(spec, vae, split: str, max_points: Optional[int], seed: int):
+    """The points of ``split`` to evaluate (and their labels for a conditional VAE): all of
+    them, or ``max_points`` chosen at random with ``seed`` (the first points of a split can
+    differ from the rest: MNIST's first 5000 test digits are the cleaner half). Also the
+    record of the choice: the split's size, the seed and the indices, in increasing order."""
     data = load_data(spec.data)
     part = data.split(split)
-    x = part.x[:max_points]
+    n = len(part)
+    if max_points is None or max_points >= n:
+        index, subset = torch.arange(n), {"of": n, "chosen": "all"}
+    else:
+        index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
+        subset = {"of": n, "chosen": "random", "seed": seed, "indices": index.tolist()}
+    x = part.x[index]
     if split == "train":  # dynamically binarized data: one seeded binarization
         x = data.training_batch(x)
-    y = part.y[:max_points] if vae.num_classes else None
-    return x, y
+    y = part.y[index] if vae.num_classes else None
+    return x, y, subset
+
+
+def points_phrase(s: dict) -> str:
+    """Which points were evaluated, in words: ``all 10000 points`` or ``2000 of 10000 points
+    chosen at random (seed 0; their indices are in evaluation.json)``."""
+    subset = s.get("subset") or {"chosen": "all", "of": s["num_points"]}
+    if subset["chosen"] == "all":
+        return f"all {subset['of']} points"
+    return (f"{s['num_points']} of {subset['of']} points chosen at random (seed {subset['seed']}; "
+            f"their indices are in {EVALUATION})")
 
 
 def _mean_and_error(t: torch.Tensor) -> dict:
@@ -251,7 +265,7 @@ def write_report(run_dir: Path, everything: dict) -> Path:
     parts = []
     for split, s in everything.items():
         figure = f"figures/bounds_vs_k_{split}.png"
-        parts.append(f"### {split} split: {s['num_points']} points, K = {s['num_samples']}\n\n"
+        parts.append(f"### {split} split: {points_phrase(s)}, K = {s['num_samples']}\n\n"
                      f"{markdown_table(['quantity', 'value'], _escape_pipes(summary_rows(s)))}\n\n"
                      f"![bounds against K]({figure})")
     return update_section(run_dir, SECTION,
@@ -268,7 +282,7 @@ def _escape_pipes(rows):
 def print_summary(s: dict) -> None:
     rows = summary_rows(s)
     width = max(len(name) for name, _ in rows)
-    print(f"{s['split']} split, {s['num_points']} points, nats per data point:")
+    print(f"{s['split']} split, {points_phrase(s)}, nats per data point:")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 
@@ -302,7 +316,8 @@ def add_command(subparsers) -> None:
     p.add_argument("--split", default="test", help=f"which data: {', '.join(SPLITS)} (default test)")
     p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
                    help=f"bound on the working memory, e.g. 512MB or 2GB (default {DEFAULT_MAX_MEMORY})")
-    p.add_argument("--max-points", type=int, metavar="N", help="evaluate only the first N points of the split")
+    p.add_argument("--max-points", type=int, metavar="N",
+                   help="evaluate N points of the split chosen at random with --seed (default: all)")
     p.add_argument("--quadrature", action="store_true",
                    help="also integrate log p(x) on a latent grid (1-D and 2-D latent spaces)")
     p.add_argument("--elbo-particles", type=int, default=10, metavar="L",

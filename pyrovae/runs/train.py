@@ -13,6 +13,7 @@ checkpoint has been checked against it and an epoch has finished with it.
 """
 
 import math
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,11 +22,20 @@ from typing import Iterator, Optional
 
 import pyro
 import torch
-from pyro.infer import SVI
 from tqdm.auto import tqdm
 
+from ..components.datasets import Dataset, load_data
+from ..components.likelihoods import warn_if_binary_data_fits_better
+from ..errors import PyrovaeError
+from ..inference.elbo import split_elbo
+from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
+from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
+from ..inference.svi import TrainingSVI
+from ..model import VAE
+from ..spec import ExperimentSpec, config_text
 from .checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint
 from .files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
+from .first_batch import check_first_batch
 from .folder import (
     CONFIG,
     METRIC_COLUMNS,
@@ -36,14 +46,7 @@ from .folder import (
     metrics_history,
     metrics_text,
 )
-from ..components.datasets import Dataset, load_data
-from ..components.likelihoods import warn_if_binary_data_fits_better
-from ..errors import PyrovaeError
-from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
-from ..inference.elbo import split_elbo
-from ..model import VAE
-from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
-from ..spec import ExperimentSpec, config_text
+from .tensorboard_log import open_log
 
 __all__ = ["METRICS", "METRIC_COLUMNS", "TrainResult", "TrainingDiverged", "build_vae", "load_run", "train"]
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
@@ -140,6 +143,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
         x = data.split(split).x
         vae.check_data(data.training_batch(x) if split == "train" else x, f"the {split} split")
     warn_if_binary_data_fits_better(spec.model.likelihood.name, vae.likelihood, data.train.x)
+    check_first_batch(vae, data, spec.train.batch_size)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options,
                                  where="train.optimizer")
     lr_factor = LR_SCHEDULES.build(spec.train.lr_schedule.name, options=spec.train.lr_schedule.options,
@@ -149,7 +153,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     # estimators (an IWAE-trained model's ELBO can fall while its IWAE bound rises).
     validation_loss = loss if bound_particles(loss) > 1 else None
     pyro.clear_param_store()  # SVI must see this VAE's parameters, not a stale module's
-    svi = SVI(vae.model, vae.guide, optimizer, loss)
+    svi = TrainingSVI(vae, optimizer, loss, jit=spec.train.jit)
 
     record = {"epoch": 0, "step": 0, "best_valid_elbo": -math.inf, "epochs_since_best": 0, "seconds": 0.0}
     best_state = None
@@ -162,6 +166,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
         optimizer.set_state(state["optim"])
         load_estimator_state(loss, state.get("estimator", {}))
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         record.update({k: state[k] for k in record})
         best_state = state.get("best_model")
     if record["epoch"] >= spec.train.epochs:
@@ -182,6 +188,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     steps_per_epoch = math.ceil(n / batch)
     stopped_early = False
     lr_factor_in_use = 1.0  # the optimizer was built with the config's lr
+    log = open_log(spec.train.log, out_dir)
 
     for epoch in range(record["epoch"], spec.train.epochs):
         started = time.perf_counter()
@@ -193,7 +200,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
         order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
         order = order.to(device)
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",
-                   disable=not spec.train.progress, leave=False, dynamic_ncols=True)
+                   disable=not (spec.train.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
         epoch_loss, seen, weight = 0.0, 0, 1.0
         with pyro.validation_enabled(False):  # the data were validated once above
             for i in bar:
@@ -232,9 +239,13 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                 files.write(out_dir / CONFIG, config_text(spec))
             files.write(ckpt_path, checkpoint_bytes({
                 **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
-                "rng": torch.get_rng_state(), "estimator": estimator_state(loss), "metrics": history}))
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "estimator": estimator_state(loss), "metrics": history}))
             files.write(out_dir / METRICS, metrics_text(history))
         config_pending = False
+        if log is not None:
+            log.epoch(epoch + 1, record["step"], history[-1], vae, data)
         if spec.train.progress:
             tqdm.write(f"epoch {epoch + 1}: train ELBO {train_elbo:.2f}, valid ELBO {valid_elbo:.2f} nats")
         patience = spec.train.early_stopping_patience
@@ -242,6 +253,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
             stopped_early = True
             break
 
+    if log is not None:
+        log.close()
     if best_state is not None:
         vae.load_state_dict(best_state)
     return TrainResult(vae, data, out_dir, record["epoch"], record["best_valid_elbo"], stopped_early)
