@@ -4,7 +4,7 @@ differences between grid points and a figure; ``results.json`` with every number
 import math
 from pathlib import Path
 
-from ..runs.atomic import write_json_atomic, write_text_atomic
+from ..runs.files import write_atomic, write_json_atomic
 from ..sweeps.results import SweepResults, read_results
 from .markdown import markdown_table
 
@@ -20,7 +20,7 @@ def write_sweep_report(sweep_dir) -> Path:
     has_values = any(p.n for p in results.points)
     if has_values:
         results_figure(results, sweep_dir / FIGURE)
-    return write_text_atomic(sweep_dir / "report.md", report_text(results, figure=FIGURE if has_values else None))
+    return write_atomic(sweep_dir / "report.md", report_text(results, figure=FIGURE if has_values else None))
 
 
 def report_text(results: SweepResults, figure=None) -> str:

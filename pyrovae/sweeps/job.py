@@ -31,9 +31,9 @@ import torch
 import yaml
 
 from ..errors import PyrovaeError
-from ..runs.atomic import write_json_atomic, write_text_atomic
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import append_row
+from ..runs.files import write_atomic, write_json_atomic
 from ..spec import ExperimentSpec, load_config
 
 RUN_STATE = "sweep_run.json"
@@ -91,7 +91,7 @@ def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
     except Exception as exc:  # a bug or a resource failure: one line here, the traceback in the run folder
         outcome.update(state="failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                        f" (traceback in {run_dir / 'sweep_error.txt'})")
-        write_text_atomic(run_dir / "sweep_error.txt", traceback.format_exc())
+        write_atomic(run_dir / "sweep_error.txt", traceback.format_exc())
     outcome["sitting_seconds"] = time.time() - started
     write_json_atomic(run_dir / RUN_STATE, outcome)
     return outcome
@@ -118,7 +118,7 @@ def _train_and_evaluate(run_dir: Path, task: Dict[str, Any]) -> Dict[str, Any]:
         if not progress["finished"]:
             return {"state": "paused", **progress}
     elif not _has_training_report(run_dir):  # the worker died between the last epoch and the report
-        _write_training_report(run_dir, spec, None, progress)
+        _write_training_report(run_dir, spec, None)
     evaluation = task.get("evaluate")
     if evaluation is not None:
         if _past(task.get("deadline")):
@@ -144,14 +144,14 @@ def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[st
     while not progress["finished"]:
         part = load_config(spec.to_dict())
         part.train.epochs = min(spec.train.epochs, progress["epochs"] + chunk)
-        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data)
+        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data, report=False)
         data = result.data
         progress = training_progress(run_dir, spec)
         if curve:
             _record_curve_point(run_dir, result, progress, curve)
         if _past(deadline) and not progress["finished"]:
             return progress
-    _write_training_report(run_dir, spec, result, progress)
+    _write_training_report(run_dir, spec, result)
     return progress
 
 
@@ -162,19 +162,15 @@ def _has_training_report(run_dir: Path) -> bool:
     return path.exists() and "<!-- section: Training -->" in path.read_text()
 
 
-def _write_training_report(run_dir: Path, spec: ExperimentSpec, result, progress: Dict[str, Any]) -> None:
+def _write_training_report(run_dir: Path, spec: ExperimentSpec, result) -> None:
     """The figures and report section ``pyrovae train`` writes, and config.yaml with the whole
     run's epochs (training in chunks wrote each chunk's)."""
-    from ..components.datasets import load_data
-    from ..reports.training import make_figures, write_training_report
-    from ..runs.train import TrainResult, load_run
+    from ..reports.training import result_of_folder, write_training_report
 
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     if result is None:
-        _, vae = load_run(run_dir, spec.train.device)
-        result = TrainResult(vae.train(), load_data(spec.data).limited(spec.data.train_size), run_dir,
-                             progress["epochs"], progress["best_valid_elbo"], progress["stopped_early"])
-    write_training_report(result, spec, make_figures(result))
+        spec, result = result_of_folder(run_dir)
+    write_training_report(result, spec)
 
 
 def _past(deadline: Optional[float]) -> bool:
