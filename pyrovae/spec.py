@@ -74,7 +74,7 @@ class TrainSpec:
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
     optimizer's ``lr`` by epoch; ``jit`` compiles the loss with Pyro's JIT
-    (``pathwise`` and ``analytic_kl`` estimators; see :mod:`pyrovae.inference.svi`)."""
+    (the ``pathwise`` estimator; see :mod:`pyrovae.inference.svi`)."""
 
     epochs: int = 10
     batch_size: int = 100
