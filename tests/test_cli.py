@@ -45,7 +45,7 @@ def test_train_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
     (["train", "quickstart", "--set", "model.latnt_dim=2"], "did you mean 'model.latent_dim'"),
     (["train", "no_such_config"], "no config file or built-in config 'no_such_config'"),
     (["train", "quickstart", "--set", "data.root=/nonexistent"], "binarized_mnist_train.amat[.gz] not found"),
-    (["train", "/nonexistent/run", "--resume"], "no config file or built-in config"),
+    (["train", "/nonexistent/run", "--resume"], "no run folder /nonexistent/run to resume"),
 ])
 def test_user_mistakes_are_one_line_on_stderr_with_status_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default run folder runs/quickstart must not exist yet

@@ -4,10 +4,13 @@ Every function writes one PNG and returns its path. Matplotlib runs headless (Ag
 imported on first use, so that importing pyrovae (and ``pyrovae --help``) stays cheap.
 """
 
+import io
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
+
+from ..runs.files import make_folder, write_atomic
 
 
 def pyplot():
@@ -21,12 +24,16 @@ def pyplot():
 
 
 def save_figure(fig, path: Path) -> Path:
+    """Render ``fig`` and write it to ``path`` atomically (a figure is complete or absent)."""
     plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    make_folder(path.parent)
+    return write_atomic(path, buffer.getvalue())
 
 
 def training_curves(rows: Sequence[dict], path: Path) -> Path:
