@@ -25,8 +25,8 @@ from pyrovae.components.datasets import load_data
 from pyrovae.inference.elbo import split_elbo
 from pyrovae.inference.estimators import ESTIMATORS, build_estimator
 from pyrovae.inference.optim import OPTIMIZERS
-from pyrovae.lab.variance import initial_vae
-from pyrovae.reports.plots import plt
+from pyrovae.reports.plots import pyplot
+from pyrovae.runs.train import build_vae
 
 VALIDATION_POINTS = 1000
 
@@ -34,7 +34,7 @@ VALIDATION_POINTS = 1000
 def train_with(name: str, data, steps: int, seconds: float, eval_every: int):
     """(step, training seconds, validation ELBO) rows of one estimator's run."""
     spec = load_config("quickstart", [f"train.estimator.name={name}", "train.device=cpu"])
-    vae = initial_vae(spec, data)
+    vae = build_vae(spec, data)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
     pyro.clear_param_store()
     svi = SVI(vae.model, vae.guide, optimizer, build_estimator(spec.train.estimator))
@@ -55,6 +55,7 @@ def train_with(name: str, data, steps: int, seconds: float, eval_every: int):
 
 
 def plot(curves: dict, steps: int, seconds: float, path: Path) -> None:
+    plt = pyplot()
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for name, rows in curves.items():
         by_step.plot(*zip(*[(s, e) for s, _, e in rows if s <= steps]), label=name)
