@@ -90,7 +90,7 @@ def prepare_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir
 
 
 def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *, budget=None, engine: str = "local",
-              workers: Optional[int] = None, address: Optional[str] = None,
+              workers: Optional[int] = None, address: Optional[str] = None, threads: Optional[int] = None,
               log: Callable[[str], None] = print) -> List[RunStatus]:
     """Run every unfinished run of the sweep ``source`` in ``sweep_dir`` for one sitting,
     then write the sweep report; return each run's status.
@@ -99,11 +99,13 @@ def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *,
     paused ones resumed from their checkpoints, failed ones tried again. ``budget`` (seconds
     or text like ``2h``) ends the sitting: no run starts after it, running ones stop at the
     end of their current epoch (or curve chunk) and continue in the next sitting.
+    ``threads``: torch threads per run (default: the local engine shares the cores out,
+    Ray gives one); floating-point sums, and so the last digits of a run, depend on it.
     """
     deadline = None if budget is None else time.time() + parse_budget(budget)
     spec = prepare_sweep(source, sweep_dir)
     sweep_dir = Path(sweep_dir)
-    runner = ENGINES.build(engine, options={"workers": workers, "address": address}, where="--engine")
+    runner = ENGINES.build(engine, options={"workers": workers, "address": address, "threads": threads}, where="--engine")
     statuses = sweep_status(sweep_dir, spec)
     todo = [s for s in statuses if s.state not in ("done", "running")]
     busy = sum(s.state == "running" for s in statuses)
