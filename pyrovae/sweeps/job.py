@@ -18,6 +18,7 @@ error's one line, or ``paused`` when the budget ran out.
 """
 
 import fcntl
+import json
 import math
 import os
 import socket
@@ -31,9 +32,9 @@ import torch
 import yaml
 
 from ..errors import PyrovaeError
-from ..runs.atomic import write_json_atomic, write_text_atomic
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import append_row
+from ..runs.files import write_atomic
 from ..spec import ExperimentSpec, load_config
 
 RUN_STATE = "sweep_run.json"
@@ -94,9 +95,9 @@ def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
     except Exception as exc:  # a bug or a resource failure: one line here, the traceback in the run folder
         outcome.update(state="failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                        f" (traceback in {run_dir / 'sweep_error.txt'})")
-        write_text_atomic(run_dir / "sweep_error.txt", traceback.format_exc())
+        write_atomic(run_dir / "sweep_error.txt", traceback.format_exc())
     outcome["sitting_seconds"] = time.time() - started
-    write_json_atomic(run_dir / RUN_STATE, outcome)
+    write_atomic(run_dir / RUN_STATE, json.dumps(outcome, indent=2) + "\n")
     return outcome
 
 
@@ -148,7 +149,7 @@ def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[st
         chunk_started = time.time()
         part = load_config(spec.to_dict())
         part.train.epochs = min(spec.train.epochs, progress["epochs"] + chunk)
-        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data)
+        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data, report=False)
         data = result.data
         progress = training_progress(run_dir, spec)
         if curve:
@@ -170,15 +171,15 @@ def _write_training_report(run_dir: Path, spec: ExperimentSpec, result, progress
     """The figures and report section ``pyrovae train`` writes, and config.yaml with the whole
     run's epochs (training in chunks wrote each chunk's)."""
     from ..components.datasets import load_data
-    from ..reports.training import make_figures, write_training_report
+    from ..reports.training import write_training_report
     from ..runs.train import TrainResult, load_run
 
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     if result is None:
         _, vae = load_run(run_dir, spec.train.device)
         result = TrainResult(vae.train(), load_data(spec.data).limited(spec.data.train_size), run_dir,
                              progress["epochs"], progress["best_valid_elbo"], progress["stopped_early"])
-    write_training_report(result, spec, make_figures(result))
+    write_training_report(result, spec)
 
 
 def _past(deadline: Optional[float]) -> bool:
@@ -192,7 +193,7 @@ def _record_curve_point(run_dir: Path, result, progress: Dict[str, Any], curve: 
     with the wall-clock seconds of training and curve points over all sittings."""
     import pyro
 
-    from ..evaluation.marginal import log_marginal
+    from ..evaluation.importance import log_marginal
 
     test_x = result.data.split("test").x
     every = torch.linspace(0, test_x.shape[0] - 1, min(curve["points"], test_x.shape[0])).round().long()

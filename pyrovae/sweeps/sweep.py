@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import yaml
 
 from ..errors import PyrovaeError
-from ..runs.atomic import write_json_atomic, write_text_atomic
 from ..runs.checkpoint import CHECKPOINT
+from ..runs.files import write_atomic
 from .engines import ENGINES
 from .job import RUN_STATE, is_locked
 from .spec import RunPlan, SweepSpec, load_sweep
@@ -83,9 +83,10 @@ def prepare_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir
                                f"'pyrovae sweep {sweep_dir} --resume' or choose another --out folder")
         return stored
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    write_json_atomic(sweep_dir / INDEX, {"name": spec.name, "runs": [
-        {"folder": f"{RUNS}/{p.folder}", "point": p.point, "seed": p.seed} for p in spec.runs()]})
+    write_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    index = {"name": spec.name, "runs": [{"folder": f"{RUNS}/{p.folder}", "point": p.point, "seed": p.seed}
+                                         for p in spec.runs()]}
+    write_atomic(sweep_dir / INDEX, json.dumps(index, indent=2) + "\n")
     return spec
 
 
