@@ -229,3 +229,38 @@ def test_acceptance_2x2_grid_2_seeds_killed_worker_resumed_identical_to_pyrovae_
         assert_same_run(tmp_path / "sweep" / "runs" / status.plan.folder, reference)
     results = read_results(tmp_path / "sweep")
     assert [p.n for p in results.points] == [2, 2, 2, 2]
+
+
+# ----------------------------------------------------------------------------- data-parallel evaluation
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from pyrovae.runs.train import train
+    from pyrovae.spec import load_config
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("split") / "run"
+    train(load_config(tiny_sweep({})["base"], [f"{k}={v}" for k, v in TINY.items()]), out, report=False)
+    return out
+
+
+def _same_points(a, b) -> None:
+    for name in ("log_marginal", "elbo"):
+        assert torch.equal(getattr(a, name).value, getattr(b, name).value)
+        assert torch.equal(getattr(a, name).std_error, getattr(b, name).std_error)
+    for name in ("log_likelihood", "kl", "ess", "khat"):
+        assert torch.equal(getattr(a, name), getattr(b, name))
+    assert all(torch.equal(a.iwae[k].value, b.iwae[k].value) for k in a.iwae)
+
+
+def test_evaluation_split_over_workers_equals_one_process(trained_run):
+    from pyrovae.sweeps.split_evaluation import evaluate_points_parallel
+
+    options = {"num_samples": 16, "max_points": 30, "block_points": 7, "threads": 1}
+    one, indices, summary = evaluate_points_parallel(trained_run, workers=1, **options)
+    two, indices_two, _ = evaluate_points_parallel(trained_run, workers=2, **options)
+    assert indices == indices_two and len(indices) == 30 and one.log_marginal.value.shape == (30,)
+    _same_points(one, two)
+    assert summary["log_marginal"]["mean"] == pytest.approx(float(one.log_marginal.value.mean()))
+    with pytest.raises(PyrovaeError, match="valid and test splits"):
+        evaluate_points_parallel(trained_run, split="train")

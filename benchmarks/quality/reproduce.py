@@ -26,7 +26,7 @@ from pyrovae.evaluation.evaluate import EVALUATION, evaluate_run
 from pyrovae.spec import load_config
 from pyrovae.sweeps import load_sweep, run_folder, run_sweep, sweep_status
 from pyrovae.sweeps.job import read_curve, training_progress
-from pyrovae.sweeps.sweep import prepare_sweep
+from pyrovae.sweeps.sweep import open_sweep
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -36,9 +36,9 @@ def sweep_name(config: str) -> str:
 
 
 def record(config: str, sweep_dir: Path, results: Path = RESULTS) -> Path:
-    """Write ``results/CONFIG.json`` from the sweep's run folder, evaluating it first if its
-    training was cut short."""
-    spec = prepare_sweep(sweep_name(config), sweep_dir)
+    """Write ``results/CONFIG.json`` from the run folder of the sweep in ``sweep_dir``,
+    evaluating it first if its training was cut short."""
+    spec = open_sweep(sweep_dir)
     run_dir = run_folder(sweep_dir, {}, spec.seeds[0])
     run_config = load_config(run_dir)
     progress = training_progress(run_dir, load_config(spec.runs()[0].config))

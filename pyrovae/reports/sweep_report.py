@@ -74,8 +74,9 @@ def differences_table(results: SweepResults) -> str:
 
 def results_figure(results: SweepResults, path: Path) -> Path:
     """Each grid point's runs (dots, one per seed) with the mean ± one standard deviation."""
-    from .plots import plt, save_figure
+    from .plots import pyplot, save_figure
 
+    plt = pyplot()
     n = len(results.points)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * n + 1.5), 3.6))
     for i, p in enumerate(results.points):

@@ -1,7 +1,8 @@
 """Engines: where a sweep's runs are carried out.
 
-An engine takes a list of tasks (plain dictionaries for
-:func:`pyrovae.sweeps.job.run_job`) and calls ``on_done(task, outcome)`` as each ends.
+An engine takes a list of tasks (plain dictionaries for :func:`pyrovae.sweeps.job.run_job`,
+or for another module-level ``function``, such as a block of a data-parallel evaluation)
+and calls ``on_done(task, outcome)`` as each ends.
 Every engine treats a task the same way: a worker that dies mid-run (killed, out of
 memory, its machine gone) ends that task as ``interrupted``, its run folder left with its
 last checkpoint for the next sitting, and the other tasks go on. No new task starts after
@@ -48,9 +49,11 @@ class LocalEngine:
         self.workers = workers or default_workers()
         self.threads = threads or max(1, default_workers() // self.workers)
 
-    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None) -> None:
+    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None,
+            function: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
         from .job import run_job
 
+        function = function or run_job
         context = _worker_context()
         pending, active = list(tasks), {}
         try:
@@ -58,7 +61,7 @@ class LocalEngine:
                 while pending and len(active) < self.workers and not _past(deadline):
                     task = {"threads": self.threads, **pending.pop(0)}
                     receiver, sender = context.Pipe(duplex=False)
-                    process = context.Process(target=_child, args=(run_job, task, sender), daemon=False)
+                    process = context.Process(target=_child, args=(function, task, sender), daemon=False)
                     process.start()
                     sender.close()
                     active[process] = (task, receiver)
@@ -66,7 +69,7 @@ class LocalEngine:
                     pending.clear()
                 for process in [p for p in active if not p.is_alive()]:
                     task, receiver = active.pop(process)
-                    outcome = receiver.recv() if receiver.poll() else None
+                    outcome = _received(receiver)
                     process.join()
                     if outcome is None:
                         outcome = _interrupted(f"worker process {process.pid} ended with {_exit_text(process.exitcode)}")
@@ -95,9 +98,17 @@ def _worker_context():
     return context
 
 
-def _child(run_job, task, sender) -> None:
-    sender.send(run_job(task))
+def _child(function, task, sender) -> None:
+    sender.send(function(task))
     sender.close()
+
+
+def _received(receiver) -> Optional[Dict[str, Any]]:
+    """The outcome a worker sent, or ``None`` when it died first (its pipe just closed)."""
+    try:
+        return receiver.recv() if receiver.poll() else None
+    except EOFError:
+        return None
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -131,11 +142,12 @@ class RayEngine:
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.threads = threads or 1
 
-    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None) -> None:
+    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None,
+            function: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
         from .job import run_job
 
         ray = self.ray
-        remote = ray.remote(num_cpus=self.threads, max_retries=0)(run_job)
+        remote = ray.remote(num_cpus=self.threads, max_retries=0)(function or run_job)
         pending, active = list(tasks), {}
         while pending or active:
             while pending and len(active) < self.workers and not _past(deadline):

@@ -112,7 +112,7 @@ def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *,
     busy = sum(s.state == "running" for s in statuses)
     log(f"sweep {spec.name}: {len(statuses)} runs, {len(statuses) - len(todo) - busy} done, "
         f"{busy} running elsewhere, {len(todo)} to run on {runner.workers} {engine} worker(s)")
-    tasks = [_task(spec, sweep_dir, s.plan, deadline) for s in todo]
+    tasks = [job_task(spec, sweep_dir, s.plan, deadline) for s in todo]
     for task in tasks:  # an earlier sitting's record would be mistaken for this one's
         (Path(task["run_dir"]) / RUN_STATE).unlink(missing_ok=True)
 
@@ -131,7 +131,8 @@ def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *,
     return statuses
 
 
-def _task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
+def job_task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
+    """The task for :func:`pyrovae.sweeps.job.run_job` that carries out ``plan``."""
     return {"folder": plan.folder, "run_dir": str((sweep_dir / RUNS / plan.folder).resolve()), "config": plan.config,
             "evaluate": spec.evaluate, "curve": spec.curve, "deadline": deadline}
 
