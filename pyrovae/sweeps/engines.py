@@ -19,6 +19,7 @@ the sitting's deadline.
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -56,6 +57,7 @@ class LocalEngine:
         function = function or run_job
         context = _worker_context()
         pending, active = list(tasks), {}
+        stopped_by_term = _terminate_as_interrupt()
         try:
             while pending or active:
                 while pending and len(active) < self.workers and not _past(deadline):
@@ -82,6 +84,8 @@ class LocalEngine:
             for process in active:
                 process.join()
             raise
+        finally:
+            stopped_by_term.restore()
 
 
 # What every run imports, loaded once by the fork server, so a run's process starts in a
@@ -101,6 +105,25 @@ def _worker_context():
 def _child(function, task, sender) -> None:
     sender.send(function(task))
     sender.close()
+
+
+class _terminate_as_interrupt:
+    """While the driver runs workers, SIGTERM (how a background job is stopped; SIGINT is
+    ignored there) stops it as Ctrl-C would: its workers are stopped too, leaving their runs
+    resumable, instead of running on unwatched."""
+
+    def __init__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def _received(receiver) -> Optional[Dict[str, Any]]:

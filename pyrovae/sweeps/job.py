@@ -89,6 +89,7 @@ def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
     outcome: Dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "threads": torch.get_num_threads()}
     try:
         with run_lock(run_dir):
+            (run_dir / RUN_STATE).unlink(missing_ok=True)  # an earlier sitting's record is not this one's
             outcome.update(_train_and_evaluate(run_dir, task))
     except PyrovaeError as exc:
         outcome.update(state="failed", error=str(exc).splitlines()[0])

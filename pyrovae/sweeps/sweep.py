@@ -113,8 +113,6 @@ def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *,
     log(f"sweep {spec.name}: {len(statuses)} runs, {len(statuses) - len(todo) - busy} done, "
         f"{busy} running elsewhere, {len(todo)} to run on {runner.workers} {engine} worker(s)")
     tasks = [job_task(spec, sweep_dir, s.plan, deadline) for s in todo]
-    for task in tasks:  # an earlier sitting's record would be mistaken for this one's
-        (Path(task["run_dir"]) / RUN_STATE).unlink(missing_ok=True)
 
     def on_done(task: Dict[str, Any], outcome: Dict[str, Any]) -> None:
         line = f"  {task['folder']}: {outcome['state']}"
