@@ -12,7 +12,7 @@ from typing import List, Optional
 from .errors import PyrovaeError
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
-COMMAND_MODULES: List[str] = ["pyrovae.evaluation.evaluate", "pyrovae.lab.variance",
+COMMAND_MODULES: List[str] = ["pyrovae.evaluation.evaluate", "pyrovae.lab.variance", "pyrovae.sweeps.command",
                                "pyrovae.evaluation.posterior_command"]
 
 

@@ -9,14 +9,14 @@ import math
 import pyro
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from pyrovae import VAE, load_config
 from pyrovae.cli import main
 from pyrovae.errors import PyrovaeError
-from pyrovae.evaluation.marginal import LinearGaussian, importance_sample
+from pyrovae.evaluation.importance import importance_sample
 from pyrovae.evaluation.modes import find_modes, is_multimodal
 from pyrovae.evaluation.posterior import (
-    Gaussians,
     compare_moments,
     gap_decomposition,
     grid_posterior,
@@ -25,9 +25,8 @@ from pyrovae.evaluation.posterior import (
     optimal_gaussian,
 )
 from pyrovae.evaluation.posterior_command import parse_points
+from pyrovae.evaluation.references import LinearGaussian
 from pyrovae.runs.train import train
-
-from conftest import tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

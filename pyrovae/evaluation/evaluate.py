@@ -28,15 +28,10 @@ from ..inference.estimators import ESTIMATORS
 from ..reports import evaluation_figures
 from ..reports.markdown import markdown_table, update_section
 from ..runs.train import load_run
-from .marginal import (
-    DEFAULT_MAX_MEMORY,
-    ImportanceResult,
-    LinearGaussian,
-    active_units,
-    importance_sample,
-    parse_memory,
-    quadrature_log_marginal,
-)
+from .chunking import DEFAULT_MAX_MEMORY, parse_memory
+from .diagnostics import active_units
+from .importance import ImportanceResult, importance_sample
+from .references import LinearGaussian, quadrature_log_marginal
 
 EVALUATION = "evaluation.json"
 SECTION = "Evaluation"

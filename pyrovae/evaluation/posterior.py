@@ -6,7 +6,7 @@ For each data point, with the trained decoder and prior held fixed:
 - samples of p(z|x) from Pyro's NUTS (or HMC) on the VAE's own Pyro model conditioned on
   that one point (any latent dimension);
 - for a 2-D latent space, the posterior tabulated on a grid and normalized by quadrature
-  (the same located box and log joint as :func:`~.marginal.quadrature_log_marginal`), its
+  (the same located box and log joint as :func:`~.references.quadrature_log_marginal`), its
   moments and its separated modes (:mod:`.modes`);
 - q(z|x), the amortized guide, and q*(z|x), the best Gaussian of the same family for this
   one point, found by non-amortized SVI on the same model (the decoder fixed);
@@ -38,26 +38,11 @@ from pyro.ops.stats import effective_sample_size
 from pyro.optim import ClippedAdam
 
 from ..errors import PyrovaeError
-from .marginal import (
-    DEFAULT_MAX_MEMORY,
-    WEIGHT_COPIES,
-    Cost,
-    Estimate,
-    _as_bytes,
-    _first_repeated,
-    _log_joint,
-    _on_grid,
-    _positive_int,
-    _prepare,
-    _rows,
-    evaluation_mode,
-    locate_posterior,
-    log_mean_exp,
-    pareto_khat,
-    plan_chunks,
-    quadrature_log_marginal,
-)
+from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, first_repeated, plan_chunks, rows
+from .diagnostics import Estimate, log_mean_exp, pareto_khat
+from .log_joint import evaluation_mode, log_joint, positive_int, prepare
 from .modes import DEFAULT_MIN_MASS, DEFAULT_SADDLE_RATIO, Mode, find_modes
+from .references import _on_grid, locate_posterior, quadrature_log_marginal
 
 MCMC_KERNELS = ("nuts", "hmc")
 FAMILIES = ("diagonal", "full")
@@ -96,7 +81,7 @@ class Gaussians(NamedTuple):
 @torch.no_grad()
 def guide_gaussians(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Gaussians:
     """q(z|x) of the amortized guide for every row of ``x``."""
-    x, y = _prepare(vae, x, y)
+    x, y = prepare(vae, x, y)
     loc, scale = vae.encode(x, y)
     return Gaussians.diagonal(loc, scale).as_double()
 
@@ -135,8 +120,8 @@ def optimal_gaussian(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, fam
     """
     if family not in FAMILIES:
         raise PyrovaeError(f"unknown Gaussian family '{family}'; choose one of: {', '.join(FAMILIES)}")
-    steps, particles = _positive_int(steps, "the number of SVI steps"), _positive_int(particles, "particles")
-    x, y = _prepare(vae, x, y)
+    steps, particles = positive_int(steps, "the number of SVI steps"), positive_int(particles, "particles")
+    x, y = prepare(vae, x, y)
     start = (guide_gaussians(vae, x, y) if init is None else init)
     dtype = x.dtype
 
@@ -177,17 +162,17 @@ def gaussian_log_weights(vae, x: torch.Tensor, y: Optional[torch.Tensor], propos
     All proposals transform the same standard-normal draws (common random numbers), so
     differences between them are estimated with the noise of a paired comparison. Draws
     come in chunks under ``max_memory``, as importance sampling's do."""
-    num_samples = _positive_int(num_samples, "the number of samples")
-    x, y = _prepare(vae, x, y)
+    num_samples = positive_int(num_samples, "the number of samples")
+    x, y = prepare(vae, x, y)
     n, dim = x.shape[0], vae.latent_dim
     proposals = [g.as_double() for g in proposals]
-    cost = Cost.measure(lambda p, s: _log_joint(vae, _first_repeated(x, p), _first_repeated(y, p),
+    cost = Cost.measure(lambda p, s: log_joint(vae, first_repeated(x, p), first_repeated(y, p),
                                                 x.new_zeros(s, p, dim)))
-    plan = plan_chunks(cost, n, num_samples, _as_bytes(max_memory), len(proposals) * WEIGHT_COPIES * 8 * num_samples)
+    plan = plan_chunks(cost, n, num_samples, as_bytes(max_memory), len(proposals) * WEIGHT_COPIES * 8 * num_samples)
     out = [torch.empty(n, num_samples, dtype=torch.float64, device=x.device) for _ in proposals]
     for start in range(0, n, plan.points):
         stop = min(n, start + plan.points)
-        xb, yb = x[start:stop], _rows(y, start, stop)
+        xb, yb = x[start:stop], rows(y, start, stop)
         for s in range(0, num_samples, plan.samples):
             m = min(plan.samples, num_samples - s)
             eps = torch.randn(m, stop - start, dim, dtype=torch.float64, device=x.device)
@@ -195,7 +180,7 @@ def gaussian_log_weights(vae, x: torch.Tensor, y: Optional[torch.Tensor], propos
                 g = g.rows(start, stop)
                 z = g.loc + (g.scale_tril @ eps[..., None]).squeeze(-1)
                 log_g = dist.MultivariateNormal(g.loc, scale_tril=g.scale_tril).log_prob(z)
-                buffer[start:stop, s:s + m] = (_log_joint(vae, xb, yb, z.to(x.dtype)) - log_g).T
+                buffer[start:stop, s:s + m] = (log_joint(vae, xb, yb, z.to(x.dtype)) - log_g).T
     return out
 
 
@@ -287,16 +272,16 @@ def mcmc_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, kerne
     """
     if kernel not in MCMC_KERNELS:
         raise PyrovaeError(f"unknown MCMC kernel '{kernel}'; choose one of: {', '.join(MCMC_KERNELS)}")
-    num_samples = _positive_int(num_samples, "the number of MCMC samples")
+    num_samples = positive_int(num_samples, "the number of MCMC samples")
     if num_samples < 4:
         raise PyrovaeError("MCMC needs at least 4 samples to estimate its effective sample size; ask for more")
-    x, y = _prepare(vae, x, y)
+    x, y = prepare(vae, x, y)
     init = guide_gaussians(vae, x, y) if init is None else init
     results = []
     with fixed_parameters(vae):
         for i in range(x.shape[0]):
             pyro.set_rng_seed(seed + i)
-            model = functools.partial(vae.model, x[i:i + 1], _rows(y, i, i + 1))
+            model = functools.partial(vae.model, x[i:i + 1], rows(y, i, i + 1))
             start = init_to_value(values={"z": init.loc[i:i + 1].to(x.dtype)})
             sampler = (NUTS(model, init_strategy=start, max_plate_nesting=1) if kernel == "nuts"
                        else HMC(model, init_strategy=start, max_plate_nesting=1))
@@ -360,9 +345,9 @@ def grid_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nodes
     if vae.latent_dim != 2:
         raise PyrovaeError(f"the grid posterior needs a 2-D latent space; this VAE has {vae.latent_dim} "
                            f"latent dimensions (use MCMC samples and the pairwise plots instead)")
-    nodes = _positive_int(nodes, "the number of grid nodes")
-    x, y = _prepare(vae, x, y)
-    max_memory = _as_bytes(max_memory)
+    nodes = positive_int(nodes, "the number of grid nodes")
+    x, y = prepare(vae, x, y)
+    max_memory = as_bytes(max_memory)
     log_px = quadrature_log_marginal(vae, x, y, max_memory=max_memory)
     center, half = locate_posterior(vae, x, y, LOCATE_WIDTH, max_memory)
     log_f = _on_grid(vae, x, y, center, half, nodes, max_memory, lambda log_f, unit, c, h: log_f.T)

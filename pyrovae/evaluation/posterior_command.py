@@ -5,11 +5,9 @@ The numbers come from :func:`pyrovae.evaluation.posterior.inspect_posterior`; th
 loads the run and its data, summarizes, draws and writes (every file atomically).
 """
 
-import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -17,7 +15,8 @@ import torch
 
 from ..components.datasets import SPLITS, load_data
 from ..errors import PyrovaeError, did_you_mean
-from .marginal import DEFAULT_MAX_MEMORY, parse_memory
+from ..runs.atomic import write_json_atomic, write_text_atomic
+from .chunking import DEFAULT_MAX_MEMORY, parse_memory
 
 RESULTS = "posterior.json"
 REPORT = "report.md"
@@ -37,20 +36,6 @@ def parse_points(text: str) -> List[int]:
     if len(set(points)) != len(points):
         raise PyrovaeError(f"--points '{text}' names a point twice; list each index once")
     return points
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _draw_atomic(draw, path: Path, *args, **kwargs) -> Path:
@@ -216,8 +201,8 @@ def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: 
                                    max_memory=max_memory)
     summary = {"run": str(run_dir), **summarize(inspection, points, split)}
     figures = _figures(inspection, x, points, out_dir)
-    write_atomic(out_dir / RESULTS, json.dumps(summary, indent=2) + "\n")
-    write_atomic(out_dir / REPORT, report_text(summary, figures, str(run_dir)))
+    write_json_atomic(out_dir / RESULTS, summary)
+    write_text_atomic(out_dir / REPORT, report_text(summary, figures, str(run_dir)))
     return summary
 
 

@@ -23,7 +23,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from scipy.stats import norm
 
-from ..evaluation.marginal import LinearGaussian
+from ..evaluation.references import LinearGaussian
 from ..inference.surrogates import IWAE
 
 BIAS_LEVEL = 0.05  # family-wise level of the Bonferroni-corrected bias test, per parameter group
@@ -91,7 +91,7 @@ def gradient_moments(estimator, vae, args: Sequence, draws: int, seed: int) -> M
 
 def exact_elbo(vae, x: torch.Tensor) -> Optional[torch.Tensor]:
     """The ELBO of ``vae``'s guide summed over ``x``, in closed form and differentiable in
-    every parameter, when the model is linear-Gaussian (:class:`~pyrovae.evaluation.marginal.LinearGaussian`,
+    every parameter, when the model is linear-Gaussian (:class:`~pyrovae.evaluation.references.LinearGaussian`,
     any encoder); else None."""
     if not LinearGaussian.describes(vae):
         return None
