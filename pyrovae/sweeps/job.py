@@ -186,7 +186,7 @@ def _record_curve_point(run_dir: Path, result, progress: Dict[str, Any], curve: 
     (the first ones would not stand for the split: MNIST's first 5000 are the cleaner half)."""
     import pyro
 
-    from ..evaluation.marginal import log_marginal
+    from ..evaluation.importance import log_marginal
 
     test_x = result.data.split("test").x
     every = torch.linspace(0, test_x.shape[0] - 1, min(curve["points"], test_x.shape[0])).round().long()
