@@ -1,0 +1,1 @@
+"""Training runs: the SVI loop, run folders, checkpoints and resume, the CSV metrics log."""
