@@ -98,7 +98,7 @@ def manifold(images: torch.Tensor, coords: torch.Tensor, path: Path, title: str 
     coords = coords.detach().cpu()
     grid = coords.numel()
     picture = tile(images, grid)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = pyplot().subplots(figsize=(6, 6))
     ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
     h, w = images.shape[-2:]
     ax.set_xticks([(j + 0.5) * w - 0.5 for j in range(grid)], [f"{v:.2f}" for v in coords.tolist()], rotation=90)
