@@ -13,7 +13,6 @@ Errors a user can fix (no space, read-only file system, no permission) become on
 """
 
 import errno
-import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -132,11 +131,6 @@ def write_atomic(path: Union[str, Path], data: Union[bytes, str]) -> Path:
     with staged_writes() as group:
         group.write(path, data)
     return Path(path)
-
-
-def write_json_atomic(path: Union[str, Path], value) -> Path:
-    """Replace ``path`` with ``value`` as indented JSON, atomically."""
-    return write_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
 def make_folder(path: Union[str, Path]) -> Path:
