@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .plots import plt, save_figure
+from .plots import pyplot, save_figure
 
 MASS_LEVELS = (0.99, 0.9, 0.5)  # highest-density regions drawn as filled contours
 SAMPLES_SHOWN = 600             # MCMC samples drawn as dots (evenly thinned)
@@ -73,6 +73,7 @@ def _zoom(ax, grid, gaussians) -> None:
 def posterior_2d(grid, q_loc, q_cov, qstar_loc, qstar_cov, samples: Optional[torch.Tensor], path: Path, title: str,
                  image: Optional[torch.Tensor] = None, sampler: str = "NUTS") -> Path:
     """Contours of the grid posterior with the q and q* ellipses and MCMC samples."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 5))
     levels = _density_levels(grid.log_density, grid.log_weight)
     density = grid.log_density.exp().T.cpu()  # rows of the image are z2
@@ -106,6 +107,7 @@ def pairwise_marginals(samples: torch.Tensor, q_loc, q_cov, qstar_loc, qstar_cov
     q and q*."""
     dims = list(dims)
     k = len(dims)
+    plt = pyplot()
     fig, axes = plt.subplots(k, k, figsize=(2.1 * k + 0.6, 2.1 * k + 0.4), squeeze=False)
     samples = samples.double().cpu()
     shown = _thinned(samples)
