@@ -119,15 +119,8 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
     if quiet:
         spec.train.progress = False
     result = train_loop(spec, folder, resume=resume)
-    _write_training_report(result, spec)
     return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
                result.data)
-
-
-def _write_training_report(result, spec) -> None:
-    from .reports.training import make_figures, write_training_report
-
-    write_training_report(result, spec, make_figures(result))
 
 
 def load(run) -> Run:
