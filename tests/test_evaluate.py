@@ -102,7 +102,7 @@ def test_ais_and_bdmc_get_their_own_entries_checked_against_the_closed_form(line
     saved = json.loads((linear_run / EVALUATION).read_text())
     assert {"test (ais)", "simulated (bdmc)"} <= set(saved)
     report = (linear_run / REPORT).read_text()
-    assert "### test split: 20 points, AIS, 50 steps" in report and "BDMC, 20 steps" in report
+    assert "AIS, 50 steps" in report and "BDMC, 20 steps" in report
     assert "upper bound: reverse AIS" in report
 
 

@@ -1,12 +1,16 @@
 """Write the reproduction table and the curve figure into the docs from the results that
-``reproduce.py --final`` recorded.
+``reproduce.py --record`` recorded.
 
-    python3 benchmarks/quality/report.py
+    python3 benchmarks/quality/report.py              # the docs section
+    python3 benchmarks/quality/report.py --out DIR    # only the figure, into DIR
 
 Reads ``benchmarks/quality/results/*.json``; writes the "Published log-likelihoods" section
-of ``docs/benchmarks.md`` and ``docs/figures/quality_curves.png``.
+of ``docs/benchmarks.md``. The curve figure, ``quality_curves.png``, is drawn when the docs
+site is built (``docs_tools/site_hooks.py`` runs this script with ``--out``), so no copy of it
+is kept in the repository.
 """
 
+import argparse
 import json
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -71,8 +75,9 @@ def section(results: list) -> str:
     sources = "\n".join(f"- `{r['config']}`: {PUBLISHED[r['config']].source}" for r in results
                         if r["config"] in PUBLISHED)
     return f"""Each built-in config below reproduces a published setup (its comments cite the paper).
-`benchmarks/quality/reproduce.py CONFIG --minutes M` trains it in resumable sittings, and
-`--final` evaluates the best-validation parameters on the whole test split: log p(x) in nats
+`benchmarks/quality/reproduce.py CONFIG --budget TIME` trains it in resumable sittings of the
+built-in sweep `quality_CONFIG` ([sweeps](sweeps.md)), which at the end (or `--record` at any
+point) evaluates the best-validation parameters on the whole test split: log p(x) in nats
 per image is the mean over test images of the importance-sampled estimate with K = 5000
 samples from the guide (IWAE_5000, as in both papers), ± its standard error over images.
 `benchmarks/quality/report.py` writes this section from `benchmarks/quality/results/`.
@@ -85,7 +90,7 @@ Published values:
 
 {sources}
 
-![test log-likelihood during training](figures/quality_curves.png)
+![test log-likelihood during training](generated/report/quality_curves.png)
 """
 
 
@@ -112,12 +117,17 @@ def curve_figure(results: list, path: Path) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", help="draw only the curve figure, into this folder (the docs build does)")
+    args = parser.parse_args()
     results = load_results()
     if not results:
-        raise SystemExit(f"no results in {HERE / 'results'}; run reproduce.py CONFIG --final first")
+        raise SystemExit(f"no results in {HERE / 'results'}; run reproduce.py CONFIG --record first")
+    if args.out:
+        curve_figure(results, Path(args.out) / "quality_curves.png")
+        return
     replace_section(DOCS / "benchmarks.md", SECTION, section(results))
-    curve_figure(results, DOCS / "figures" / "quality_curves.png")
-    print(f"updated {DOCS / 'benchmarks.md'} and {DOCS / 'figures' / 'quality_curves.png'}")
+    print(f"updated {DOCS / 'benchmarks.md'}; the curve figure is drawn when the site is built")
 
 
 if __name__ == "__main__":

@@ -31,8 +31,8 @@ from ..components.likelihoods import DATA_KINDS
 from ..errors import PyrovaeError, did_you_mean
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
-from ..reports import evaluation_figures
 from ..reports.markdown import markdown_table, update_section
+from ..runs.files import WriteFailed, write_atomic
 from ..runs.train import load_run
 from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, STARTS, AISResult, annealed_importance_sample, check_settings
 from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
@@ -48,6 +48,14 @@ ELBO_ESTIMATORS = {"pathwise": "Trace_ELBO", "analytic_kl": "TraceMeanField_ELBO
 METHODS = ("is", "ais", "bdmc")
 UNRELIABLE_KHAT = 0.7            # Pareto k-hat above which a point's weights are unreliable (Vehtari et al.)
 LARGE_UNRELIABLE_SHARE = 0.1     # above this share of unreliable points the headline gives no Monte Carlo error
+
+
+class EvaluationNotSaved(WriteFailed):
+    """The evaluation finished but its results could not be written; ``summary`` holds them."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
 
 
 def bound_sizes(num_samples: int) -> List[int]:
@@ -70,6 +78,7 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         raise PyrovaeError(f"unknown split '{split}'{did_you_mean(split, SPLITS)}; choose one of: {', '.join(SPLITS)}")
     if method not in METHODS:
         raise PyrovaeError(f"unknown method '{method}'{did_you_mean(method, METHODS)}; choose one of: {', '.join(METHODS)}")
+    read_evaluations(run_dir)  # a damaged file is refused before the work, not after
     max_bytes = parse_memory(max_memory)
     for value, flag in [(num_samples, "--num-samples"), (max_points, "--max-points"),
                         (elbo_particles, "--elbo-particles"), (simulated, "--simulated")]:
@@ -81,24 +90,29 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
 
     spec, vae = load_run(run_dir, device)
     pyro.set_rng_seed(seed)
-    x, y = _split_data(spec, vae, split, simulated if method == "bdmc" else max_points)
+    x, y, subset = _split_data(spec, vae, split, simulated if method == "bdmc" else max_points, seed)
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
               "seed": seed}
     if method == "is":
-        summary = {**common, **_importance_evaluation(vae, x, y, num_samples, max_bytes, elbo_particles, quadrature,
-                                                      proposal, progress)}
+        summary = {**common, "subset": subset, **_importance_evaluation(vae, x, y, num_samples, max_bytes,
+                                                                        elbo_particles, quadrature, proposal, progress)}
     elif method == "ais":
+        indices = subset.get("indices", range(x.shape[0]))  # a point's draws depend on its index in the split
         result = annealed_importance_sample(vae, x, y, steps, chains, leapfrog, ais_start, seed=seed,
-                                            max_memory=max_bytes, progress=progress)
-        summary = {**common, "num_points": x.shape[0], **_ais_summary(result),
+                                            indices=indices, max_memory=max_bytes, progress=progress)
+        summary = {**common, "num_points": x.shape[0], "subset": subset, **_ais_summary(result),
                    "reference": _reference(vae, x, y, result.log_marginal, quadrature, max_bytes, "ais")}
     else:
         result = bidirectional_monte_carlo(vae, simulated, steps, chains, leapfrog, ais_start, seed=seed, y=y,
                                            max_memory=max_bytes, progress=progress)
         summary = {**common, "num_points": simulated, **_bdmc_summary(vae, result, seed, y)}
     summary["seconds"] = time.perf_counter() - started
-    _save(run_dir, summary)
+    try:
+        _save(run_dir, summary)
+    except WriteFailed as exc:
+        raise EvaluationNotSaved(f"{exc}; the results are kept in memory (the command line prints them)",
+                                 summary) from None
     return summary
 
 
@@ -123,16 +137,34 @@ def _importance_evaluation(vae, x, y, num_samples, max_bytes, elbo_particles, qu
     return summary
 
 
-def _split_data(spec, vae, split: str, max_points: Optional[int]):
-    """The first ``max_points`` images of ``split`` (and their labels for a conditional VAE;
-    for simulated data the labels are those of the split's first points)."""
+def _split_data(spec, vae, split: str, max_points: Optional[int], seed: int):
+    """The points of ``split`` to evaluate (and their labels for a conditional VAE): all of
+    them, or ``max_points`` chosen at random with ``seed`` (the first points of a split can
+    differ from the rest: MNIST's first 5000 test digits are the cleaner half). Also the
+    record of the choice: the split's size, the seed and the indices, in increasing order."""
     data = load_data(spec.data)
     part = data.split(split)
-    x = part.x[:max_points]
+    n = len(part)
+    if max_points is None or max_points >= n:
+        index, subset = torch.arange(n), {"of": n, "chosen": "all"}
+    else:
+        index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
+        subset = {"of": n, "chosen": "random", "seed": seed, "indices": index.tolist()}
+    x = part.x[index]
     if split == "train":  # dynamically binarized data: one seeded binarization
         x = data.training_batch(x)
-    y = part.y[:max_points] if vae.num_classes else None
-    return x, y
+    y = part.y[index] if vae.num_classes else None
+    return x, y, subset
+
+
+def points_phrase(s: dict) -> str:
+    """Which points were evaluated, in words: ``all 10000 points`` or ``2000 of 10000 points
+    chosen at random (seed 0; their indices are in evaluation.json)``."""
+    subset = s.get("subset") or {"chosen": "all", "of": s["num_points"]}
+    if subset["chosen"] == "all":
+        return f"all {subset['of']} points"
+    return (f"{s['num_points']} of {subset['of']} points chosen at random (seed {subset['seed']}; "
+            f"their indices are in {EVALUATION})")
 
 
 def _mean_and_error(t: torch.Tensor) -> dict:
@@ -325,13 +357,16 @@ def _reference_rows(s: dict, what: str, method: str) -> List[Tuple[str, str]]:
 def _heading(s: dict) -> str:
     method = s.get("method", "is")
     if method == "is":
-        return f"{s['split']} split: {s['num_points']} points, importance sampling, K = {s['num_samples']}"
+        return f"{s['split']} split: {points_phrase(s)}, importance sampling, K = {s['num_samples']}"
     if method == "ais":
-        return f"{s['split']} split: {s['num_points']} points, AIS, {s['steps']} steps"
+        return f"{s['split']} split: {points_phrase(s)}, AIS, {s['steps']} steps"
     return f"{s['num_points']} points simulated from the model: BDMC, {s['steps']} steps"
 
 
-def _figure(run_dir: Path, s: dict) -> Path:
+def draw_figure(run_dir: Path, s: dict) -> Path:
+    """``figures/bounds_vs_k_<split>.png``: the IWAE bounds of one summary against K."""
+    from ..reports import evaluation_figures  # matplotlib, loaded only to draw
+
     references = {f"ELBO ({name})": s["elbo"][name] for name in ELBO_ESTIMATORS}
     if s["reference"] is not None:
         references[f"log p(x), {s['reference']['method']}"] = s["reference"]["mean"]
@@ -341,30 +376,43 @@ def _figure(run_dir: Path, s: dict) -> Path:
                                            f"{s['split']} split, {s['num_points']} points")
 
 
-def _save(run_dir: Path, summary: dict) -> None:
-    """Add ``summary`` to evaluation.json (keeping other splits), draw its figure and
-    rewrite the report's Evaluation section from everything evaluated so far."""
-    path = run_dir / EVALUATION
+def read_evaluations(run_dir: Path) -> dict:
+    """The summaries in ``run_dir/evaluation.json`` by split (none if it does not exist)."""
+    path = Path(run_dir) / EVALUATION
     try:
         everything = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise PyrovaeError(f"{path} is not valid JSON; delete it and evaluate again") from None
+    if not isinstance(everything, dict):
+        raise PyrovaeError(f"{path} is not an evaluation file (a mapping of splits); delete it and evaluate again")
+    return everything
+
+
+def _save(run_dir: Path, summary: dict) -> None:
+    """Add ``summary`` to evaluation.json (keeping other splits), atomically, then draw its
+    figure and rewrite the report's Evaluation section from everything evaluated so far."""
+    everything = read_evaluations(run_dir)
     everything[entry_name(summary)] = summary
-    path.write_text(json.dumps(everything, indent=2) + "\n")
+    write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
     if summary.get("method", "is") == "is":
-        _figure(run_dir, summary)
+        draw_figure(run_dir, summary)
+    write_report(run_dir, everything)
+
+
+def write_report(run_dir: Path, everything: dict) -> Path:
+    """The report's Evaluation section from the summaries ``everything`` (by split and method)."""
     parts = []
     for s in everything.values():
         part = f"### {_heading(s)}\n\n{markdown_table(['quantity', 'value'], _escape_pipes(summary_rows(s)))}"
         if s.get("method", "is") == "is":
             part += f"\n\n![bounds against K](figures/bounds_vs_k_{s['split']}.png)"
         parts.append(part)
-    update_section(run_dir, SECTION,
-                   "Importance sampling keeps one estimate per data point; ± is the standard error over data "
-                   "points, the Monte Carlo error is that of the sampling itself, trusted only where the weights' "
-                   "Pareto k-hat stays below 0.7. log p(x) >= IWAE_K >= ELBO. AIS anneals HMC chains from the guide "
-                   "to the posterior; BDMC brackets log p(x) of simulated data between forward and reverse AIS. "
-                   f"Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
+    return update_section(run_dir, SECTION,
+                          "Importance sampling keeps one estimate per data point; ± is the standard error over "
+                          "data points, the Monte Carlo error is that of the sampling itself, trusted only where the "
+                          "weights' Pareto k-hat stays below 0.7. log p(x) >= IWAE_K >= ELBO. AIS anneals HMC chains "
+                          "from the guide to the posterior; BDMC brackets log p(x) of simulated data between forward "
+                          f"and reverse AIS. Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
 
 
 def _escape_pipes(rows):
@@ -383,12 +431,18 @@ def print_summary(s: dict) -> None:
 # ----------------------------------------------------------------------------- command line
 
 def _command(args) -> None:
-    summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
-                           max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
-                           quadrature=args.quadrature, device=args.device, progress=not args.quiet,
-                           method=args.method, steps=args.steps, chains=args.chains, leapfrog=args.leapfrog,
-                           ais_start=args.ais_start, simulated=args.simulated, proposal_scale=args.proposal_scale,
-                           proposal_df=args.proposal_df)
+    try:
+        summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
+                               max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
+                               quadrature=args.quadrature, device=args.device, progress=not args.quiet,
+                               method=args.method, steps=args.steps, chains=args.chains, leapfrog=args.leapfrog,
+                               ais_start=args.ais_start, simulated=args.simulated,
+                               proposal_scale=args.proposal_scale, proposal_df=args.proposal_df)
+    except EvaluationNotSaved as exc:  # nothing computed is lost: print all of it, then the error
+        print_summary(exc.summary)
+        print("full results (evaluation.json could not be written):")
+        print(json.dumps(exc.summary, indent=2))
+        raise
     print_summary(summary)
     print(f"saved {Path(args.run) / EVALUATION} and the {SECTION} section of {Path(args.run) / 'report.md'}")
 
@@ -410,7 +464,8 @@ def add_command(subparsers) -> None:
     p.add_argument("--split", default="test", help=f"which data: {', '.join(SPLITS)} (default test)")
     p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
                    help=f"bound on the working memory, e.g. 512MB or 2GB (default {DEFAULT_MAX_MEMORY})")
-    p.add_argument("--max-points", type=int, metavar="N", help="evaluate only the first N points of the split")
+    p.add_argument("--max-points", type=int, metavar="N",
+                   help="evaluate N points of the split chosen at random with --seed (default: all)")
     p.add_argument("--quadrature", action="store_true",
                    help="also integrate log p(x) on a latent grid (1-D and 2-D latent spaces)")
     p.add_argument("--elbo-particles", type=int, default=10, metavar="L",

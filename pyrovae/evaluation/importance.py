@@ -110,7 +110,6 @@ class ImportanceResult:
     """
 
     num_samples: int
-    proposal: Proposal
     log_marginal: Estimate           # logsumexp_k log w_k - log K
     elbo: Estimate                   # mean_k log w_k
     iwae: Dict[int, Estimate]
@@ -118,6 +117,7 @@ class ImportanceResult:
     kl: torch.Tensor                 # mean_k log q(z_k|x) - log p(z_k): the rate
     ess: torch.Tensor                # normalised effective sample size, in (0, 1]
     khat: Optional[torch.Tensor]     # Pareto k-hat of the weights (NaN where too few)
+    proposal: Proposal = GUIDE       # where the draws came from
 
 
 def _summarize_batch(log_w, log_likelihood, kl, bounds, khat) -> dict:
