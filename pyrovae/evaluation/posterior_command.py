@@ -5,6 +5,7 @@ The numbers come from :func:`pyrovae.evaluation.posterior.inspect_posterior`; th
 loads the run and its data, summarizes, draws and writes (every file atomically).
 """
 
+import json
 import math
 import os
 import re
@@ -15,7 +16,7 @@ import torch
 
 from ..components.datasets import SPLITS, load_data
 from ..errors import PyrovaeError, did_you_mean
-from ..runs.atomic import write_json_atomic, write_text_atomic
+from ..runs.files import write_atomic
 from .chunking import DEFAULT_MAX_MEMORY, parse_memory
 
 RESULTS = "posterior.json"
@@ -201,8 +202,8 @@ def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: 
                                    max_memory=max_memory)
     summary = {"run": str(run_dir), **summarize(inspection, points, split)}
     figures = _figures(inspection, x, points, out_dir)
-    write_json_atomic(out_dir / RESULTS, summary)
-    write_text_atomic(out_dir / REPORT, report_text(summary, figures, str(run_dir)))
+    write_atomic(out_dir / RESULTS, json.dumps(summary, indent=2) + "\n")
+    write_atomic(out_dir / REPORT, report_text(summary, figures, str(run_dir)))
     return summary
 
 
