@@ -97,7 +97,7 @@ def _draw_fig2(out: Path):
 
 
 MARGINALS = "kingma2014_marginals.json"  # per run: IS and appendix-D estimates of the same model
-COMPARISON_POINTS = 50  # evenly spaced train and test points per estimate
+COMPARISON_POINTS = 30  # evenly spaced train and test points per estimate
 
 
 def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
