@@ -26,7 +26,7 @@ from pyrovae.components.datasets import load_data
 from pyrovae.inference.elbo import split_elbo
 from pyrovae.inference.estimators import ESTIMATORS, build_estimator
 from pyrovae.inference.optim import OPTIMIZERS
-from pyrovae.reports.plots import plt
+from pyrovae.reports.plots import pyplot
 from pyrovae.runs.train import build_vae
 
 VALIDATION_POINTS = 1000
@@ -56,6 +56,7 @@ def train_with(name: str, data, steps: int, seconds: float, eval_every: int, poi
 
 
 def plot(curves: dict, steps: int, seconds: float, path: Path, points: int = VALIDATION_POINTS) -> None:
+    plt = pyplot()
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for name, rows in curves.items():
         by_step.plot(*zip(*[(s, e) for s, _, e in rows if s <= steps]), label=name)

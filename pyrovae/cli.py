@@ -7,12 +7,21 @@ and exit status 2; tracebacks are kept for bugs.
 import argparse
 import importlib
 import sys
+import warnings
 from typing import List, Optional
 
-from .errors import PyrovaeError
+from . import __version__
+from .errors import PyrovaeError, PyrovaeWarning
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
-COMMAND_MODULES: List[str] = ["pyrovae.evaluation.evaluate", "pyrovae.lab.variance"]
+COMMAND_MODULES: List[str] = [
+    "pyrovae.evaluation.evaluate",
+    "pyrovae.lab.variance",
+    "pyrovae.sweeps.command",
+    "pyrovae.reports.rebuild",
+    "pyrovae.reproduce",
+    "pyrovae.evaluation.posterior_command",
+]
 
 
 def _list(args) -> None:
@@ -20,8 +29,10 @@ def _list(args) -> None:
     from .components.datasets import DATASETS
     from .inference.estimators import ESTIMATORS
     from .inference.optim import LR_SCHEDULES, OPTIMIZERS
+    from .plugins import load_plugins
     from .spec import builtin_configs
 
+    load_plugins(args.plugin)
     for title, registry, key in [
         ("priors", PRIORS, "model.prior.name"), ("likelihoods", LIKELIHOODS, "model.likelihood.name"),
         ("networks", NETWORKS, "model.encoder.name / model.decoder.name"), ("datasets", DATASETS, "data.name"),
@@ -31,40 +42,30 @@ def _list(args) -> None:
         print(f"{title} ({key}):")
         for entry in registry:
             options = ", ".join(f"{k}={v}" for k, v in entry.options().items())
-            print(f"  {entry.name:<22} {entry.description}" + (f"  [options: {options}]" if options else ""))
+            origin = "" if entry.origin == "built-in" else f"  (from {entry.origin})"
+            print(f"  {entry.name:<22} {entry.description}" + (f"  [options: {options}]" if options else "") + origin)
         print()
     print("built-in configs: " + ", ".join(builtin_configs()))
 
 
 def _train(args) -> None:
-    from pathlib import Path
+    from .api import train
 
-    from .reports.training import make_figures, write_training_report
-    from .runs.train import train
-    from .spec import load_config
-
-    if args.resume:
-        run_dir = Path(args.out or args.config)
-        spec = load_config(run_dir, args.set)
-    else:
-        spec = load_config(args.config, args.set)
-        run_dir = Path(args.out or Path("runs") / spec.name)
-    if args.quiet:
-        spec.train.progress = False
-    result = train(spec, run_dir, resume=args.resume)
-    figures = make_figures(result)
-    report = write_training_report(result, spec, figures)
-    print(f"best validation ELBO {result.best_valid_elbo:.2f} nats; report: {report}")
+    run = train(args.config, out=args.out, overrides=args.set, plugins=args.plugin, resume=args.resume,
+                quiet=args.quiet)
+    print(f"best validation ELBO {run.best_valid_elbo:.2f} nats; report: {run.report}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyrovae", description="Variational autoencoders as Pyro programs (Kingma & Welling, AEVB).")
+    parser.add_argument("--version", action="version", version=f"pyrovae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("list", help="every prior, likelihood, network, dataset, estimator, optimizer and lr schedule; "
                                     "the built-in configs",
                        description="List every registered component name with its options.")
+    _add_plugin_option(p)
     p.set_defaults(func=_list)
 
     p = sub.add_parser("train", help="train a VAE described by a config",
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue the run in CONFIG (a run folder) or --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    _add_plugin_option(p)
     p.set_defaults(func=_train)
 
     for module in COMMAND_MODULES:
@@ -84,10 +86,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """pyrovae's own warnings as one line, like its errors; others as Python shows them."""
+    if issubclass(category, PyrovaeWarning):
+        print(f"pyrovae: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
+def _add_plugin_option(p) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
+                   help="a Python file or module registering your own components (repeatable); "
+                        "recorded in the run folder's config")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
     except PyrovaeError as exc:
         print(f"pyrovae: error: {exc}", file=sys.stderr)
         return 2

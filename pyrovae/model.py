@@ -41,8 +41,9 @@ class VAE(nn.Module):
         self.decoder = decoder
         self.likelihood = likelihood
         self.likelihood_name = likelihood_name
+        self.prior_name = prior_name
         encode = None if num_classes else (lambda u: self.encode(u))
-        self.prior = PRIORS.build(prior_name, latent_dim, encode, self.data_shape,
+        self.prior = PRIORS.build(prior_name, {"latent_dim": latent_dim, "encode": encode, "data_shape": self.data_shape},
                                   options=prior_options, where="model.prior")
 
     @classmethod
@@ -65,10 +66,11 @@ class VAE(nn.Module):
             cond_dim = num_classes
         likelihood = LIKELIHOODS.build(m.likelihood.name, options=m.likelihood.options,
                                        where="model.likelihood")
-        encoder = NETWORKS.build(m.encoder.name, tuple(data_shape), (2, m.latent_dim), cond_dim,
+        encoder = NETWORKS.build(m.encoder.name, {"in_shape": tuple(data_shape), "out_shape": (2, m.latent_dim),
+                                                  "cond_dim": cond_dim},
                                  options=m.encoder.options, where="model.encoder")
-        decoder = NETWORKS.build(m.decoder.name, (m.latent_dim,),
-                                 (likelihood.num_params, *data_shape), cond_dim,
+        decoder = NETWORKS.build(m.decoder.name, {"in_shape": (m.latent_dim,), "out_shape": (likelihood.num_params,
+                                                  *data_shape), "cond_dim": cond_dim},
                                  options=m.decoder.options, where="model.decoder")
         return cls(data_shape, m.latent_dim, encoder, decoder, likelihood, m.likelihood.name,
                    m.prior.name, m.prior.options, cond_dim)

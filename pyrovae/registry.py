@@ -1,25 +1,55 @@
-"""One registry mechanism for every swappable part of an experiment.
+"""One registry mechanism for every swappable part of an experiment, and the public way to add parts.
 
-Priors, likelihoods, networks, datasets and estimators are each a :class:`Registry` of
-named factories. The names are the declarative vocabulary of config files; a factory's
-keyword arguments are the options a config may set for it, so the same signature both
-builds the part and validates the config.
+Priors, likelihoods, networks, datasets, estimators, optimizers and learning-rate schedules
+are each a :class:`Registry` of named factories. The names are the declarative vocabulary of
+config files; a factory's keyword-only arguments are the options a config may set for it, so
+the same signature both builds the part and validates the config.
+
+Your own parts join the same vocabulary through :func:`register`::
+
+    import pyrovae
+
+    @pyrovae.register("prior", "student_t")
+    def student_t(latent_dim, *, df=5.0):
+        ...
+
+and become usable from a config once the file is listed under ``plugins:`` (or given to
+``--plugin``); see :mod:`pyrovae.plugins` and docs/extending.md.
 """
 
+import contextlib
+import contextvars
+import importlib
 import inspect
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from .errors import PyrovaeError, did_you_mean
 
+BUILT_IN = "built-in"
+
+# Every registry by family name, filled as the component modules are imported.
+FAMILIES: Dict[str, "Registry"] = {}
+
+# The modules whose import registers the built-in parts of each family.
+_BUILT_IN_MODULES = ("pyrovae.components", "pyrovae.components.datasets", "pyrovae.inference.estimators",
+                     "pyrovae.inference.optim")
+
+# Where the factories being registered come from: "built-in", or the plugin being loaded.
+_origin = contextvars.ContextVar("registration_origin", default=BUILT_IN)
+
 
 @dataclass(frozen=True)
 class Entry:
-    """A registered factory with its name and one-line description."""
+    """A registered factory with its name, one-line description and origin (``"built-in"``
+    or the plugin that registered it)."""
 
     name: str
     factory: Callable[..., Any]
     description: str
+    origin: str = BUILT_IN
 
     def options(self) -> Dict[str, Any]:
         """The options a config may set: keyword-only parameters and their defaults."""
@@ -31,29 +61,42 @@ class Entry:
         }
 
 
-class Registry:
-    """Named factories of one kind of component (``kind`` is used in error messages).
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # names of registered parts, as written in configs
 
-    Factories take their *context* (shapes, sizes the experiment fixes) as positional
-    arguments and their user-settable options as keyword-only arguments.
+class Registry:
+    """Named factories of one family of components (``kind`` names it in messages).
+
+    A factory takes the *inputs* pyrovae gives its family (shapes and sizes the experiment
+    fixes: ``inputs``), by name, and declares only those it needs; its keyword-only
+    arguments are the user-settable options, with defaults.
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, inputs: tuple = ()):
         self.kind = kind
+        self.inputs = tuple(inputs)
         self._entries: Dict[str, Entry] = {}
+        FAMILIES[kind.replace(" ", "_")] = self
 
     def register(self, name: str, description: Optional[str] = None):
         """Decorator adding a factory under ``name``; the description defaults to the
-        first line of the factory's docstring."""
+        first line of the factory's docstring. A name is registered once."""
 
         def add(factory):
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+                raise PyrovaeError(f"{self.kind} name {name!r} must start with a letter and hold only "
+                                   f"letters, digits, _ and -")
             if name in self._entries:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
+                raise PyrovaeError(f"{self.kind} '{name}' is already registered "
+                                   f"({self._entries[name].origin}); choose another name")
             doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
-            self._entries[name] = Entry(name, factory, doc)
+            self._entries[name] = Entry(name, factory, doc, _origin.get())
             return factory
 
         return add
+
+    def remove_origin(self, origin: str) -> None:
+        """Forget every entry registered by ``origin`` (a plugin that failed half-way)."""
+        self._entries = {k: e for k, e in self._entries.items() if e.origin != origin}
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
@@ -71,7 +114,7 @@ class Registry:
         except KeyError:
             raise PyrovaeError(
                 f"unknown {self.kind} '{name}'{did_you_mean(name, self._entries)}; "
-                f"choose one of: {', '.join(self._entries)}"
+                f"choose one of: {', '.join(self._entries)} (or load a plugin that registers it)"
             ) from None
 
     def check_options(self, name: str, options: Dict[str, Any], where: str) -> None:
@@ -82,31 +125,153 @@ class Registry:
                 listed = ", ".join(valid) if valid else "none"
                 raise PyrovaeError(
                     f"{where}: {self.kind} '{name}' has no option '{key}'"
-                    f"{did_you_mean(key, valid)}; its options are: {listed}"
+                    f"{did_you_mean(str(key), valid)}; its options are: {listed}"
                 )
 
     def resolve_options(self, name: str, options: Dict[str, Any], where: str) -> Dict[str, Any]:
-        """All of ``name``'s options: the given ones (checked, and numbers written as text,
-        like YAML's ``1e-3``, read as numbers where the default is a float) over the defaults."""
+        """All of ``name``'s options: the given ones over the defaults, each checked to be of
+        its default's type (:func:`like_default`)."""
         self.check_options(name, options, where)
         resolved = self.get(name).options()
         for key, value in options.items():
-            resolved[key] = _like_default(resolved[key], value, f"{where}.{key}")
+            resolved[key] = like_default(resolved[key], value, f"{where}.{key}")
         return resolved
 
-    def build(self, name: str, *context, options: Optional[Dict[str, Any]] = None,
-              where: str = ""):
-        """Validate ``options`` and call the factory with the context and options."""
-        options = dict(options or {})
-        self.check_options(name, options, where or self.kind)
-        return self.get(name).factory(*context, **options)
+    def build(self, name: str, inputs: Optional[Dict[str, Any]] = None,
+              options: Optional[Dict[str, Any]] = None, where: str = ""):
+        """Check ``options`` and call the factory with the inputs it declares and the options."""
+        where = where or self.kind
+        entry = self.get(name)
+        options = self.resolve_options(name, dict(options or {}), where)
+        return entry.factory(**self._inputs_for(entry, dict(inputs or {}), where), **options)
+
+    def _inputs_for(self, entry: Entry, inputs: Dict[str, Any], where: str) -> Dict[str, Any]:
+        """The subset of ``inputs`` that ``entry``'s factory declares (all of them if it takes
+        ``**kwargs``); a required parameter pyrovae does not give is a one-line error."""
+        params = [p for p in inspect.signature(entry.factory).parameters.values()
+                  if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return inputs
+        chosen = {}
+        for p in params:
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                continue
+            if p.name in inputs and p.kind is not inspect.Parameter.POSITIONAL_ONLY:
+                chosen[p.name] = inputs[p.name]
+            elif p.default is inspect.Parameter.empty:
+                given = ", ".join(self.inputs) or "none"
+                raise PyrovaeError(f"{where}: {self.kind} '{entry.name}' ({entry.origin}) takes an input "
+                                   f"'{p.name}' that pyrovae does not give; {self.kind} inputs are: {given} "
+                                   f"(make '{p.name}' keyword-only to turn it into an option)")
+        return chosen
 
 
-def _like_default(default: Any, value: Any, where: str) -> Any:
-    """``value``, read as a float when the option's default is a float."""
-    if not isinstance(default, float) or isinstance(value, bool):
+def like_default(default: Any, value: Any, where: str) -> Any:
+    """``value`` checked against the type of the option's ``default``, so a wrong value is a
+    one-line error here rather than a traceback from deep inside a factory: a float default
+    takes a finite number (also written as text, like YAML's ``1e-3``), an int default an
+    integer, a bool default true or false, a string default a string, and a list default a
+    list whose items are like its first item (integers in such lists are sizes: positive).
+    A ``None`` default takes anything."""
+    if default is None:
         return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise PyrovaeError(f"{where} must be true or false, got {value!r}")
+    if isinstance(default, float):
+        number = _number(value)
+        if number is None or not math.isfinite(number):
+            raise PyrovaeError(f"{where} must be a finite number, got {value!r}")
+        return number
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise PyrovaeError(f"{where} must be an integer, got {value!r}")
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise PyrovaeError(f"{where} must be a string, got {value!r} (quote it if YAML read it as another type)")
+    if isinstance(default, (list, tuple)):
+        example = list(default)
+        if not isinstance(value, (list, tuple)):
+            raise PyrovaeError(f"{where} must be a list like {example}, got {value!r}")
+        if not default:
+            return list(value)
+        items = [like_default(default[0], item, where) for item in value]
+        if isinstance(default[0], int) and not isinstance(default[0], bool) and any(i < 1 for i in items):
+            raise PyrovaeError(f"{where} must be a list of positive sizes like {example}, got {value!r}")
+        return items
+    return value
+
+
+def _number(value: Any) -> Optional[float]:
+    """``value`` as a float if it is a number or text that reads as one, else None."""
+    if isinstance(value, bool):
+        return None
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise PyrovaeError(f"{where} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+# ----------------------------------------------------------------------------- the public API
+
+def register(family: str, name: str, description: Optional[str] = None):
+    """Decorator adding your own component to a family's vocabulary under ``name``.
+
+    ``family`` is one of ``prior``, ``likelihood``, ``network``, ``dataset``, ``estimator``,
+    ``optimizer``, ``lr_schedule``. The decorated factory (a function or a class) is called
+    with the *inputs* the family gives, by name (declare only those you need), and with its
+    keyword-only arguments as the options a config may set. Option values are checked against
+    each default's type (float, int, bool, str); check ranges yourself and raise
+    :class:`pyrovae.PyrovaeError` with a message saying what to do. The first line of the
+    docstring is what ``pyrovae list`` shows. What each family's factory must return:
+
+    - ``prior``, inputs ``latent_dim``, ``encode``, ``data_shape``: an ``nn.Module`` whose call
+      (no arguments) returns a Pyro distribution with batch shape ``()`` and event shape
+      ``(latent_dim,)``; keep tensors in buffers or parameters so they follow the device.
+      ``encode(x)`` is the guide's (loc, scale) (None for a conditional VAE).
+    - ``likelihood``, no inputs: a :class:`pyrovae.Likelihood` with ``num_params`` (decoder
+      outputs per data element), ``data_kind`` (the data it fits), ``distribution(*params)``,
+      ``mean(*params)`` and ``raw_location(mean)`` (see :class:`pyrovae.Likelihood`).
+    - ``network``, inputs ``in_shape``, ``out_shape``, ``cond_dim``: an ``nn.Module`` mapping
+      ``(..., *in_shape)`` (and a condition ``(..., cond_dim)`` or None) to
+      ``(..., *out_shape)``; the encoder's ``out_shape`` is ``(2, latent_dim)`` (loc and log
+      scale), the decoder's ``(num_params, *data_shape)``. A decoder used with
+      ``model.data_init`` needs ``set_output_bias(index, value)``.
+    - ``dataset``, no inputs: a :class:`pyrovae.components.datasets.Source`.
+    - ``estimator``, no inputs: a Pyro loss (an ELBO object with ``loss`` and
+      ``loss_and_grads``).
+    - ``optimizer``, no inputs: a ``pyro.optim`` optimizer; ``lr_schedule``: a function of
+      the epoch returning a factor on the learning rate.
+
+    A name already registered (a built-in or another plugin's) is refused.
+    """
+    return family_registry(family).register(name, description)
+
+
+def family_registry(family: str) -> Registry:
+    """The registry of ``family``, with its built-in parts registered."""
+    for module in _BUILT_IN_MODULES:
+        importlib.import_module(module)
+    if family not in FAMILIES:
+        raise PyrovaeError(f"unknown component family '{family}'{did_you_mean(family, FAMILIES)}; "
+                           f"choose one of: {', '.join(FAMILIES)}")
+    return FAMILIES[family]
+
+
+@contextlib.contextmanager
+def registering_as(origin: str):
+    """Record ``origin`` on everything registered inside the block; on an error, forget it all."""
+    token = _origin.set(origin)
+    try:
+        yield
+    except BaseException:
+        for registry in FAMILIES.values():
+            registry.remove_origin(origin)
+        raise
+    finally:
+        _origin.reset(token)

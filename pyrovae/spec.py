@@ -8,6 +8,7 @@ component registries, so a typo is caught before any work starts. Swappable part
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -73,7 +74,9 @@ class TrainSpec:
     """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
-    optimizer's ``lr`` by epoch."""
+    optimizer's ``lr`` by epoch; ``jit`` compiles the loss with Pyro's JIT
+    (the ``pathwise`` estimator; see :mod:`pyrovae.inference.svi`); ``log: tensorboard`` also
+    logs to TensorBoard (beside metrics.csv, which is always written)."""
 
     epochs: int = 10
     batch_size: int = 100
@@ -83,15 +86,19 @@ class TrainSpec:
     kl_warmup_epochs: float = 0.0
     early_stopping_patience: Optional[int] = None
     device: str = "auto"
+    jit: bool = False
     progress: bool = True
+    log: Optional[str] = None
 
 
 @dataclass
 class ExperimentSpec:
-    """A whole experiment: reproducible from this and nothing else."""
+    """A whole experiment: reproducible from this and nothing else. ``plugins`` are files or
+    modules registering components the config uses (see :mod:`pyrovae.plugins`)."""
 
     name: str = "experiment"
     seed: int = 0
+    plugins: List[str] = field(default_factory=list)
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -103,6 +110,10 @@ class ExperimentSpec:
 # ----------------------------------------------------------------------------- loading
 
 BINARIZE_CHOICES = ("none", "static", "dynamic")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+STRING_CHOICES = {"data.binarize": BINARIZE_CHOICES, "train.device": DEVICE_CHOICES}
+MAX_SEED = 2 ** 32 - 1  # numpy's generators take seeds below 2^32
+LOG_CHOICES = ("tensorboard",)  # extra training logs beside metrics.csv
 _OPEN_OPTIONS = (ComponentSpec, DataSpec)  # classes whose unknown keys are options
 
 
@@ -132,13 +143,18 @@ def resolve_config_path(source: Union[str, Path]) -> Path:
 
 
 def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
-                overrides: Sequence[str] = ()) -> ExperimentSpec:
+                overrides: Sequence[str] = (), plugins: Sequence[str] = ()) -> ExperimentSpec:
     """Load a config (file, run folder, built-in name or dict), apply ``key=value``
-    overrides, and validate it against the registries."""
+    overrides, load its plugins and ``plugins`` (recorded in the spec by absolute path), and
+    validate it against the registries."""
+    from .plugins import load_plugins
+
+    config_dir = None
     if isinstance(source, dict):
         raw = source
     else:
         path = resolve_config_path(source)
+        config_dir = path.parent
         try:
             text = path.read_text()
             raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
@@ -149,12 +165,35 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
             raise PyrovaeError(f"config {path} must be a mapping of keys to values")
     spec = _build(ExperimentSpec, raw, "")
     apply_overrides(spec, overrides)
+    spec.plugins = load_plugins([*spec.plugins, *plugins], config_dir)
+    _resolve_data_paths(spec.data, config_dir)
     validate(spec)
     return spec
 
 
+def config_text(spec: ExperimentSpec) -> str:
+    """The resolved config as the YAML a run folder keeps (``load_config`` reads it back)."""
+    return yaml.safe_dump(spec.to_dict(), sort_keys=False)
+
+
+def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path]) -> None:
+    """Make data options named ``path`` or ``*_path`` absolute where the file is found relative
+    to the working directory or the config's folder, so the run folder's config finds it from
+    anywhere (paths not found there are left for the dataset to look up, e.g. in the data root)."""
+    for key, value in data.options.items():
+        if (key == "path" or key.endswith("_path")) and isinstance(value, str) and value:
+            given = Path(value).expanduser()
+            for base in ([] if given.is_absolute() else [Path.cwd(), config_dir]):
+                if base is not None and (base / given).exists():
+                    data.options[key] = str((base / given).resolve())
+                    break
+
+
 def save_config(spec: ExperimentSpec, path: Union[str, Path]) -> None:
-    Path(path).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    """Write the resolved config to ``path`` atomically."""
+    from .runs.files import write_atomic
+
+    write_atomic(path, config_text(spec))
 
 
 def apply_overrides(spec: ExperimentSpec, overrides: Sequence[str]) -> None:
@@ -264,20 +303,47 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+(e[-+]?[0-9]+)?", value.strip(), re.I):
-            return float(value)
+            number = float(value)
+        elif isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+(e[-+]?[0-9]+)?", value.strip(), re.I):
+            number = _float_or_none(value)
+        if number is not None and math.isfinite(number):
+            return number
+        raise PyrovaeError(f"config key '{path}' must be a finite number, got {value!r}")
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+        if path in STRING_CHOICES:
+            raise PyrovaeError(f"config key '{path}' must be one of {', '.join(STRING_CHOICES[path])}, got {value!r}"
+                               f"{_yaml_hint(value)}")
+        raise PyrovaeError(f"config key '{path}' must be a string, got {value!r}{_yaml_hint(value)}")
     elif origin is dict or hint is dict:
         if isinstance(value, dict):
             return value
+    elif origin is list:
+        if isinstance(value, list):
+            return value
+        if isinstance(value, str):
+            return [value]
     else:
         return value
     name = getattr(hint, "__name__", str(hint))
-    raise PyrovaeError(f"config key '{path}' must be {name}, got {value!r}")
+    raise PyrovaeError(f"config key '{path}' must be {name}, got {value!r}{_yaml_hint(value)}")
+
+
+def _yaml_hint(value: Any) -> str:
+    """Why a word became a boolean: YAML reads unquoted yes/no/on/off/true/false as one."""
+    if isinstance(value, bool):
+        return " (YAML reads unquoted yes, no, on, off as true or false; quote the word)"
+    return ""
+
+
+def _float_or_none(text: str) -> Optional[float]:
+    try:
+        return float(text)
+    except ValueError:  # "1.2.3" matches the pattern but is no number
+        return None
 
 
 def _to_plain(obj: Any) -> Any:
@@ -316,14 +382,21 @@ def validate(spec: ExperimentSpec) -> None:
                            f"got '{spec.data.binarize}'{did_you_mean(spec.data.binarize, BINARIZE_CHOICES)}")
     _positive(spec.model.latent_dim, "model.latent_dim")
     _positive(spec.train.batch_size, "train.batch_size")
-    if spec.train.epochs < 0:
-        raise PyrovaeError(f"train.epochs must be >= 0, got {spec.train.epochs}")
+    _positive(spec.train.epochs, "train.epochs")
+    if not 0 <= spec.seed <= MAX_SEED:
+        raise PyrovaeError(f"seed must be an integer from 0 to {MAX_SEED}, got {spec.seed}")
+    lr = spec.train.optimizer.options.get("lr")
+    if lr is not None and not lr >= 0:
+        raise PyrovaeError(f"train.optimizer.lr must be a number >= 0 (e.g. 1e-3), got {lr}")
     if spec.train.kl_warmup_epochs < 0:
         raise PyrovaeError(f"train.kl_warmup_epochs must be >= 0, got {spec.train.kl_warmup_epochs}")
     if spec.train.early_stopping_patience is not None:
         _positive(spec.train.early_stopping_patience, "train.early_stopping_patience")
     if spec.data.train_size is not None:
         _positive(spec.data.train_size, "data.train_size")
+    if spec.train.log is not None and spec.train.log not in LOG_CHOICES:
+        raise PyrovaeError(f"train.log must be one of {', '.join(LOG_CHOICES)} (or left out), got "
+                           f"'{spec.train.log}'{did_you_mean(spec.train.log, LOG_CHOICES)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", spec.train.device):
         raise PyrovaeError(f"train.device must be auto, cpu, cuda or cuda:N, got '{spec.train.device}'")
 

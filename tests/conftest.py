@@ -9,6 +9,7 @@ import torch
 
 from pyrovae import VAE, load_config
 from pyrovae.components.datasets import load_data
+from pyrovae.plugins import forget_plugins
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("PYROVAE_DATA", str(SHARED_DATA))
@@ -16,11 +17,13 @@ os.environ.setdefault("PYROVAE_DATA", str(SHARED_DATA))
 
 @pytest.fixture(autouse=True)
 def fresh_pyro_state():
-    """Each test starts with an empty parameter store and a fixed seed."""
+    """Each test starts with an empty parameter store and a fixed seed, and leaves no plugin
+    registered behind it."""
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     yield
     pyro.clear_param_store()
+    forget_plugins()
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +48,18 @@ def tiny_overrides(**extra):
             "train.device": "cpu"}
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+EXAMPLE_PLUGINS = Path(__file__).resolve().parents[1] / "examples" / "plugins"
+
+
+def mnist_test_images(n: int):
+    """The first ``n`` grey MNIST test digits (uint8, (n, 28, 28)) and their labels."""
+    from pyrovae.components.datasets import read_idx
+
+    folder = Path(os.environ["PYROVAE_DATA"]) / "mnist_test"
+    return (read_idx(folder / "t10k-images-idx3-ubyte.gz")[:n].copy(),
+            read_idx(folder / "t10k-labels-idx1-ubyte.gz")[:n].astype("int64"))
 
 
 def linear_gaussian_vae(seed: int = 0) -> VAE:

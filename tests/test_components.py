@@ -22,7 +22,8 @@ def _encode_2d(u):
 @pytest.mark.parametrize("name", PRIORS.names())
 def test_every_prior_is_a_normalised_density_that_samples(name):
     torch.manual_seed(1)
-    prior = PRIORS.build(name, 2, _encode_2d, (1, 3, 3), options={"num_components": 3} if name == "mog" else
+    prior = PRIORS.build(name, {"latent_dim": 2, "encode": _encode_2d, "data_shape": (1, 3, 3)},
+                         options={"num_components": 3} if name == "mog" else
                          {"num_pseudo_inputs": 4, "init_mean": 0.5, "init_std": 0.3} if name == "vamp" else {})
     with torch.no_grad():
         for p in prior.parameters():  # move away from the symmetric initial values
@@ -130,8 +131,8 @@ def test_grey_pixels_under_bernoulli_suggest_binarization():
 @pytest.mark.parametrize("name", NETWORKS.names())
 @pytest.mark.parametrize("image", [(1, 28, 28), (1, 28, 20), (3, 25, 17)])
 def test_networks_map_shapes_and_keep_leading_dimensions(name, image):
-    encoder = NETWORKS.build(name, image, (2, 6), 10)
-    decoder = NETWORKS.build(name, (6,), (2, *image), 10)
+    encoder = NETWORKS.build(name, {"in_shape": image, "out_shape": (2, 6), "cond_dim": 10})
+    decoder = NETWORKS.build(name, {"in_shape": (6,), "out_shape": (2, *image), "cond_dim": 10})
     x, y = torch.rand(5, *image), torch.eye(10)[torch.arange(5)]
     assert encoder(x, y).shape == (5, 2, 6)
     z = torch.randn(3, 5, 6)  # particles x batch x latent
@@ -139,7 +140,8 @@ def test_networks_map_shapes_and_keep_leading_dimensions(name, image):
 
 
 def test_gated_units_multiply_a_value_by_a_sigmoid_gate():
-    net = NETWORKS.build("mlp", (3,), (2,), 0, options={"hidden": [4], "gated": True, "activation": "identity"})
+    net = NETWORKS.build("mlp", {"in_shape": (3,), "out_shape": (2,), "cond_dim": 0},
+                         options={"hidden": [4], "gated": True, "activation": "identity"})
     layer = net.body[0]
     x = torch.randn(5, 3)
     expected = layer.value(x) * torch.sigmoid(layer.gate(x))
@@ -149,12 +151,13 @@ def test_gated_units_multiply_a_value_by_a_sigmoid_gate():
 
 def test_the_conv_network_refuses_vector_data():
     with pytest.raises(PyrovaeError, match="image data"):
-        NETWORKS.build("conv", (5,), (2, 3), 0)
+        NETWORKS.build("conv", {"in_shape": (5,), "out_shape": (2, 3), "cond_dim": 0})
 
 
 def test_the_mlp_initialisation_option_sets_the_weight_scale():
     torch.manual_seed(0)
-    net = NETWORKS.build("mlp", (784,), (2, 20), 0, options={"hidden": [500], "init_std": 0.01})
+    net = NETWORKS.build("mlp", {"in_shape": (784,), "out_shape": (2, 20), "cond_dim": 0},
+                         options={"hidden": [500], "init_std": 0.01})
     assert net.body[0].weight.std().item() == pytest.approx(0.01, rel=0.02)
 
 
@@ -166,7 +169,8 @@ def test_the_mlp_initialisation_option_sets_the_weight_scale():
     (LIKELIHOODS, "bernoulli", {"sigma": 1}, "has no option 'sigma'"),
 ])
 def test_bad_component_options_get_one_line_errors(registry, name, options, message):
-    context = {PRIORS: (2, None, (1, 3, 3)), NETWORKS: ((784,), (2, 4), 0), LIKELIHOODS: ()}[registry]
+    inputs = {PRIORS: {"latent_dim": 2, "data_shape": (1, 3, 3)},
+              NETWORKS: {"in_shape": (784,), "out_shape": (2, 4), "cond_dim": 0}, LIKELIHOODS: {}}[registry]
     with pytest.raises(PyrovaeError, match=message) as err:
-        registry.build(name, *context, options=options)
+        registry.build(name, inputs, options=options)
     assert "\n" not in str(err.value)

@@ -24,10 +24,11 @@ import torch
 from pyrovae.components.datasets import Dataset, Split, data_root, find_file, load_data, read_idx
 from pyrovae.errors import PyrovaeError
 from pyrovae.reports.markdown import markdown_table
-from pyrovae.reports.plots import plt, save_figure
+from pyrovae.reports.plots import pyplot, save_figure
 from pyrovae.runs.train import load_run, train
 from pyrovae.spec import load_config
 
+plt = pyplot()  # the scripts draw their own figures
 DEFAULT_CACHE = Path(".cache") / "course" / "models"
 LABELLED_SPLIT = (8000, 1000, 1000)  # train / valid / test from MNIST's official 10000 test digits
 

@@ -13,8 +13,8 @@ import pyro.distributions as dist
 import torch
 from _course import arguments, binarized_mnist, markdown_table, plt, save, trained, write_numbers
 from pyro.infer import MCMC, NUTS
-
 from pyrovae.evaluation.marginal import quadrature_log_marginal
+
 from pyrovae.reports.plots import manifold
 
 MODEL_2D = ("quickstart", ["model.latent_dim=2", "train.epochs=10"])  # chapters 4 and 5 share it

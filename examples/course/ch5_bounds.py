@@ -8,7 +8,6 @@ chapter 4 (where log p(x) is known to a thousandth of a nat).
 import torch
 from _course import arguments, markdown_table, plt, save, write_numbers
 from ch4_amortized_inference import model_2d
-
 from pyrovae.evaluation.marginal import importance_sample, quadrature_log_marginal
 
 

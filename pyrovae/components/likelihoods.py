@@ -15,7 +15,7 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ..errors import PyrovaeError, did_you_mean
+from ..errors import PyrovaeError, did_you_mean, warn
 from ..registry import Registry
 
 LIKELIHOODS = Registry("likelihood")
@@ -26,6 +26,7 @@ MEAN_ACTIVATIONS = {"sigmoid": torch.sigmoid, "identity": lambda t: t}
 DATA_KINDS = {
     "binary": (lambda x: bool(((x == 0) | (x == 1)).all()), "binary data (every value 0 or 1)"),
     "unit_interval": (lambda x: bool(((x >= 0) & (x <= 1)).all()), "data in [0, 1]"),
+    "open_unit_interval": (lambda x: bool(((x > 0) & (x < 1)).all()), "data inside (0, 1), no exact 0 or 1"),
     "8bit": (lambda x: bool(((x >= 0) & (x <= 1)).all()) and bool(torch.allclose(x * 255, (x * 255).round(), atol=1e-3)),
              "8-bit data (multiples of 1/255 in [0, 1])"),
     "real": (lambda x: bool(torch.isfinite(x).all()), "finite real data"),
@@ -33,13 +34,29 @@ DATA_KINDS = {
 
 
 class Likelihood:
-    """Base class: subclasses set ``num_params`` and ``data_kind`` and define
-    ``distribution`` (and ``mean`` where the distribution has no usable ``.mean``)."""
+    """Base class of every likelihood p(x|z), and the contract a plugin's likelihood keeps.
+
+    - ``num_params``: how many numbers per data element the decoder outputs (a Bernoulli 1,
+      a Gaussian with learned variance 2); the decoder's output shape is
+      ``(num_params, *data_shape)``.
+    - ``data_kind``: the data it fits, one of ``binary``, ``unit_interval``,
+      ``open_unit_interval``, ``8bit``, ``real`` (see ``DATA_KINDS``); data that do not fit
+      are refused before training with the list of likelihoods that fit them. Override
+      :meth:`fits` for another rule.
+    - :meth:`distribution`: the ``num_params`` decoder outputs, each ``(..., *data_shape)``,
+      to a Pyro/torch distribution with that batch shape (the model adds ``to_event``).
+    - :meth:`mean`: the expected data element, drawn as reconstructions and samples
+      (default: the distribution's ``.mean``).
+    - :meth:`raw_location`: the first decoder output whose mean is a given image, used by
+      ``model.data_init`` (default: the logit, right for a first output that is a logit or
+      goes through a sigmoid, close enough for a softplus).
+    """
 
     num_params = 1
     data_kind = "real"
 
     def distribution(self, *params: torch.Tensor) -> TorchDistribution:
+        """The distribution of the data given the decoder's ``num_params`` outputs."""
         raise NotImplementedError
 
     def mean(self, *params: torch.Tensor) -> torch.Tensor:
@@ -47,6 +64,10 @@ class Likelihood:
         return self.distribution(*params).mean
 
     def fits(self, x: torch.Tensor) -> bool:
+        """Whether this likelihood can score the data ``x``."""
+        if self.data_kind not in DATA_KINDS:
+            raise PyrovaeError(f"likelihood {type(self).__name__} has data_kind '{self.data_kind}'; "
+                               f"it must be one of: {', '.join(DATA_KINDS)} (or override fits)")
         return DATA_KINDS[self.data_kind][0](x)
 
     def raw_location(self, mean: torch.Tensor) -> torch.Tensor:
@@ -66,6 +87,17 @@ def check_data_fits(name: str, likelihood: Likelihood, x: torch.Tensor, what: st
         f"{what} does not fit likelihood '{name}', which needs {DATA_KINDS[likelihood.data_kind][1]} "
         f"(values range over [{float(x.min()):.3g}, {float(x.max()):.3g}]); "
         f"choose model.likelihood.name from: {', '.join(fitting) or 'none'}{hint}")
+
+
+def warn_if_binary_data_fits_better(name: str, likelihood: Likelihood, x: torch.Tensor) -> None:
+    """Warn when binary data meet a likelihood made for other data: a density such as a
+    Gaussian can put unbounded mass on two values, so it trains, but its numbers mean
+    little and are not comparable with a Bernoulli's."""
+    if likelihood.data_kind == "binary" or not DATA_KINDS["binary"][0](x):
+        return
+    fitting = [e.name for e in LIKELIHOODS if e.factory().data_kind == "binary"]
+    warn(f"the training data are binary (every value 0 or 1) but likelihood '{name}' is made for "
+         f"{DATA_KINDS[likelihood.data_kind][1]}; binary data fit model.likelihood.name={' or '.join(fitting)}")
 
 
 def _mean_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import PyrovaeError, did_you_mean
 from ..registry import Registry
 
-NETWORKS = Registry("network")
+NETWORKS = Registry("network", inputs=("in_shape", "out_shape", "cond_dim"))
 
 ACTIVATIONS = {
     "tanh": nn.Tanh,

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from ..errors import PyrovaeError
 from ..registry import Registry
 
-PRIORS = Registry("prior")
+PRIORS = Registry("prior", inputs=("latent_dim", "encode", "data_shape"))
 
 
 class StandardNormal(nn.Module):

@@ -25,23 +25,26 @@ from ..components.likelihoods import DATA_KINDS
 from ..errors import PyrovaeError, did_you_mean
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
-from ..reports import evaluation_figures
 from ..reports.markdown import markdown_table, update_section
+from ..runs.files import WriteFailed, write_atomic
 from ..runs.train import load_run
-from .marginal import (
-    DEFAULT_MAX_MEMORY,
-    ImportanceResult,
-    LinearGaussian,
-    active_units,
-    importance_sample,
-    parse_memory,
-    quadrature_log_marginal,
-)
+from .chunking import DEFAULT_MAX_MEMORY, parse_memory
+from .diagnostics import active_units
+from .importance import ImportanceResult, importance_sample
+from .references import LinearGaussian, quadrature_log_marginal
 
 EVALUATION = "evaluation.json"
 SECTION = "Evaluation"
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
 ELBO_ESTIMATORS = {"pathwise": "Trace_ELBO", "analytic_kl": "TraceMeanField_ELBO"}
+
+
+class EvaluationNotSaved(WriteFailed):
+    """The evaluation finished but its results could not be written; ``summary`` holds them."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
 
 
 def bound_sizes(num_samples: int) -> List[int]:
@@ -59,6 +62,7 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         raise PyrovaeError(f"no run folder {run_dir}; train one with 'pyrovae train CONFIG --out {run_dir}'")
     if split not in SPLITS:
         raise PyrovaeError(f"unknown split '{split}'{did_you_mean(split, SPLITS)}; choose one of: {', '.join(SPLITS)}")
+    read_evaluations(run_dir)  # a damaged file is refused before the work, not after
     max_bytes = parse_memory(max_memory)
     for value, flag in [(num_samples, "--num-samples"), (max_points, "--max-points"),
                         (elbo_particles, "--elbo-particles")]:
@@ -67,12 +71,12 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
 
     spec, vae = load_run(run_dir, device)
     pyro.set_rng_seed(seed)
-    x, y = _split_data(spec, vae, split, max_points)
+    x, y, subset = _split_data(spec, vae, split, max_points, seed)
     started = time.perf_counter()
     result = importance_sample(vae, x, y, num_samples, bounds=bound_sizes(num_samples), max_memory=max_bytes,
                                khat=True, progress=progress)
     summary = {"split": split, "num_points": x.shape[0], "num_samples": num_samples, "max_memory_bytes": max_bytes,
-               "seed": seed, **_importance_summary(result)}
+               "seed": seed, "subset": subset, **_importance_summary(result)}
     summary["elbo"] = {**_pyro_elbos(vae, x, y, elbo_particles), "particles": elbo_particles,
                        "importance_samples": summary["iwae"][0]["mean"]}
     count, variances = active_units(vae, x, y, ACTIVE_UNIT_THRESHOLD)
@@ -81,19 +85,42 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     summary["bits_per_dim"], summary["bits_per_dim_formula"] = bits_per_dim(summary["log_marginal"]["mean"], vae, x)
     summary["reference"] = _reference(vae, x, y, result, quadrature, max_bytes)
     summary["seconds"] = time.perf_counter() - started
-    _save(run_dir, summary)
+    try:
+        _save(run_dir, summary)
+    except WriteFailed as exc:
+        raise EvaluationNotSaved(f"{exc}; the results are kept in memory (the command line prints them)",
+                                 summary) from None
     return summary
 
 
-def _split_data(spec, vae, split: str, max_points: Optional[int]):
-    """The first ``max_points`` images of ``split`` (and their labels for a conditional VAE)."""
+def _split_data(spec, vae, split: str, max_points: Optional[int], seed: int):
+    """The points of ``split`` to evaluate (and their labels for a conditional VAE): all of
+    them, or ``max_points`` chosen at random with ``seed`` (the first points of a split can
+    differ from the rest: MNIST's first 5000 test digits are the cleaner half). Also the
+    record of the choice: the split's size, the seed and the indices, in increasing order."""
     data = load_data(spec.data)
     part = data.split(split)
-    x = part.x[:max_points]
+    n = len(part)
+    if max_points is None or max_points >= n:
+        index, subset = torch.arange(n), {"of": n, "chosen": "all"}
+    else:
+        index = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_points].sort().values
+        subset = {"of": n, "chosen": "random", "seed": seed, "indices": index.tolist()}
+    x = part.x[index]
     if split == "train":  # dynamically binarized data: one seeded binarization
         x = data.training_batch(x)
-    y = part.y[:max_points] if vae.num_classes else None
-    return x, y
+    y = part.y[index] if vae.num_classes else None
+    return x, y, subset
+
+
+def points_phrase(s: dict) -> str:
+    """Which points were evaluated, in words: ``all 10000 points`` or ``2000 of 10000 points
+    chosen at random (seed 0; their indices are in evaluation.json)``."""
+    subset = s.get("subset") or {"chosen": "all", "of": s["num_points"]}
+    if subset["chosen"] == "all":
+        return f"all {subset['of']} points"
+    return (f"{s['num_points']} of {subset['of']} points chosen at random (seed {subset['seed']}; "
+            f"their indices are in {EVALUATION})")
 
 
 def _mean_and_error(t: torch.Tensor) -> dict:
@@ -198,7 +225,10 @@ def summary_rows(s: dict) -> List[Tuple[str, str]]:
     return rows
 
 
-def _figure(run_dir: Path, s: dict) -> Path:
+def draw_figure(run_dir: Path, s: dict) -> Path:
+    """``figures/bounds_vs_k_<split>.png``: the IWAE bounds of one summary against K."""
+    from ..reports import evaluation_figures  # matplotlib, loaded only to draw
+
     references = {f"ELBO ({name})": s["elbo"][name] for name in ELBO_ESTIMATORS}
     if s["reference"] is not None:
         references[f"log p(x), {s['reference']['method']}"] = s["reference"]["mean"]
@@ -208,27 +238,40 @@ def _figure(run_dir: Path, s: dict) -> Path:
                                            f"{s['split']} split, {s['num_points']} points")
 
 
-def _save(run_dir: Path, summary: dict) -> None:
-    """Add ``summary`` to evaluation.json (keeping other splits), draw its figure and
-    rewrite the report's Evaluation section from everything evaluated so far."""
-    path = run_dir / EVALUATION
+def read_evaluations(run_dir: Path) -> dict:
+    """The summaries in ``run_dir/evaluation.json`` by split (none if it does not exist)."""
+    path = Path(run_dir) / EVALUATION
     try:
         everything = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise PyrovaeError(f"{path} is not valid JSON; delete it and evaluate again") from None
+    if not isinstance(everything, dict):
+        raise PyrovaeError(f"{path} is not an evaluation file (a mapping of splits); delete it and evaluate again")
+    return everything
+
+
+def _save(run_dir: Path, summary: dict) -> None:
+    """Add ``summary`` to evaluation.json (keeping other splits), atomically, then draw its
+    figure and rewrite the report's Evaluation section from everything evaluated so far."""
+    everything = read_evaluations(run_dir)
     everything[summary["split"]] = summary
-    path.write_text(json.dumps(everything, indent=2) + "\n")
-    _figure(run_dir, summary)
+    write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
+    draw_figure(run_dir, summary)
+    write_report(run_dir, everything)
+
+
+def write_report(run_dir: Path, everything: dict) -> Path:
+    """The report's Evaluation section from the summaries ``everything`` (by split)."""
     parts = []
     for split, s in everything.items():
         figure = f"figures/bounds_vs_k_{split}.png"
-        parts.append(f"### {split} split: {s['num_points']} points, K = {s['num_samples']}\n\n"
+        parts.append(f"### {split} split: {points_phrase(s)}, K = {s['num_samples']}\n\n"
                      f"{markdown_table(['quantity', 'value'], _escape_pipes(summary_rows(s)))}\n\n"
                      f"![bounds against K]({figure})")
-    update_section(run_dir, SECTION,
-                   "Importance sampling keeps one estimate per data point; ± is the standard error over data "
-                   "points, the Monte Carlo error is that of the sampling itself. log p(x) >= IWAE_K >= ELBO. "
-                   f"Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
+    return update_section(run_dir, SECTION,
+                          "Importance sampling keeps one estimate per data point; ± is the standard error over "
+                          "data points, the Monte Carlo error is that of the sampling itself. "
+                          f"log p(x) >= IWAE_K >= ELBO. Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
 
 
 def _escape_pipes(rows):
@@ -239,7 +282,7 @@ def _escape_pipes(rows):
 def print_summary(s: dict) -> None:
     rows = summary_rows(s)
     width = max(len(name) for name, _ in rows)
-    print(f"{s['split']} split, {s['num_points']} points, nats per data point:")
+    print(f"{s['split']} split, {points_phrase(s)}, nats per data point:")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")
 
@@ -247,9 +290,15 @@ def print_summary(s: dict) -> None:
 # ----------------------------------------------------------------------------- command line
 
 def _command(args) -> None:
-    summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
-                           max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
-                           quadrature=args.quadrature, device=args.device, progress=not args.quiet)
+    try:
+        summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
+                               max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
+                               quadrature=args.quadrature, device=args.device, progress=not args.quiet)
+    except EvaluationNotSaved as exc:  # nothing computed is lost: print all of it, then the error
+        print_summary(exc.summary)
+        print("full results (evaluation.json could not be written):")
+        print(json.dumps(exc.summary, indent=2))
+        raise
     print_summary(summary)
     print(f"saved {Path(args.run) / EVALUATION} and the {SECTION} section of {Path(args.run) / 'report.md'}")
 
@@ -267,7 +316,8 @@ def add_command(subparsers) -> None:
     p.add_argument("--split", default="test", help=f"which data: {', '.join(SPLITS)} (default test)")
     p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
                    help=f"bound on the working memory, e.g. 512MB or 2GB (default {DEFAULT_MAX_MEMORY})")
-    p.add_argument("--max-points", type=int, metavar="N", help="evaluate only the first N points of the split")
+    p.add_argument("--max-points", type=int, metavar="N",
+                   help="evaluate N points of the split chosen at random with --seed (default: all)")
     p.add_argument("--quadrature", action="store_true",
                    help="also integrate log p(x) on a latent grid (1-D and 2-D latent spaces)")
     p.add_argument("--elbo-particles", type=int, default=10, metavar="L",

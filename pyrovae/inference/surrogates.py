@@ -314,7 +314,8 @@ class NeuralBaseline(Baseline):
 
     def _build(self, data_shape):
         self.data_shape = data_shape
-        self.net = NETWORKS.build("mlp", data_shape, (), 0, options={"hidden": self.hidden, "activation": "tanh"})
+        self.net = NETWORKS.build("mlp", {"in_shape": data_shape, "out_shape": (), "cond_dim": 0},
+                                  options={"hidden": self.hidden, "activation": "tanh"})
         torch.nn.init.zeros_(self.net.head.weight)
         torch.nn.init.zeros_(self.net.head.bias)
 

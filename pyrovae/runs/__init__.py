@@ -1,1 +1,1 @@
-"""Training runs: the SVI loop, run folders, checkpoints and resume, the CSV metrics log."""
+"""Run folders: the SVI training loop, checkpoints, resume and the files a run keeps."""

@@ -1,0 +1,202 @@
+"""The Python API: the subcommands as functions, for notebooks and scripts.
+
+``pyrovae.train``, ``pyrovae.evaluate``, ``pyrovae.variance`` and ``pyrovae.report`` call
+the same functions as ``pyrovae train``, ``evaluate``, ``variance`` and ``report`` (the
+command line is a thin layer over this module) and write the same run folders. Their results
+print as one line, not as tensors; the trained model is ``run.vae`` (``run.vae.sample(16)``,
+``run.vae.encode(x)``) and the data ``run.data``. See docs/python_api.md.
+"""
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+from .errors import PyrovaeError
+
+ConfigSource = Union[str, Path, Dict[str, Any], "ExperimentSpec"]  # noqa: F821
+
+
+class Run:
+    """A run folder with its config, trained VAE (the best-validation parameters) and data."""
+
+    def __init__(self, folder: Path, spec, vae, epochs_done: int, best_valid_elbo: float,
+                 stopped_early: bool, data=None):
+        self.folder = Path(folder)
+        self.spec = spec
+        self.vae = vae
+        self.epochs_done = epochs_done
+        self.best_valid_elbo = best_valid_elbo
+        self.stopped_early = stopped_early
+        self._data = data
+
+    @property
+    def data(self):
+        """The run's dataset (train, valid and test splits), loaded on first use."""
+        if self._data is None:
+            from .components.datasets import load_data
+
+            self._data = load_data(self.spec.data)
+        return self._data
+
+    @property
+    def report(self) -> Path:
+        """The run's ``report.md``."""
+        from .reports.markdown import REPORT
+
+        return self.folder / REPORT
+
+    def __repr__(self) -> str:
+        ending = ", stopped early" if self.stopped_early else ""
+        return (f"Run('{self.folder}': {self.spec.name}, {self.epochs_done} of {self.spec.train.epochs} "
+                f"epochs{ending}, best valid ELBO {self.best_valid_elbo:.2f} nats)")
+
+
+class Evaluation:
+    """What ``pyrovae evaluate`` measured on one split; ``summary`` is the dict saved in
+    ``evaluation.json`` (also readable as ``evaluation["log_marginal"]``)."""
+
+    def __init__(self, folder: Path, summary: dict):
+        self.folder = Path(folder)
+        self.summary = summary
+
+    def __getitem__(self, key: str):
+        return self.summary[key]
+
+    @property
+    def log_px(self) -> float:
+        """The importance-sampled log p(x), averaged over the evaluated points (nats)."""
+        return self.summary["log_marginal"]["mean"]
+
+    def __repr__(self) -> str:
+        from .evaluation.evaluate import points_phrase
+
+        s = self.summary
+        lp = s["log_marginal"]
+        return (f"Evaluation('{self.folder}': {s['split']} split, {points_phrase(s)}, K = {s['num_samples']}: "
+                f"log p(x) = {lp['mean']:.2f} ± {lp['std_error']:.2f} nats)")
+
+
+class VarianceResult:
+    """What ``pyrovae variance`` measured; ``results`` is the dict saved in ``variance.json``."""
+
+    def __init__(self, folder: Path, results: dict):
+        self.folder = Path(folder)
+        self.results = results
+
+    def encoder_variance(self, estimator: str, snapshot: int = -1) -> float:
+        """The trace of the encoder gradient's covariance of ``estimator`` at a snapshot."""
+        return self.results["snapshots"][snapshot]["estimators"][estimator]["groups"]["encoder"]["trace"]
+
+    def __repr__(self) -> str:
+        snapshots = self.results["snapshots"]
+        estimators = ", ".join(snapshots[0]["estimators"]) if snapshots else "none"
+        epochs = ", ".join(str(s["epoch"]) for s in snapshots)
+        return f"VarianceResult('{self.folder}': {estimators} at epoch(s) {epochs})"
+
+
+# ----------------------------------------------------------------------------- the commands
+
+def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str] = (),
+          plugins: Sequence[str] = (), resume: bool = False, quiet: bool = False) -> Run:
+    """``pyrovae train``: train the VAE ``config`` describes (a built-in name, a YAML/JSON
+    file, a dict or an :class:`~pyrovae.spec.ExperimentSpec`; with ``resume`` a run folder)
+    into the run folder ``out`` (default ``runs/<config name>``), with ``key=value``
+    ``overrides`` and extra ``plugins``; write its figures and report; return the :class:`Run`."""
+    from .runs.train import train as train_loop
+    from .spec import ExperimentSpec, load_config
+
+    if isinstance(config, ExperimentSpec):
+        config = config.to_dict()
+    overrides = _as_list(overrides, "overrides")
+    plugins = _as_list(plugins, "plugins")
+    if resume:
+        if isinstance(config, dict):
+            raise PyrovaeError("resume=True needs a run folder as config (or out=RUN)")
+        folder = Path(out or config)
+        spec = load_config(folder, overrides, plugins)
+    else:
+        spec = load_config(config, overrides, plugins)
+        folder = Path(out or Path("runs") / spec.name)
+    if quiet:
+        spec.train.progress = False
+    result = train_loop(spec, folder, resume=resume)
+    _write_training_report(result, spec)
+    return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
+               result.data)
+
+
+def _write_training_report(result, spec) -> None:
+    from .reports.training import make_figures, write_training_report
+
+    write_training_report(result, spec, make_figures(result))
+
+
+def load(run) -> Run:
+    """The :class:`Run` in the folder ``run``, its VAE with the best-validation parameters."""
+    from .runs.checkpoint import CHECKPOINT, load_checkpoint
+    from .runs.train import load_run
+
+    folder = _folder(run)
+    spec, vae = load_run(folder)
+    state = load_checkpoint(folder / CHECKPOINT)
+    return Run(folder, spec, vae, state["epoch"], state["best_valid_elbo"],
+               stopped_early=state["epoch"] < spec.train.epochs)
+
+
+def evaluate(run, split: str = "test", num_samples: int = 5000, max_points: Optional[int] = None,
+             seed: int = 0, **options) -> Evaluation:
+    """``pyrovae evaluate``: importance-sampled log p(x), IWAE bounds and diagnostics of the
+    run (a folder or a :class:`Run`) on ``split``; ``max_points`` evaluates a random subset
+    chosen with ``seed``. Other ``options`` as the command's flags (``max_memory``,
+    ``elbo_particles``, ``quadrature``, ``device``, ``progress``)."""
+    from .evaluation.evaluate import evaluate_run
+
+    folder = _folder(run)
+    return Evaluation(folder, evaluate_run(folder, split=split, num_samples=num_samples, max_points=max_points,
+                                           seed=seed, **options))
+
+
+def variance(source, estimators: Union[str, Sequence[str]] = "pathwise,analytic_kl", draws: int = 1000,
+             snapshots: Union[None, str, Sequence[int]] = None, out=None, overrides: Sequence[str] = (),
+             progress: bool = False, **options) -> VarianceResult:
+    """``pyrovae variance``: gradient variance, SNR, bias and cost of ``estimators`` (names,
+    optionally ``name:key=value``) on a run (folder or :class:`Run`, at its latest checkpoint)
+    or a config (at the epochs ``snapshots``, training in ``out``). Other ``options`` as the
+    command's flags (``batch_size``, ``seed``, ``reference_draws``)."""
+    import json
+
+    from .lab.variance import parse_estimators, parse_snapshots, run_variance
+
+    if isinstance(source, Run):
+        source = source.folder
+    if not isinstance(estimators, str):
+        estimators = ",".join(estimators)
+    if snapshots is not None and not isinstance(snapshots, str):
+        snapshots = ",".join(str(s) for s in snapshots)
+    folder = run_variance(source, parse_estimators(estimators), draws=draws,
+                          snapshots=parse_snapshots(snapshots) if snapshots else None, out=out,
+                          overrides=_as_list(overrides, "overrides"), progress=progress, **options)
+    return VarianceResult(folder, json.loads((Path(folder) / "variance.json").read_text()))
+
+
+def report(run) -> Path:
+    """``pyrovae report``: (re)write the run folder's figures and ``report.md``; return its path."""
+    from .reports.rebuild import rebuild_report
+
+    return rebuild_report(_folder(run))
+
+
+def _folder(run) -> Path:
+    folder = run.folder if isinstance(run, Run) else Path(run)
+    if not folder.is_dir():
+        raise PyrovaeError(f"no run folder {folder}; train one with pyrovae.train(config, out='{folder}')")
+    return folder
+
+
+def _as_list(value, what: str) -> list:
+    if isinstance(value, (str, Path)):
+        return [str(value)]
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise PyrovaeError(f"{what} must be a list of strings, got {value!r}")
+    return [str(v) for v in value]
