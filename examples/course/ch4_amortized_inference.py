@@ -108,7 +108,7 @@ def latent_figures(vae, data, out):
 
 def main():
     args = arguments(__doc__, "ch4_amortized_inference")
-    digits, nodes, elbo_samples, svi_steps = (4, 61, 500, 100) if args.quick else (40, 161, 5000, 2000)
+    digits, nodes, elbo_samples, svi_steps = (4, 61, 500, 100) if args.quick else (40, 161, 5000, 1000)
     warmup, samples = (20, 20) if args.quick else (200, 300)
     spec, vae, _, data = model_2d(args)
     latent_figures(vae, data, args.out)
