@@ -15,7 +15,8 @@ import pyro.distributions as dist
 import torch
 from _course import arguments, markdown_table, plt, save, write_numbers
 from pyro.infer import Trace_ELBO
-from pyrovae.evaluation.marginal import LinearGaussian
+
+from pyrovae.evaluation.references import LinearGaussian
 
 X, NOISE = 1.5, 0.8  # the observation and the likelihood's standard deviation s
 

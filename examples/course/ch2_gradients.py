@@ -169,7 +169,7 @@ def main():
     for r in rows:
         print(f"{r['estimator']:<28} closed {r['closed']:.4f} measured {r['measured']:.4f} ± {r['error']:.4f}")
 
-    vae_draws = 10 if args.quick else 200
+    vae_draws = 10 if args.quick else 100
     overrides = ["data.train_size=500"] if args.quick else []
     snapshots = [0] if args.quick else [0, 1]
     folder = args.cache / f"ch2-variance-run{'-quick' if args.quick else ''}"  # measured afresh every time

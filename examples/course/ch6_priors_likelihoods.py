@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from _course import arguments, binarized_mnist, labelled_digits, markdown_table, plt, save, trained, write_numbers
 from ch4_amortized_inference import MODEL_2D, QUICK_2D
-from pyrovae.evaluation.marginal import importance_sample
 
+from pyrovae.evaluation.importance import importance_sample
 from pyrovae.inference.elbo import split_elbo
 
 PRIORS = {"standard normal": [],

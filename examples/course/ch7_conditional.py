@@ -9,8 +9,8 @@ import math
 
 import torch
 from _course import arguments, labelled_digits, markdown_table, plt, save, trained, write_numbers
-from pyrovae.evaluation.marginal import importance_sample
 
+from pyrovae.evaluation.importance import importance_sample
 from pyrovae.inference.elbo import split_elbo
 from pyrovae.reports.plots import tile
 

@@ -101,8 +101,8 @@ def manifold(images: torch.Tensor, coords: torch.Tensor, path: Path, title: str 
     fig, ax = pyplot().subplots(figsize=(6, 6))
     ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
     h, w = images.shape[-2:]
-    ax.set_xticks([(j + 0.5) * w - 0.5 for j in range(grid)], [f"{v:.2f}" for v in coords.tolist()], rotation=90)
-    ax.set_yticks([(i + 0.5) * h - 0.5 for i in range(grid)], [f"{v:.2f}" for v in coords.flip(0).tolist()])
+    ax.set_xticks([(j + 0.5) * w - 0.5 for j in range(grid)], [f"{round(v, 2) + 0.0:.2f}" for v in coords.tolist()], rotation=90)
+    ax.set_yticks([(i + 0.5) * h - 0.5 for i in range(grid)], [f"{round(v, 2) + 0.0:.2f}" for v in coords.flip(0).tolist()])
     ax.set_xlabel("z[0] (latent units)")
     ax.set_ylabel("z[1] (latent units)")
     ax.set_title(title)
