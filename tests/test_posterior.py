@@ -150,7 +150,7 @@ def test_diagonal_q_star_is_the_best_diagonal_gaussian_and_the_gaps_match_closed
     assert float((qstar.covariance.diagonal(dim1=-2, dim2=-1) / best_var - 1).abs().max()) < 0.05
 
     pyro.set_rng_seed(0)
-    d = gap_decomposition(vae, x, None, q, qstar, elbo_samples=4000, is_samples=20000)
+    d = gap_decomposition(vae, x, None, q, qstar, elbo_samples=4000, is_samples=20000, proposal_steps=300)
     exact_lp = truth.log_marginal(x)
     exact_q = truth.elbo(x, q.loc, q.covariance)
     exact_star = truth.elbo(x, qstar.loc, qstar.covariance)

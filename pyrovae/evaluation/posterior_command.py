@@ -187,8 +187,8 @@ def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: 
                                    svi_steps=svi_steps, elbo_samples=elbo_samples, is_samples=is_samples, seed=seed,
                                    max_memory=max_memory)
     summary = {"run": str(run_dir), **summarize(inspection, points, split)}
+    write_atomic(out_dir / RESULTS, json.dumps(summary, indent=2) + "\n")  # the numbers first: drawing may fail
     figures = _figures(inspection, x, points, out_dir)
-    write_atomic(out_dir / RESULTS, json.dumps(summary, indent=2) + "\n")
     write_atomic(out_dir / REPORT, report_text(summary, figures, str(run_dir)))
     return summary
 
