@@ -135,14 +135,13 @@ def figure_2(panels: Dict[str, Dict[str, dict]], path: Path) -> Path:
 
 
 def _zoom_to_late_values(ax, curves: Dict[str, dict]) -> None:
-    """Show the range between the lowest final bound and the highest bound reached, so the
-    first epochs' poor bounds do not flatten the differences that matter (the paper's axes
-    do the same)."""
-    finals = [c[key][-1] for c in curves.values() for key in ("train", "heldout")]
-    best = max(v for c in curves.values() for key in ("train", "heldout") for v in c[key])
-    if finals:
-        pad = 0.1 * (best - min(finals)) + 1.0
-        ax.set_ylim(min(finals) - 2 * pad, best + pad)
+    """Leave out the first tenth of each curve's epochs from the y range, so the first
+    epochs' poor bounds do not flatten the differences that matter (the paper's axes do
+    the same)."""
+    late = [v for c in curves.values() for key in ("train", "heldout") for v in c[key][len(c[key]) // 10:]]
+    if late:
+        pad = 0.05 * (max(late) - min(late)) + 1.0
+        ax.set_ylim(min(late) - pad, max(late) + pad)
 
 
 def figure_3(panels: Dict[str, Dict[str, dict]], path: Path) -> Path:
