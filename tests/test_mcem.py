@@ -6,8 +6,8 @@ import math
 import pyro
 import pytest
 import torch
-
 from conftest import linear_gaussian_vae
+
 from pyrovae import load_config
 from pyrovae.errors import PyrovaeError
 from pyrovae.evaluation.posterior_density import appendix_d_log_marginal
