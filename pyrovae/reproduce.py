@@ -268,7 +268,7 @@ def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: 
     keeps those values of a grid key (fewer latent sizes, say). Either makes a different
     sweep: a folder started with other settings is refused, not mixed."""
     from .reports.markdown import markdown_table, replace_section
-    from .sweeps.sweep import parse_budget, run_sweep
+    from .sweeps.sweep import parse_budget, prepare_sweep, run_sweep
 
     experiment = get_experiment(name)
     out = Path(out)
@@ -280,8 +280,9 @@ def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: 
     started = time.time()
     for spec in specs:
         left = None if deadline is None else deadline - time.time()
-        if left is not None and left <= 0:
-            log(f"budget spent: sweep {spec.name} not started in this sitting; run the command again to continue")
+        if left is not None and left <= 0:  # recorded all the same, so runs already in its folder are drawn
+            prepare_sweep(spec, out / spec.name)
+            log(f"budget spent: sweep {spec.name} not run in this sitting; run the command again to continue")
             continue
         run_sweep(spec, out / spec.name, budget=left, workers=workers, log=log)
     figures, header, rows = experiment.draw(out)

@@ -45,6 +45,9 @@ class MonteCarloEM(ELBO):
     """Pyro loss whose ``loss_and_grads`` is one MCEM step (see the module docstring). Its model
     must be a :class:`~pyrovae.model.VAE`'s ``model`` method (the sampler needs the VAE)."""
 
+    unbiased = False  # no bound's gradient: an E-step by sampling, then log p(x, z) at the samples
+    measurable = False  # no differentiable_loss for the variance laboratory to draw
+
     def __init__(self, hmc_steps: int = 1, num_leapfrog: int = 10, target_accept: float = 0.9,
                  updates_per_sample: int = 5, step_size: float = 0.1):
         super().__init__(num_particles=1)

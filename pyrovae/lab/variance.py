@@ -59,6 +59,11 @@ class EstimatorChoice:
         return ESTIMATORS.build(self.name, options=self.options, where=f"--estimators {self.label}")
 
 
+def measurable_estimators() -> List[str]:
+    """Names of the estimators whose gradients can be drawn (not mcem, whose E-step samples)."""
+    return [entry.name for entry in ESTIMATORS if getattr(entry.factory(), "measurable", True)]
+
+
 def parse_estimators(text: str) -> List[EstimatorChoice]:
     """``name[:key=value...]`` items separated by commas, each validated by the registry."""
     choices = []
@@ -273,9 +278,9 @@ def add_command(subparsers) -> None:
                     "the Variance section of report.md.")
     p.add_argument("source", metavar="RUN_OR_CONFIG",
                    help="a run folder (measured at its latest checkpoint) or a config (built-in name or file)")
-    p.add_argument("--estimators", default=",".join(ESTIMATORS.names()),
+    p.add_argument("--estimators", default=",".join(measurable_estimators()),
                    help="comma-separated names, each optionally with options as name:key=value "
-                        "(default: every estimator)")
+                        "(default: every estimator with a gradient to draw)")
     p.add_argument("--draws", type=int, default=1000, help="gradient draws per estimator (default 1000)")
     p.add_argument("--snapshots", help="with a config: epochs at which to measure, e.g. 0,1,5,20 "
                                        "(default 0, the initialization)")

@@ -27,7 +27,7 @@ from ..errors import PyrovaeError
 # How each training method is drawn in every figure.
 METHOD_STYLE = {"pathwise": ("AEVB", "tab:red"), "wake_sleep": ("wake-sleep", "tab:blue"),
                 "reweighted_wake_sleep": ("reweighted wake-sleep", "tab:cyan"), "mcem": ("MCEM", "tab:green")}
-MANIFOLD_TILES = 20  # tiles per side of Fig. 4's lattice
+MANIFOLD_TILES = 15  # tiles per side of Fig. 4's lattice
 SAMPLES_PER_MODEL = 100  # Fig. 5
 
 
@@ -135,13 +135,13 @@ def figure_2(panels: Dict[str, Dict[str, dict]], path: Path) -> Path:
 
 
 def _zoom_to_late_values(ax, curves: Dict[str, dict]) -> None:
-    """Keep the y range on the second half of the curves, so the first epochs' poor bounds
-    do not flatten the differences that matter (the paper's axes do the same)."""
-    late = [v for c in curves.values() for key in ("train", "heldout") for v in c[key][len(c[key]) // 2:]]
+    """Leave out the first tenth of each curve's epochs from the y range, so the first
+    epochs' poor bounds do not flatten the differences that matter (the paper's axes do
+    the same)."""
+    late = [v for c in curves.values() for key in ("train", "heldout") for v in c[key][len(c[key]) // 10:]]
     if late:
-        low, high = min(late), max(late)
-        pad = 0.15 * (high - low) + 1.0
-        ax.set_ylim(low - 3 * pad, high + pad)
+        pad = 0.05 * (max(late) - min(late)) + 1.0
+        ax.set_ylim(min(late) - pad, max(late) + pad)
 
 
 def figure_3(panels: Dict[str, Dict[str, dict]], path: Path) -> Path:
@@ -197,7 +197,7 @@ def tile(images: torch.Tensor, cols: int) -> torch.Tensor:
 
 def figure_4(models: Dict[str, object], path: Path, tiles: int = MANIFOLD_TILES) -> Path:
     """Fig. 4: ``models`` maps a title to a trained VAE with a 2-D latent space."""
-    fig, axes = _panel_axes(len(models), "Learned 2-D manifolds (Kingma & Welling Fig. 4)", width=5.2, height=5.2)
+    fig, axes = _panel_axes(len(models), "Learned 2-D manifolds (Kingma & Welling Fig. 4)", width=7.0, height=7.5)
     for ax, (title, vae) in zip(axes, models.items()):
         canvas, coords = manifold_image(vae, tiles)
         h, w = canvas.shape[0] / tiles, canvas.shape[1] / tiles
