@@ -30,8 +30,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pyrovae import load_config
 from pyrovae.components.datasets import load_data
+from pyrovae.evaluation.chunking import DEFAULT_MAX_MEMORY
 from pyrovae.evaluation.evaluate import bound_sizes
-from pyrovae.evaluation.marginal import DEFAULT_MAX_MEMORY, importance_sample
+from pyrovae.evaluation.importance import importance_sample
 from pyrovae.model import VAE
 
 CONFIG = ["model.latent_dim=50", "model.encoder.hidden=[400]", "model.decoder.hidden=[400]"]

@@ -1,14 +1,31 @@
-"""Seconds per training epoch: pyrovae's SVI loop against a hand-written PyTorch VAE.
+"""CPU time per training step: pyrovae's SVI step against a hand-written PyTorch VAE.
 
-Both fit the same VAE (784-400-50 tanh MLPs, Bernoulli likelihood, standard normal prior,
-decoder output bias started at the data mean) on static binarized MNIST with the same batch
-size, Adam 1e-3 and the single-sample pathwise ELBO with a Monte Carlo KL (what Pyro's
-Trace_ELBO computes). An epoch is a shuffled pass
-over the 50000 training images followed by the validation ELBO on 10000 images; pyrovae's
-epoch also writes its checkpoint and metrics. Runs alternate to share the machine's
-state fairly; the median of the repeats is reported, with the ratio.
+Contenders, all fitting the same VAE (tanh MLPs, Bernoulli likelihood, standard normal
+prior, single-sample pathwise ELBO with a Monte Carlo KL, Adam 1e-3) on the same minibatches
+of static binarized MNIST:
 
-    PYROVAE_DATA=../shared/data python benchmarks/training_speed.py [--repeats 3] [--batch-size 100]
+* ``handwritten``: the ELBO written as formulas in plain PyTorch, Adam with ``fused=True``,
+  gradients set to None between steps: the leanest fair baseline;
+* ``pyrovae_before``: pyrovae's previous step: Pyro's ``SVI.step`` with ``Trace_ELBO`` and
+  one torch Adam in its default (unfused) implementation, gradients zero-filled by Pyro;
+* ``pyrovae_after``: the step ``pyrovae train`` takes now (:class:`pyrovae.inference.svi.TrainingSVI`
+  with the default ``adam`` optimizer): Pyro's SVI with ``Trace_ELBO``, fused Adam,
+  gradients set to None;
+* ``pyrovae_jit`` (with ``--jit``): the same with ``train.jit=true`` (``JitTrace_ELBO``).
+
+Everything runs in one process on one torch thread. The contenders take turns in blocks of
+steps (the order rotating from repeat to repeat), each block timed in process CPU time, so
+load from other processes on a shared machine slows all of them alike; min and median of
+the per-step times over the repeats are reported with their ratios to the hand-written step.
+Each step's matrix products are counted (2 multiply-adds per weight per data point forward,
+the same twice backward except the input gradient of the first layer, which nothing needs)
+and divided by the machine's single-thread fp32 matmul rate, measured in the same process
+(best of several 1024 x 1024 products before and after), to give each step's share of peak.
+
+    PYROVAE_DATA=../shared/data python benchmarks/training_speed.py [--repeats 5] [--jit] [--json out.json]
+
+On a machine with CUDA, ``--device cuda`` times the same steps on the GPU (wall time with a
+synchronisation at the end of each block; matmul peak measured on the GPU).
 """
 
 import argparse
@@ -16,17 +33,23 @@ import json
 import math
 import platform
 import statistics
-import tempfile
 import time
 
+import pyro
 import torch
+from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
 from pyrovae import load_config
 from pyrovae.components.datasets import load_data
-from pyrovae.runs.train import train
+from pyrovae.inference.estimators import build_estimator
+from pyrovae.inference.optim import OPTIMIZERS, JointOptim
+from pyrovae.inference.svi import TrainingSVI
+from pyrovae.runs.train import build_vae
 
-CONFIG = ["model.latent_dim=50", "train.epochs=1", "train.progress=false", "train.device=cpu"]
+# (label, latent dimension, hidden units, batch size)
+SETUPS = [("784-400-50, batch 20", 50, 400, 20), ("784-400-50, batch 100", 50, 400, 100),
+          ("784-400-50, batch 1000", 50, 400, 1000), ("784-200-2, batch 100", 2, 200, 100)]
 
 
 class HandWrittenVAE(nn.Module):
@@ -53,59 +76,138 @@ class HandWrittenVAE(nn.Module):
         return -(log_lik + log_prior - log_q).sum()
 
 
-def handwritten_epoch(data, seed: int, batch_size: int) -> float:
-    torch.manual_seed(seed)
-    x = data.train.x
-    start = time.perf_counter()
-    vae = HandWrittenVAE(x.mean(0))
-    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3)
-    order = torch.randperm(x.shape[0])
-    for i in range(math.ceil(x.shape[0] / batch_size)):
-        loss = vae.negative_elbo(x[order[i * batch_size:(i + 1) * batch_size]])
-        optimizer.zero_grad()
+def handwritten_step(data, latent, hidden, device):
+    vae = HandWrittenVAE(data.train.x.mean(0), hidden, latent).to(device)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True)
+
+    def step(x):
+        loss = vae.negative_elbo(x)
         loss.backward()
         optimizer.step()
-    with torch.no_grad():
-        valid = -sum(vae.negative_elbo(xb).item() for xb in data.valid.x.split(1000)) / data.valid.x.shape[0]
-    return time.perf_counter() - start, valid
+        optimizer.zero_grad(set_to_none=True)
+    return step
 
 
-def pyrovae_epoch(data, seed: int, batch_size: int) -> float:
-    spec = load_config("quickstart", CONFIG + [f"seed={seed}", f"train.batch_size={batch_size}"])
-    with tempfile.TemporaryDirectory() as out:
-        start = time.perf_counter()
-        result = train(spec, out, data=data)
-        return time.perf_counter() - start, result.best_valid_elbo
+class ZeroFilledJointOptim(JointOptim):
+    """``JointOptim`` as it was: it steps and leaves the gradients to Pyro's zero-filling."""
+
+    def __call__(self, params, *args, **kwargs) -> None:
+        new = [p for p in params if p not in self._seen]
+        if new:
+            self._add(new)
+        self.optimizer.step(*args, **kwargs)
+
+
+def pyrovae_spec(latent, hidden, device):
+    return load_config("quickstart", [f"model.latent_dim={latent}", f"model.encoder.hidden=[{hidden}]",
+                                      f"model.decoder.hidden=[{hidden}]", f"train.device={device}"])
+
+
+def pyrovae_before_step(data, latent, hidden, device):
+    spec = pyrovae_spec(latent, hidden, device)
+    vae = build_vae(spec, data)
+    pyro.clear_param_store()
+    svi = SVI(vae.model, vae.guide, ZeroFilledJointOptim(torch.optim.Adam, {"lr": 1e-3}), Trace_ELBO())
+    return lambda x: svi.step(x, None, 1.0)
+
+
+def pyrovae_after_step(data, latent, hidden, device, jit=False):
+    spec = pyrovae_spec(latent, hidden, device)
+    vae = build_vae(spec, data)
+    pyro.clear_param_store()
+    optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
+    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit)
+    return lambda x: svi.step(x, None, 1.0)
+
+
+def step_matmul_flops(latent, hidden, batch, pixels=784):
+    """Floating-point operations of a step's matrix products (see the module docstring)."""
+    layers = [pixels * hidden, hidden * 2 * latent, latent * hidden, hidden * pixels]
+    return 2 * batch * (3 * sum(layers) - layers[0])
+
+
+def matmul_peak(device, size=1024, repeats=20):
+    """Best fp32 matrix-product rate (FLOP/s) of this process on ``device``."""
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    best = math.inf
+    for _ in range(repeats):
+        started = clock(device)
+        torch.mm(a, b)
+        best = min(best, clock(device) - started)
+    return 2 * size ** 3 / best
+
+
+def clock(device):
+    """Process CPU time on the CPU; synchronised wall time on a GPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+    return time.process_time()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--block-seconds", type=float, default=0.4, help="CPU seconds per timed block")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jit", action="store_true", help="also time train.jit=true")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    torch.set_num_threads(1)
+    device = torch.device(args.device)
     data = load_data(load_config("quickstart").data)
-    times = {"handwritten": [], "pyrovae": []}
-    elbos = {"handwritten": [], "pyrovae": []}
-    for r in range(args.repeats):
-        for name, run in (("handwritten", handwritten_epoch), ("pyrovae", pyrovae_epoch)):
-            seconds, elbo = run(data, seed=r, batch_size=args.batch_size)
-            times[name].append(seconds)
-            elbos[name].append(elbo)
-            print(f"repeat {r + 1}: {name:<12} {seconds:6.2f} s/epoch, valid ELBO {elbo:8.2f}")
-    medians = {k: statistics.median(v) for k, v in times.items()}
-    result = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
-        "seconds_per_epoch": medians,
-        "ratio_pyrovae_over_handwritten": medians["pyrovae"] / medians["handwritten"],
-        "valid_elbo_after_one_epoch": {k: statistics.mean(v) for k, v in elbos.items()},
-        "batch_size": args.batch_size,
-        "repeats": args.repeats,
-    }
-    print(json.dumps(result, indent=2))
+    peak = matmul_peak(device)
+
+    contenders = {"handwritten": handwritten_step, "pyrovae_before": pyrovae_before_step,
+                  "pyrovae_after": pyrovae_after_step}
+    if args.jit:
+        contenders["pyrovae_jit"] = lambda *a: pyrovae_after_step(*a, jit=True)
+    results = {}
+    with pyro.validation_enabled(False):
+        for label, latent, hidden, batch in SETUPS:
+            batches = [data.train.x[i * batch:(i + 1) * batch].to(device) for i in range(data.train.x.shape[0] // batch)]
+            steps = {}
+            for name, build in contenders.items():
+                torch.manual_seed(0)
+                steps[name] = build(data, latent, hidden, device)
+                for xb in batches[:5]:  # warm-up (and the JIT's compilation)
+                    steps[name](xb)
+            started = clock(device)
+            for xb in batches[:5]:
+                steps["handwritten"](xb)
+            block = max(3, round(args.block_seconds / max((clock(device) - started) / 5, 1e-6)))
+            times = {name: [] for name in contenders}
+            names = list(contenders)
+            for r in range(args.repeats):
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    started = clock(device)
+                    for i in range(block):
+                        steps[name](batches[(r * block + i) % len(batches)])
+                    times[name].append((clock(device) - started) / block)
+            flops = step_matmul_flops(latent, hidden, batch)
+            base = statistics.median(times["handwritten"])
+            results[label] = {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t),
+                                     "ratio_median": statistics.median(t) / base,
+                                     "ratio_min": min(t) / min(times["handwritten"]),
+                                     "share_of_peak": flops / statistics.median(t) / peak}
+                              for name, t in times.items()}
+            print(f"{label} ({block} steps per block, {flops / 1e9:.3f} GFLOP per step):", flush=True)
+            for name, row in results[label].items():
+                print(f"  {name:<15} min {row['min_ms']:7.2f} ms  median {row['median_ms']:7.2f} ms  "
+                      f"ratio {row['ratio_min']:.2f} / {row['ratio_median']:.2f}  "
+                      f"{100 * row['share_of_peak']:.0f}% of peak", flush=True)
+    peak = max(peak, matmul_peak(device))
+    for label, rows in results.items():  # shares against the better of the two peak measurements
+        flops = step_matmul_flops(*next((lt, h, b) for lab, lt, h, b in SETUPS if lab == label))
+        for row in rows.values():
+            row["share_of_peak"] = flops / (row["median_ms"] / 1e3) / peak
+    result = {"machine": f"{platform.processor() or platform.machine()}, 1 torch thread, torch {torch.__version__}, "
+                         f"pyro {pyro.__version__}, {device}",
+              "matmul_peak_gflops": peak / 1e9, "repeats": args.repeats, "setups": results}
+    print(json.dumps(result, indent=1))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,20 @@ and exit status 2; tracebacks are kept for bugs.
 import argparse
 import importlib
 import sys
+import warnings
 from typing import List, Optional
 
 from . import __version__
-from .errors import PyrovaeError
+from .errors import PyrovaeError, PyrovaeWarning
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
-COMMAND_MODULES: List[str] = ["pyrovae.evaluation.evaluate", "pyrovae.lab.variance", "pyrovae.reports.rebuild"]
+COMMAND_MODULES: List[str] = [
+    "pyrovae.evaluation.evaluate",
+    "pyrovae.lab.variance",
+    "pyrovae.sweeps.command",
+    "pyrovae.reports.rebuild",
+    "pyrovae.reproduce",
+]
 
 
 def _list(args) -> None:
@@ -78,6 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """pyrovae's own warnings as one line, like its errors; others as Python shows them."""
+    if issubclass(category, PyrovaeWarning):
+        print(f"pyrovae: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def _add_plugin_option(p) -> None:
     p.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE",
                    help="a Python file or module registering your own components (repeatable); "
@@ -87,7 +105,9 @@ def _add_plugin_option(p) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            args.func(args)
     except PyrovaeError as exc:
         print(f"pyrovae: error: {exc}", file=sys.stderr)
         return 2

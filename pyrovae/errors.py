@@ -6,11 +6,28 @@ wrong *and* what to do about it.
 """
 
 import difflib
+import warnings
 from typing import Iterable
 
 
 class PyrovaeError(Exception):
-    """A user-facing error: bad config, missing data, unusable checkpoint, ..."""
+    """A user-facing error: bad config, missing data, unusable checkpoint, ...
+
+    Its message is one line whatever it quotes: line breaks inside user-given text (a
+    key or value typed with a newline) are shown as ``\\n``."""
+
+    def __init__(self, message: str = "", *args):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"), *args)
+
+
+class PyrovaeWarning(UserWarning):
+    """Something that works but is probably not what the user meant (the command line
+    shows it as one line on stderr)."""
+
+
+def warn(message: str) -> None:
+    """Issue a :class:`PyrovaeWarning` (one line, saying what to change)."""
+    warnings.warn(message, PyrovaeWarning, stacklevel=3)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

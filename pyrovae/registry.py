@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import importlib
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional
 
@@ -120,16 +121,16 @@ class Registry:
                 listed = ", ".join(valid) if valid else "none"
                 raise PyrovaeError(
                     f"{where}: {self.kind} '{name}' has no option '{key}'"
-                    f"{did_you_mean(key, valid)}; its options are: {listed}"
+                    f"{did_you_mean(str(key), valid)}; its options are: {listed}"
                 )
 
     def resolve_options(self, name: str, options: Dict[str, Any], where: str) -> Dict[str, Any]:
-        """All of ``name``'s options: the given ones (checked, and numbers written as text,
-        like YAML's ``1e-3``, read as numbers where the default is a float) over the defaults."""
+        """All of ``name``'s options: the given ones over the defaults, each checked to be of
+        its default's type (:func:`like_default`)."""
         self.check_options(name, options, where)
         resolved = self.get(name).options()
         for key, value in options.items():
-            resolved[key] = _like_default(resolved[key], value, f"{where}.{key}")
+            resolved[key] = like_default(resolved[key], value, f"{where}.{key}")
         return resolved
 
     def build(self, name: str, inputs: Optional[Dict[str, Any]] = None,
@@ -161,14 +162,55 @@ class Registry:
         return chosen
 
 
-def _like_default(default: Any, value: Any, where: str) -> Any:
-    """``value``, read as a float when the option's default is a float."""
-    if not isinstance(default, float) or isinstance(value, bool):
+def like_default(default: Any, value: Any, where: str) -> Any:
+    """``value`` checked against the type of the option's ``default``, so a wrong value is a
+    one-line error here rather than a traceback from deep inside a factory: a float default
+    takes a finite number (also written as text, like YAML's ``1e-3``), an int default an
+    integer, a bool default true or false, a string default a string, and a list default a
+    list whose items are like its first item (integers in such lists are sizes: positive).
+    A ``None`` default takes anything."""
+    if default is None:
         return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise PyrovaeError(f"{where} must be true or false, got {value!r}")
+    if isinstance(default, float):
+        number = _number(value)
+        if number is None or not math.isfinite(number):
+            raise PyrovaeError(f"{where} must be a finite number, got {value!r}")
+        return number
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise PyrovaeError(f"{where} must be an integer, got {value!r}")
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise PyrovaeError(f"{where} must be a string, got {value!r} (quote it if YAML read it as another type)")
+    if isinstance(default, (list, tuple)):
+        example = list(default)
+        if not isinstance(value, (list, tuple)):
+            raise PyrovaeError(f"{where} must be a list like {example}, got {value!r}")
+        if not default:
+            return list(value)
+        items = [like_default(default[0], item, where) for item in value]
+        if isinstance(default[0], int) and not isinstance(default[0], bool) and any(i < 1 for i in items):
+            raise PyrovaeError(f"{where} must be a list of positive sizes like {example}, got {value!r}")
+        return items
+    return value
+
+
+def _number(value: Any) -> Optional[float]:
+    """``value`` as a float if it is a number or text that reads as one, else None."""
+    if isinstance(value, bool):
+        return None
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise PyrovaeError(f"{where} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 # ----------------------------------------------------------------------------- the public API

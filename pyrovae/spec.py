@@ -8,6 +8,7 @@ component registries, so a typo is caught before any work starts. Swappable part
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -73,8 +74,9 @@ class TrainSpec:
     """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
-    optimizer's ``lr`` by epoch; ``log: tensorboard`` also logs to TensorBoard (beside
-    metrics.csv, which is always written)."""
+    optimizer's ``lr`` by epoch; ``jit`` compiles the loss with Pyro's JIT
+    (``pathwise`` and ``analytic_kl`` estimators; see :mod:`pyrovae.inference.svi`);
+    ``log: tensorboard`` also logs to TensorBoard (beside metrics.csv, which is always written)."""
 
     epochs: int = 10
     batch_size: int = 100
@@ -84,6 +86,7 @@ class TrainSpec:
     kl_warmup_epochs: float = 0.0
     early_stopping_patience: Optional[int] = None
     device: str = "auto"
+    jit: bool = False
     progress: bool = True
     log: Optional[str] = None
 
@@ -107,6 +110,9 @@ class ExperimentSpec:
 # ----------------------------------------------------------------------------- loading
 
 BINARIZE_CHOICES = ("none", "static", "dynamic")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+STRING_CHOICES = {"data.binarize": BINARIZE_CHOICES, "train.device": DEVICE_CHOICES}
+MAX_SEED = 2 ** 32 - 1  # numpy's generators take seeds below 2^32
 LOG_CHOICES = ("tensorboard",)  # extra training logs beside metrics.csv
 _OPEN_OPTIONS = (ComponentSpec, DataSpec)  # classes whose unknown keys are options
 
@@ -165,6 +171,11 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
     return spec
 
 
+def config_text(spec: ExperimentSpec) -> str:
+    """The resolved config as the YAML a run folder keeps (``load_config`` reads it back)."""
+    return yaml.safe_dump(spec.to_dict(), sort_keys=False)
+
+
 def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path]) -> None:
     """Make data options named ``path`` or ``*_path`` absolute where the file is found relative
     to the working directory or the config's folder, so the run folder's config finds it from
@@ -179,7 +190,10 @@ def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path]) -> None:
 
 
 def save_config(spec: ExperimentSpec, path: Union[str, Path]) -> None:
-    Path(path).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    """Write the resolved config to ``path`` atomically."""
+    from .runs.files import write_atomic
+
+    write_atomic(path, config_text(spec))
 
 
 def apply_overrides(spec: ExperimentSpec, overrides: Sequence[str]) -> None:
@@ -289,13 +303,21 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+(e[-+]?[0-9]+)?", value.strip(), re.I):
-            return float(value)
+            number = float(value)
+        elif isinstance(value, str) and re.fullmatch(r"[-+]?[0-9.]+(e[-+]?[0-9]+)?", value.strip(), re.I):
+            number = _float_or_none(value)
+        if number is not None and math.isfinite(number):
+            return number
+        raise PyrovaeError(f"config key '{path}' must be a finite number, got {value!r}")
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+        if path in STRING_CHOICES:
+            raise PyrovaeError(f"config key '{path}' must be one of {', '.join(STRING_CHOICES[path])}, got {value!r}"
+                               f"{_yaml_hint(value)}")
+        raise PyrovaeError(f"config key '{path}' must be a string, got {value!r}{_yaml_hint(value)}")
     elif origin is dict or hint is dict:
         if isinstance(value, dict):
             return value
@@ -307,7 +329,21 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     else:
         return value
     name = getattr(hint, "__name__", str(hint))
-    raise PyrovaeError(f"config key '{path}' must be {name}, got {value!r}")
+    raise PyrovaeError(f"config key '{path}' must be {name}, got {value!r}{_yaml_hint(value)}")
+
+
+def _yaml_hint(value: Any) -> str:
+    """Why a word became a boolean: YAML reads unquoted yes/no/on/off/true/false as one."""
+    if isinstance(value, bool):
+        return " (YAML reads unquoted yes, no, on, off as true or false; quote the word)"
+    return ""
+
+
+def _float_or_none(text: str) -> Optional[float]:
+    try:
+        return float(text)
+    except ValueError:  # "1.2.3" matches the pattern but is no number
+        return None
 
 
 def _to_plain(obj: Any) -> Any:
@@ -346,8 +382,12 @@ def validate(spec: ExperimentSpec) -> None:
                            f"got '{spec.data.binarize}'{did_you_mean(spec.data.binarize, BINARIZE_CHOICES)}")
     _positive(spec.model.latent_dim, "model.latent_dim")
     _positive(spec.train.batch_size, "train.batch_size")
-    if spec.train.epochs < 0:
-        raise PyrovaeError(f"train.epochs must be >= 0, got {spec.train.epochs}")
+    _positive(spec.train.epochs, "train.epochs")
+    if not 0 <= spec.seed <= MAX_SEED:
+        raise PyrovaeError(f"seed must be an integer from 0 to {MAX_SEED}, got {spec.seed}")
+    lr = spec.train.optimizer.options.get("lr")
+    if lr is not None and not lr >= 0:
+        raise PyrovaeError(f"train.optimizer.lr must be a number >= 0 (e.g. 1e-3), got {lr}")
     if spec.train.kl_warmup_epochs < 0:
         raise PyrovaeError(f"train.kl_warmup_epochs must be >= 0, got {spec.train.kl_warmup_epochs}")
     if spec.train.early_stopping_patience is not None:

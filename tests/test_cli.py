@@ -1,6 +1,10 @@
 """The pyrovae command: listing, training to a full run folder, resuming, and one-line
 errors with exit status 2 for user mistakes."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from conftest import tiny_overrides
 
@@ -41,7 +45,7 @@ def test_train_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):
     (["train", "quickstart", "--set", "model.latnt_dim=2"], "did you mean 'model.latent_dim'"),
     (["train", "no_such_config"], "no config file or built-in config 'no_such_config'"),
     (["train", "quickstart", "--set", "data.root=/nonexistent"], "binarized_mnist_train.amat[.gz] not found"),
-    (["train", "/nonexistent/run", "--resume"], "no config file or built-in config"),
+    (["train", "/nonexistent/run", "--resume"], "no run folder /nonexistent/run to resume"),
 ])
 def test_user_mistakes_are_one_line_on_stderr_with_status_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default run folder runs/quickstart must not exist yet
@@ -56,3 +60,15 @@ def test_help_is_available_for_every_command(capsys):
             main(argv)
         assert exit_.value.code == 0
     assert "--resume" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"]])
+def test_help_and_list_import_neither_matplotlib_nor_scipy(argv):
+    """Start-up speed: the command line loads plotting and statistics libraries only for the
+    commands that use them."""
+    code = ("import sys\nfrom pyrovae.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('heavy:', sorted({m.split('.')[0] for m in sys.modules} & {'matplotlib', 'scipy'}))")
+    run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "heavy: []"

@@ -15,7 +15,7 @@ from pyrovae.cli import main  # noqa: E402
 from pyrovae.components.datasets import load_data  # noqa: E402
 from pyrovae.errors import PyrovaeError  # noqa: E402
 from pyrovae.evaluation.evaluate import EVALUATION, bits_per_dim, bound_sizes, evaluate_run  # noqa: E402
-from pyrovae.evaluation.marginal import exact_log_marginal  # noqa: E402
+from pyrovae.evaluation.references import exact_log_marginal  # noqa: E402
 from pyrovae.model import VAE  # noqa: E402
 from pyrovae.reports.markdown import REPORT, update_section  # noqa: E402
 from pyrovae.runs.train import load_run, train  # noqa: E402

@@ -16,19 +16,13 @@ os.environ.setdefault("PYROVAE_DATA", str(Path(__file__).resolve().parents[2] / 
 from pyrovae import load_config  # noqa: E402
 from pyrovae.components.datasets import load_data  # noqa: E402
 from pyrovae.errors import PyrovaeError  # noqa: E402
-from pyrovae.evaluation.marginal import (  # noqa: E402
-    Cost,
+from pyrovae.evaluation.chunking import Cost, parse_memory, plan_chunks  # noqa: E402
+from pyrovae.evaluation.diagnostics import active_units, normalized_ess, pareto_khat  # noqa: E402
+from pyrovae.evaluation.importance import importance_sample, iwae_bound, log_marginal  # noqa: E402
+from pyrovae.evaluation.references import (  # noqa: E402
     LinearGaussian,
-    active_units,
     exact_elbo,
     exact_log_marginal,
-    importance_sample,
-    iwae_bound,
-    log_marginal,
-    normalized_ess,
-    pareto_khat,
-    parse_memory,
-    plan_chunks,
     quadrature_log_marginal,
 )
 from pyrovae.model import VAE  # noqa: E402

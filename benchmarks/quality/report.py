@@ -1,12 +1,16 @@
 """Write the reproduction table and the curve figure into the docs from the results that
 ``reproduce.py --final`` recorded.
 
-    python3 benchmarks/quality/report.py
+    python3 benchmarks/quality/report.py              # the docs section
+    python3 benchmarks/quality/report.py --out DIR    # only the figure, into DIR
 
 Reads ``benchmarks/quality/results/*.json``; writes the "Published log-likelihoods" section
-of ``docs/benchmarks.md`` and ``docs/figures/quality_curves.png``.
+of ``docs/benchmarks.md``. The curve figure, ``quality_curves.png``, is drawn when the docs
+site is built (``docs_tools/site_hooks.py`` runs this script with ``--out``), so no copy of it
+is kept in the repository.
 """
 
+import argparse
 import json
 from pathlib import Path
 from typing import NamedTuple, Optional
@@ -85,7 +89,7 @@ Published values:
 
 {sources}
 
-![test log-likelihood during training](figures/quality_curves.png)
+![test log-likelihood during training](generated/report/quality_curves.png)
 """
 
 
@@ -112,12 +116,17 @@ def curve_figure(results: list, path: Path) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", help="draw only the curve figure, into this folder (the docs build does)")
+    args = parser.parse_args()
     results = load_results()
     if not results:
         raise SystemExit(f"no results in {HERE / 'results'}; run reproduce.py CONFIG --final first")
+    if args.out:
+        curve_figure(results, Path(args.out) / "quality_curves.png")
+        return
     replace_section(DOCS / "benchmarks.md", SECTION, section(results))
-    curve_figure(results, DOCS / "figures" / "quality_curves.png")
-    print(f"updated {DOCS / 'benchmarks.md'} and {DOCS / 'figures' / 'quality_curves.png'}")
+    print(f"updated {DOCS / 'benchmarks.md'}; the curve figure is drawn when the site is built")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import torch
 from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError
 from pyrovae.evaluation.evaluate import evaluate_run
-from pyrovae.evaluation.marginal import log_marginal
+from pyrovae.evaluation.importance import log_marginal
 from pyrovae.runs.checkpoint import CHECKPOINT, load_checkpoint
 from pyrovae.runs.csvlog import append_row
 from pyrovae.runs.train import train

@@ -17,6 +17,7 @@ import shutil
 import struct
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -129,18 +130,31 @@ def missing(dataset: str, what: str, folders: Sequence[Path], how: str) -> Pyrov
     return PyrovaeError(f"{dataset}: {what} not found (looked in {where}); {how}")
 
 
-def _open(path: Path):
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+def read_bytes(path: Path) -> bytes:
+    """The content of ``path``, decompressed if it ends in ``.gz``; a truncated or corrupt
+    gzip file is a one-line error."""
+    try:
+        if path.suffix != ".gz":
+            return path.read_bytes()
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise PyrovaeError(f"{path} is a damaged gzip file ({str(exc) or type(exc).__name__}); "
+                           f"delete it and fetch it again") from None
+    except OSError as exc:
+        raise PyrovaeError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (the MNIST format), gzipped or not, as a uint8 array."""
-    with _open(path) as f:
-        raw = f.read()
+    raw = read_bytes(path)
+    if len(raw) < 4:
+        raise PyrovaeError(f"{path} is not an IDX file (only {len(raw)} bytes); delete it and fetch it again")
     magic, = struct.unpack(">I", raw[:4])
     dtype_code, ndim = (magic >> 8) & 0xFF, magic & 0xFF
-    if magic >> 16 != 0 or dtype_code != 0x08:
-        raise PyrovaeError(f"{path} is not an IDX file of unsigned bytes; delete it and fetch it again")
+    if magic >> 16 != 0 or dtype_code != 0x08 or ndim == 0 or len(raw) < 4 + 4 * ndim:
+        raise PyrovaeError(f"{path} is not an IDX file of unsigned bytes (wrong header); "
+                           f"delete it and fetch it again")
     shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
@@ -149,15 +163,52 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def read_amat(path: Path, width: int = 784) -> np.ndarray:
-    """A binarized-MNIST ``.amat`` text file: one row of space-separated 0/1 per image."""
-    with _open(path) as f:
-        chars = np.frombuffer(f.read(), dtype=np.uint8)
-    digits = chars[(chars == ord("0")) | (chars == ord("1"))] - ord("0")
-    rows = np.count_nonzero(chars == ord("\n"))
-    if digits.size != rows * width or rows == 0:
-        raise PyrovaeError(f"{path} is not a binarized MNIST file ({digits.size} values in {rows} rows); "
+    """A binarized-MNIST ``.amat`` text file: one line of ``width`` space-separated 0/1
+    values per image. Every line is checked: a line with too few or too many values, or a
+    value other than 0 or 1 (a NaN, a grey level), is an error naming the line."""
+    chars = np.frombuffer(read_bytes(path), dtype=np.uint8)
+    images = _canonical_amat(chars, width)
+    if images is not None:
+        return images
+    if chars.size == 0:
+        raise PyrovaeError(f"{path} is empty (no images); delete it and fetch it again")
+    lines = np.frombuffer(b"\n", dtype=np.uint8)
+    if chars[-1] != lines[0]:
+        chars = np.concatenate([chars, lines])  # a last line without its newline
+    digit = (chars == ord("0")) | (chars == ord("1"))
+    blank = (chars == ord(" ")) | (chars == ord("\t")) | (chars == ord("\r")) | (chars == lines[0])
+    if not (digit | blank).all():
+        bad = int(np.argmin(digit | blank))
+        line = int(np.count_nonzero(chars[:bad] == lines[0])) + 1
+        raise PyrovaeError(f"{path} line {line} holds something other than 0 and 1 values (a NaN or a grey "
+                           f"level); it is not a binarized MNIST file: delete it and fetch it again")
+    # values are single digits separated by blanks: a value starts where a digit follows a blank
+    starts = digit & np.concatenate([[True], blank[:-1]])
+    if np.count_nonzero(starts) != np.count_nonzero(digit):
+        raise PyrovaeError(f"{path} holds values other than 0 and 1; delete it and fetch it again")
+    line_starts = np.concatenate([[0], np.flatnonzero(chars == lines[0])[:-1] + 1])
+    per_line = np.add.reduceat(starts.view(np.uint8), line_starts, dtype=np.int64)
+    per_line = per_line[per_line > 0]  # empty lines carry no image
+    wrong = np.flatnonzero(per_line != width)
+    if per_line.size == 0 or wrong.size:
+        detail = (f"image {int(wrong[0]) + 1} has {int(per_line[wrong[0]])} values" if wrong.size else "no images")
+        raise PyrovaeError(f"{path} is not a binarized MNIST file ({detail}, every line needs {width}); "
                            f"delete it and fetch it again")
-    return digits.reshape(rows, width)
+    return chars[digit].reshape(-1, width) - ord("0")
+
+
+def _canonical_amat(chars: np.ndarray, width: int) -> Optional[np.ndarray]:
+    """The images of an ``.amat`` file in the publishers' exact layout (``width`` digits
+    separated by single spaces, one newline per image), checked on strided views without
+    a pass per character; None for any other content (checked line by line instead)."""
+    if chars.size == 0 or chars.size % (2 * width):
+        return None
+    grid = chars.reshape(-1, 2 * width)
+    separators = grid[:, 1::2]
+    if not ((separators[:, :-1] == ord(" ")).all() and (separators[:, -1] == ord("\n")).all()):
+        return None
+    digits = grid[:, 0::2] - np.uint8(ord("0"))
+    return digits if bool((digits <= 1).all()) else None
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -258,9 +309,12 @@ def frey_faces():
             raise missing("frey_faces", "frey_rawface.mat", [folder],
                           "set data.root or PYROVAE_DATA to a folder holding frey_faces/, or set data.download=true")
         try:
-            faces = loadmat(str(path))["ff"]
+            faces = np.asarray(loadmat(str(path))["ff"], dtype=np.float32)
         except Exception as exc:  # scipy raises several types for corrupt files
             raise PyrovaeError(f"cannot read {path} ({exc}); delete it and fetch it again") from None
+        if faces.ndim != 2 or faces.shape[0] != 28 * 20:
+            raise PyrovaeError(f"{path} holds an array of shape {faces.shape}, not 560-pixel faces in columns; "
+                               f"delete it and fetch it again")
         images = torch.from_numpy(faces.T.astype(np.float32) / 255).reshape(-1, 1, 28, 20)
         order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
         images = images[order]
@@ -306,8 +360,19 @@ def load_data(spec) -> Dataset:
         valid, test = (Split(torch.bernoulli(s.x, generator=gen), s.y) for s in (valid, test))
         if not dynamic:
             train = Split(torch.bernoulli(train.x, generator=gen), train.y)
+    for name, split in zip(SPLITS, (train, valid, test)):
+        _check_finite(spec.name, name, split.x)
     dataset = Dataset(spec.name, source.data_shape, source.num_classes, train, valid, test, dynamic, source.extras)
     return dataset.limited(spec.train_size)
+
+
+def _check_finite(name: str, split: str, x: torch.Tensor) -> None:
+    """Refuse NaN or infinite values (a damaged file) before they reach training."""
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        item = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0])
+        raise PyrovaeError(f"the {split} split of '{name}' holds NaN or infinite values (first in item {item}, "
+                           f"{int(bad.sum())} in all); the data files are damaged: fetch them again")
 
 
 def _check_unit_interval(name: str, x: torch.Tensor) -> None:

@@ -15,7 +15,7 @@ from pyro.distributions.torch_distribution import TorchDistribution
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ..errors import PyrovaeError, did_you_mean
+from ..errors import PyrovaeError, did_you_mean, warn
 from ..registry import Registry
 
 LIKELIHOODS = Registry("likelihood")
@@ -87,6 +87,17 @@ def check_data_fits(name: str, likelihood: Likelihood, x: torch.Tensor, what: st
         f"{what} does not fit likelihood '{name}', which needs {DATA_KINDS[likelihood.data_kind][1]} "
         f"(values range over [{float(x.min()):.3g}, {float(x.max()):.3g}]); "
         f"choose model.likelihood.name from: {', '.join(fitting) or 'none'}{hint}")
+
+
+def warn_if_binary_data_fits_better(name: str, likelihood: Likelihood, x: torch.Tensor) -> None:
+    """Warn when binary data meet a likelihood made for other data: a density such as a
+    Gaussian can put unbounded mass on two values, so it trains, but its numbers mean
+    little and are not comparable with a Bernoulli's."""
+    if likelihood.data_kind == "binary" or not DATA_KINDS["binary"][0](x):
+        return
+    fitting = [e.name for e in LIKELIHOODS if e.factory().data_kind == "binary"]
+    warn(f"the training data are binary (every value 0 or 1) but likelihood '{name}' is made for "
+         f"{DATA_KINDS[likelihood.data_kind][1]}; binary data fit model.likelihood.name={' or '.join(fitting)}")
 
 
 def _mean_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:

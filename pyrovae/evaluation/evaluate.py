@@ -25,23 +25,26 @@ from ..components.likelihoods import DATA_KINDS
 from ..errors import PyrovaeError, did_you_mean
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
-from ..reports import evaluation_figures
 from ..reports.markdown import markdown_table, update_section
+from ..runs.files import WriteFailed, write_atomic
 from ..runs.train import load_run
-from .marginal import (
-    DEFAULT_MAX_MEMORY,
-    ImportanceResult,
-    LinearGaussian,
-    active_units,
-    importance_sample,
-    parse_memory,
-    quadrature_log_marginal,
-)
+from .chunking import DEFAULT_MAX_MEMORY, parse_memory
+from .diagnostics import active_units
+from .importance import ImportanceResult, importance_sample
+from .references import LinearGaussian, quadrature_log_marginal
 
 EVALUATION = "evaluation.json"
 SECTION = "Evaluation"
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
 ELBO_ESTIMATORS = {"pathwise": "Trace_ELBO", "analytic_kl": "TraceMeanField_ELBO"}
+
+
+class EvaluationNotSaved(WriteFailed):
+    """The evaluation finished but its results could not be written; ``summary`` holds them."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
 
 
 def bound_sizes(num_samples: int) -> List[int]:
@@ -59,6 +62,7 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         raise PyrovaeError(f"no run folder {run_dir}; train one with 'pyrovae train CONFIG --out {run_dir}'")
     if split not in SPLITS:
         raise PyrovaeError(f"unknown split '{split}'{did_you_mean(split, SPLITS)}; choose one of: {', '.join(SPLITS)}")
+    read_evaluations(run_dir)  # a damaged file is refused before the work, not after
     max_bytes = parse_memory(max_memory)
     for value, flag in [(num_samples, "--num-samples"), (max_points, "--max-points"),
                         (elbo_particles, "--elbo-particles")]:
@@ -81,7 +85,11 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     summary["bits_per_dim"], summary["bits_per_dim_formula"] = bits_per_dim(summary["log_marginal"]["mean"], vae, x)
     summary["reference"] = _reference(vae, x, y, result, quadrature, max_bytes)
     summary["seconds"] = time.perf_counter() - started
-    _save(run_dir, summary)
+    try:
+        _save(run_dir, summary)
+    except WriteFailed as exc:
+        raise EvaluationNotSaved(f"{exc}; the results are kept in memory (the command line prints them)",
+                                 summary) from None
     return summary
 
 
@@ -217,7 +225,10 @@ def summary_rows(s: dict) -> List[Tuple[str, str]]:
     return rows
 
 
-def _figure(run_dir: Path, s: dict) -> Path:
+def draw_figure(run_dir: Path, s: dict) -> Path:
+    """``figures/bounds_vs_k_<split>.png``: the IWAE bounds of one summary against K."""
+    from ..reports import evaluation_figures  # matplotlib, loaded only to draw
+
     references = {f"ELBO ({name})": s["elbo"][name] for name in ELBO_ESTIMATORS}
     if s["reference"] is not None:
         references[f"log p(x), {s['reference']['method']}"] = s["reference"]["mean"]
@@ -227,27 +238,40 @@ def _figure(run_dir: Path, s: dict) -> Path:
                                            f"{s['split']} split, {s['num_points']} points")
 
 
-def _save(run_dir: Path, summary: dict) -> None:
-    """Add ``summary`` to evaluation.json (keeping other splits), draw its figure and
-    rewrite the report's Evaluation section from everything evaluated so far."""
-    path = run_dir / EVALUATION
+def read_evaluations(run_dir: Path) -> dict:
+    """The summaries in ``run_dir/evaluation.json`` by split (none if it does not exist)."""
+    path = Path(run_dir) / EVALUATION
     try:
         everything = json.loads(path.read_text()) if path.exists() else {}
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise PyrovaeError(f"{path} is not valid JSON; delete it and evaluate again") from None
+    if not isinstance(everything, dict):
+        raise PyrovaeError(f"{path} is not an evaluation file (a mapping of splits); delete it and evaluate again")
+    return everything
+
+
+def _save(run_dir: Path, summary: dict) -> None:
+    """Add ``summary`` to evaluation.json (keeping other splits), atomically, then draw its
+    figure and rewrite the report's Evaluation section from everything evaluated so far."""
+    everything = read_evaluations(run_dir)
     everything[summary["split"]] = summary
-    path.write_text(json.dumps(everything, indent=2) + "\n")
-    _figure(run_dir, summary)
+    write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
+    draw_figure(run_dir, summary)
+    write_report(run_dir, everything)
+
+
+def write_report(run_dir: Path, everything: dict) -> Path:
+    """The report's Evaluation section from the summaries ``everything`` (by split)."""
     parts = []
     for split, s in everything.items():
         figure = f"figures/bounds_vs_k_{split}.png"
         parts.append(f"### {split} split: {points_phrase(s)}, K = {s['num_samples']}\n\n"
                      f"{markdown_table(['quantity', 'value'], _escape_pipes(summary_rows(s)))}\n\n"
                      f"![bounds against K]({figure})")
-    update_section(run_dir, SECTION,
-                   "Importance sampling keeps one estimate per data point; ± is the standard error over data "
-                   "points, the Monte Carlo error is that of the sampling itself. log p(x) >= IWAE_K >= ELBO. "
-                   f"Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
+    return update_section(run_dir, SECTION,
+                          "Importance sampling keeps one estimate per data point; ± is the standard error over "
+                          "data points, the Monte Carlo error is that of the sampling itself. "
+                          f"log p(x) >= IWAE_K >= ELBO. Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
 
 
 def _escape_pipes(rows):
@@ -266,9 +290,15 @@ def print_summary(s: dict) -> None:
 # ----------------------------------------------------------------------------- command line
 
 def _command(args) -> None:
-    summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
-                           max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
-                           quadrature=args.quadrature, device=args.device, progress=not args.quiet)
+    try:
+        summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
+                               max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
+                               quadrature=args.quadrature, device=args.device, progress=not args.quiet)
+    except EvaluationNotSaved as exc:  # nothing computed is lost: print all of it, then the error
+        print_summary(exc.summary)
+        print("full results (evaluation.json could not be written):")
+        print(json.dumps(exc.summary, indent=2))
+        raise
     print_summary(summary)
     print(f"saved {Path(args.run) / EVALUATION} and the {SECTION} section of {Path(args.run) / 'report.md'}")
 

@@ -19,6 +19,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from ..errors import PyrovaeError
 from ..registry import Registry
 from .surrogates import IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction, StickingTheLanding
+from .wake_sleep import WakeSleep
 
 ESTIMATORS = Registry("estimator")
 
@@ -154,14 +155,44 @@ def vimco(*, num_particles=5):
     return VIMCO(_check_particles(num_particles, 2))
 
 
+def _check_insomnia(insomnia) -> float:
+    if not isinstance(insomnia, (int, float)) or isinstance(insomnia, bool) or not 0 <= insomnia <= 1:
+        raise PyrovaeError(f"estimator option insomnia must be a number in [0, 1], got {insomnia!r}")
+    return float(insomnia)
+
+
+@ESTIMATORS.register("wake_sleep")
+def wake_sleep(*, num_particles=1, insomnia=0.0):
+    """Wake-sleep: theta ascends log p(x, z), z ~ q(z|x); phi ascends log q(z|x) on dreams from p.
+
+    wake:  grad_theta ~ sum_k w~_k grad_theta log p(x, z_k), z_k ~ q(z|x) fixed (w~ = 1 for K = 1);
+    sleep: grad_phi ~ grad_phi log q(z|x'), z ~ p(z), x' ~ p(x|z) (Hinton, Dayan, Frey & Neal 1995).
+    No bound is ascended: the encoder's gradient is biased. ``insomnia`` > 0 mixes in the
+    wake-phi update sum_k w~_k grad log q(z_k|x); K > 1 is reweighted wake-sleep.
+    """
+    return WakeSleep(_check_particles(num_particles), _check_insomnia(insomnia))
+
+
+@ESTIMATORS.register("reweighted_wake_sleep")
+def reweighted_wake_sleep(*, num_particles=5, insomnia=0.5):
+    """Reweighted wake-sleep: K samples of q, self-normalized weights, wake- and sleep-phi mixed.
+
+    grad_theta ~ sum_k w~_k grad_theta log p(x, z_k) (the IWAE_K theta-gradient);
+    grad_phi ~ insomnia sum_k w~_k grad_phi log q(z_k|x) + (1 - insomnia) grad_phi log q(z|x'),
+    (z, x') ~ p (Bornschein & Bengio 2015).
+    """
+    return WakeSleep(_check_particles(num_particles), _check_insomnia(insomnia))
+
+
 def build_estimator(spec):
     """The Pyro loss for a :class:`~pyrovae.spec.ComponentSpec` naming an estimator."""
     return ESTIMATORS.build(spec.name, options=spec.options, where="train.estimator")
 
 
 def bound_particles(loss) -> int:
-    """The K of the bound whose gradient ``loss`` estimates without bias: 1 for the ELBO,
-    K for the multi-sample bound of ``iwae``, ``iwae_dreg`` and ``vimco``."""
+    """The K of the bound whose gradient ``loss`` estimates (without bias, except for the
+    encoder's gradient of the wake-sleep estimators): 1 for the ELBO, K for the multi-sample
+    bound of ``iwae``, ``iwae_dreg``, ``vimco`` and wake-sleep with K particles."""
     return getattr(loss, "bound_particles", 1)
 
 

@@ -5,7 +5,14 @@ may appear at any step; every SVI step then pays an optimizer's Python overhead 
 tensor (a fifth of a step's time for a small MLP VAE). :class:`JointOptim` keeps that
 contract, parameters appearing at any step and state keyed by param-store names, with a
 single torch optimizer: parameters first seen together form one param group, and a step is
-one optimizer call.
+one optimizer call. After the step it sets the gradients to None rather than leaving Pyro to
+fill them with zeros: the next backward pass then stores its gradients instead of adding
+them to zeros (two passes over every parameter saved per step).
+
+Adam and Adagrad use torch's fused implementation (one kernel for all parameters of a group)
+on the devices torch has it for: on the CPU it makes a whole training step of a small MLP VAE
+about a quarter cheaper than the default implementation. Its arithmetic differs from the
+default's in rounding only.
 
 Learning-rate schedules are registered here too: each maps an epoch to a factor on the
 optimizer's ``lr``, so a resumed run picks up the rate its epoch calls for.
@@ -37,19 +44,26 @@ class JointOptim(pyro.optim.PyroOptim):
         if new:
             self._add(new)
         self.optimizer.step(*args, **kwargs)
+        for p in params:
+            p.grad = None
 
     def _add(self, params) -> None:
         store = pyro.get_param_store()
         params.sort(key=store.param_name)  # a stable order, whatever the set's order
         if self.optimizer is None:
-            self.optimizer = self.pt_optim_constructor([{"params": params}], **self.pt_optim_args)
+            args = dict(self.pt_optim_args)
+            if args.get("fused") and not all(p.device.type in FUSED_DEVICES for p in params):
+                args["fused"] = None  # torch's choice for this device
+            self.optimizer = self.pt_optim_constructor([{"params": params}], **args)
         else:
             self.optimizer.add_param_group({"params": params})
         self._seen.update(params)
+        group = self.optimizer.param_groups[-1]
+        step_on_device = bool(group.get("fused") or group.get("capturable"))
         for p in params:
             state = self._state_waiting_to_be_consumed.pop(store.param_name(p), None)
             if state is not None:
-                self.optimizer.state[p] = {k: _to_device(v, p, k) for k, v in state.items()}
+                self.optimizer.state[p] = {k: _to_device(v, p, k, step_on_device) for k, v in state.items()}
 
     def set_lr(self, lr: float) -> None:
         """Use step size ``lr`` from now on, for parameters seen so far and those to come."""
@@ -68,24 +82,37 @@ class JointOptim(pyro.optim.PyroOptim):
         return {store.param_name(p): dict(s) for p, s in self.optimizer.state.items()}
 
 
-def _to_device(value, param: torch.Tensor, key: str):
-    # torch keeps Adam's step counter on the CPU unless the optimizer is "capturable".
-    if torch.is_tensor(value) and key != "step":
-        return value.to(param.device)
-    return value
+FUSED_DEVICES = ("cpu", "cuda")  # where torch's fused Adam and Adagrad kernels run
+
+
+def _to_device(value, param: torch.Tensor, key: str, step_on_device: bool):
+    """A saved state entry placed as torch places it: the step counter stays a CPU float
+    unless the optimizer is fused or "capturable" (then a float32 on the parameter's
+    device); every other tensor lives with its parameter."""
+    if not torch.is_tensor(value):
+        return value
+    if key == "step":
+        return value.to(param.device, torch.float32) if step_on_device else value
+    return value.to(param.device)
+
+
+def _check_fused(fused) -> bool:
+    if not isinstance(fused, bool):
+        raise PyrovaeError(f"train.optimizer.fused must be true or false, got {fused!r}")
+    return fused
 
 
 @OPTIMIZERS.register("adam")
-def adam(*, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-    """Adam (Kingma & Ba 2015)."""
+def adam(*, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, fused=True):
+    """Adam (Kingma & Ba 2015); fused: torch's one-kernel implementation where it has one."""
     return JointOptim(torch.optim.Adam, {"lr": lr, "betas": tuple(betas), "eps": eps,
-                                         "weight_decay": weight_decay})
+                                         "weight_decay": weight_decay, "fused": _check_fused(fused)})
 
 
 @OPTIMIZERS.register("adagrad")
-def adagrad(*, lr=0.01, weight_decay=0.0):
-    """Adagrad, the paper's optimizer (global step size from {0.01, 0.02, 0.1})."""
-    return JointOptim(torch.optim.Adagrad, {"lr": lr, "weight_decay": weight_decay})
+def adagrad(*, lr=0.01, weight_decay=0.0, fused=True):
+    """Adagrad, the paper's optimizer (global step size from {0.01, 0.02, 0.1}); fused as for adam."""
+    return JointOptim(torch.optim.Adagrad, {"lr": lr, "weight_decay": weight_decay, "fused": _check_fused(fused)})
 
 
 @OPTIMIZERS.register("clipped_adam")

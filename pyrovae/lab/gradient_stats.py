@@ -16,14 +16,14 @@ particle dimension.
 import math
 import time
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Dict, Optional, Sequence
 
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
-from scipy.stats import norm
 
-from ..evaluation.marginal import LinearGaussian
+from ..evaluation.references import LinearGaussian
 from ..inference.surrogates import IWAE
 
 BIAS_LEVEL = 0.05  # family-wise level of the Bonferroni-corrected bias test, per parameter group
@@ -58,40 +58,58 @@ def flat_gradient(loss: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.T
     return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, grads)])
 
 
+class RunningMoments:
+    """Per-element mean and variance of a stream of equally shaped vectors in constant memory.
+
+    Sums are kept in place (in ``dtype``, default the vectors' own precision), centred on
+    the first vector so that the sum of squares measures the spread, not the mean (float32
+    loses ~1e-7 of the spread per vector: far below the sampling error of the variance)."""
+
+    def __init__(self, dtype: Optional[torch.dtype] = None):
+        self.dtype = dtype
+        self.count = 0
+        self.shift = self.total = self.squares = self.delta = None
+
+    def add(self, vector: torch.Tensor) -> None:
+        vector = vector if self.dtype is None else vector.to(self.dtype)
+        if self.shift is None:
+            self.shift, self.delta = vector, torch.empty_like(vector)
+            self.total, self.squares = torch.zeros_like(vector), torch.zeros_like(vector)
+        torch.sub(vector, self.shift, out=self.delta)
+        self.total += self.delta
+        self.squares.addcmul_(self.delta, self.delta)
+        self.count += 1
+
+    def mean_and_variance(self):
+        """Mean and unbiased variance, float64."""
+        mean = self.total.double() / self.count
+        var = (self.squares.double() - self.count * mean * mean).clamp_min(0) / (self.count - 1)
+        return self.shift.double() + mean, var
+
+
 def gradient_moments(estimator, vae, args: Sequence, draws: int, seed: int) -> Moments:
     """Mean and variance of ``draws`` gradient draws of ``estimator`` for ``vae``'s parameters
-    on the model arguments ``args`` (minibatch, labels, KL weight).
-
-    Sums are kept in place in the gradients' precision, centred on the first draw so that
-    the sum of squares measures the spread, not the mean (float32 loses ~1e-7 of the spread
-    per draw: far below the draws' own sampling error).
-    """
+    on the model arguments ``args`` (minibatch, labels, KL weight), in the memory of a few
+    gradients whatever the number of draws (:class:`RunningMoments`)."""
     if draws < 2:
         raise ValueError("need at least two draws for a variance")
     params = list(vae.parameters())
     pyro.set_rng_seed(seed)
-    shift = total = squares = delta = None
+    moments = RunningMoments()
     seconds = 0.0
     for _ in range(draws):
         started = time.perf_counter()
         grad = flat_gradient(estimator.differentiable_loss(vae.model, vae.guide, *args), params)
         seconds += time.perf_counter() - started
-        if shift is None:
-            shift, delta = grad, torch.empty_like(grad)
-            total, squares = torch.zeros_like(grad), torch.zeros_like(grad)
-        torch.sub(grad, shift, out=delta)
-        total += delta
-        squares.addcmul_(delta, delta)
-    mean = total.double() / draws
-    var = (squares.double() - draws * mean * mean).clamp_min(0) / (draws - 1)
-    return Moments(shift.double() + mean, var, draws, seconds / draws)
+        moments.add(grad)
+    return Moments(*moments.mean_and_variance(), draws, seconds / draws)
 
 
 # ----------------------------------------------------------------------------- references
 
 def exact_elbo(vae, x: torch.Tensor) -> Optional[torch.Tensor]:
     """The ELBO of ``vae``'s guide summed over ``x``, in closed form and differentiable in
-    every parameter, when the model is linear-Gaussian (:class:`~pyrovae.evaluation.marginal.LinearGaussian`,
+    every parameter, when the model is linear-Gaussian (:class:`~pyrovae.evaluation.references.LinearGaussian`,
     any encoder); else None."""
     if not LinearGaussian.describes(vae):
         return None
@@ -128,9 +146,11 @@ def monte_carlo_reference(vae, args: Sequence, bound_particles: int, draws: int,
         iwae = IWAE(bound_particles)
         loss, kind = (lambda: iwae.averaged_loss(vae.model, vae.guide, args, {}, chunk)), f"IWAE-{bound_particles}"
     pyro.set_rng_seed(seed)
-    means = torch.stack([flat_gradient(loss(), params) for _ in range(math.ceil(draws / chunk))]).double()
-    return Reference(means.mean(0), means.var(0) / means.shape[0],
-                     f"{kind} average of {means.shape[0] * chunk} draws")
+    chunks = RunningMoments(torch.float64)  # not a stack of every chunk's gradient: memory stays flat
+    for _ in range(math.ceil(draws / chunk)):
+        chunks.add(flat_gradient(loss(), params))
+    mean, var = chunks.mean_and_variance()
+    return Reference(mean, var / chunks.count, f"{kind} average of {chunks.count * chunk} draws")
 
 
 # ----------------------------------------------------------------------------- summaries
@@ -142,15 +162,15 @@ def parameter_groups(vae) -> Dict[str, torch.Tensor]:
     layers: Dict[str, list] = {}
     offset = 0
     for name, p in vae.named_parameters():
-        span = list(range(offset, offset + p.numel()))
+        span = torch.arange(offset, offset + p.numel())
         offset += p.numel()
         part = name.split(".")[0]
         layer = name.rsplit(".", 1)[0] if "." in name else part
-        groups["all"] += span
-        groups.setdefault(part, []).extend(span)
+        groups["all"].append(span)
+        groups.setdefault(part, []).append(span)
         if layer != part:
-            layers.setdefault(layer, []).extend(span)
-    return {name: torch.tensor(index, dtype=torch.long) for name, index in {**groups, **layers}.items()}
+            layers.setdefault(layer, []).append(span)
+    return {name: torch.cat(spans) for name, spans in {**groups, **layers}.items()}
 
 
 def summarize(moments: Moments, reference: Reference, index: torch.Tensor) -> Dict[str, float]:
@@ -175,7 +195,7 @@ def summarize(moments: Moments, reference: Reference, index: torch.Tensor) -> Di
     diff = mean - ref
     t = torch.where(se > 0, diff / se.clamp_min(1e-300), torch.where(diff == 0, 0.0, math.inf))
     informative = (se > 0) | (diff != 0)  # not a parameter the minibatch leaves without gradient
-    threshold = float(norm.isf(BIAS_LEVEL / (2 * len(index))))
+    threshold = -NormalDist().inv_cdf(BIAS_LEVEL / (2 * len(index)))
     trace = var.sum().item()
     return {
         "params": len(index),

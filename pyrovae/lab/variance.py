@@ -15,7 +15,6 @@ Results go to ``variance.json`` and ``variance.csv``, a figure of variance and S
 training step, and the "Variance" section of the run's ``report.md``.
 """
 
-import csv
 import json
 import math
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from ..model import VAE
 from ..reports.markdown import markdown_table, update_section
 from ..reports.variance_figures import variance_curves
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
+from ..runs.csvlog import csv_text
+from ..runs.files import make_folder, write_atomic
 from ..runs.train import build_vae, load_run, resolve_device, train
 from ..spec import load_config
 from .gradient_stats import gradient_moments, parameter_groups, reference_gradient, summarize
@@ -149,7 +150,11 @@ def run_variance(source, choices: Sequence[EstimatorChoice], draws: int = 1000,
                 "reference_draws": reference_draws or draws}
     measure_here = partial(measure, choices=choices, draws=draws, batch_size=batch_size, seed=seed,
                            reference_draws=settings["reference_draws"], log=log)
-    if Path(source).is_dir() and (Path(source) / CHECKPOINT).is_file():
+    if Path(source).is_dir() and not (Path(source) / CHECKPOINT).is_file():
+        raise PyrovaeError(f"{source} is a folder without {CHECKPOINT}, so there is no trained model to measure; "
+                           f"train it first, or measure at initialization from a config with "
+                           f"'pyrovae variance CONFIG --out NEW_FOLDER'")
+    if Path(source).is_dir():
         if snapshots or overrides:
             raise PyrovaeError(f"{source} is a run folder, measured as trained at its latest checkpoint; "
                                f"--snapshots and --set need a config (e.g. its config.yaml) and a new --out")
@@ -181,7 +186,7 @@ def _measure_while_training(spec, out: Path, snapshots: Sequence[int], measure_h
             vae, step = build_vae(spec, data), 0
         else:
             spec.train.epochs = epoch
-            train(spec, out, resume=trained > 0, data=data)
+            train(spec, out, resume=trained > 0, data=data, report=False)
             state = load_checkpoint(out / CHECKPOINT)
             epoch = trained = state["epoch"]  # fewer than asked if training stopped early
             step = state["step"]
@@ -195,13 +200,10 @@ def _measure_while_training(spec, out: Path, snapshots: Sequence[int], measure_h
 
 def write_results(out: Path, results: dict) -> None:
     """``variance.json``, ``variance.csv``, ``figures/variance.png`` and the report section."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "variance.json").write_text(json.dumps(_finite_or_null(results), indent=1))
+    make_folder(out)
+    write_atomic(out / "variance.json", json.dumps(_finite_or_null(results), indent=1))
     rows = result_rows(results)
-    with open(out / "variance.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(out / "variance.csv", csv_text(CSV_COLUMNS, rows))
     figure = variance_curves(rows, out / "figures" / "variance.png")
     update_section(out, "Variance", report_body(results, figure.relative_to(out)))
 

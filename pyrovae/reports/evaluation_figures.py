@@ -3,13 +3,14 @@
 from pathlib import Path
 from typing import Dict, Sequence
 
-from .plots import plt, save_figure
+from .plots import pyplot, save_figure
 
 
 def bounds_vs_k(ks: Sequence[int], means: Sequence[float], errors: Sequence[float],
                 references: Dict[str, float], path: Path, title: str = "") -> Path:
     """IWAE_K (mean over data points, error bars: Monte Carlo error of that mean) against
     K on a log axis, with horizontal lines for reference values (ELBOs, an exact log p(x))."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.errorbar(ks, means, yerr=errors, fmt="o-", capsize=3, label="IWAE$_K$ (importance sampled)")
     for (label, value), style in zip(references.items(), ["--", ":", "-.", (0, (5, 1))]):

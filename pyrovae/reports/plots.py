@@ -1,29 +1,45 @@
 """Figures of a run: training curves, image grids, the 2-D latent space and manifold.
 
-Every function writes one PNG and returns its path. Matplotlib runs headless (Agg).
+Every function writes one PNG and returns its path. Matplotlib runs headless (Agg) and is
+imported on first use, so that importing pyrovae (and ``pyrovae --help``) stays cheap.
 """
 
+import io
 from pathlib import Path
 from typing import Optional, Sequence
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from ..runs.files import make_folder, write_atomic
+
+
+def pyplot():
+    """``matplotlib.pyplot`` with the headless Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig, path: Path) -> Path:
+    """Render ``fig`` and write it to ``path`` atomically (a figure is complete or absent)."""
+    plt = pyplot()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    make_folder(path.parent)
+    return write_atomic(path, buffer.getvalue())
 
 
 def training_curves(rows: Sequence[dict], path: Path) -> Path:
     """Train and validation ELBO (nats per data point) against epoch."""
     epochs = [int(r["epoch"]) for r in rows]
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(epochs, [float(r["train_elbo"]) for r in rows], "o-", label="train (running, during epoch)")
     ax.plot(epochs, [float(r["valid_elbo"]) for r in rows], "s-", label="validation")
@@ -40,6 +56,7 @@ def image_grid(images: torch.Tensor, path: Path, title: str, ncols: int = 10) ->
     n = images.shape[0]
     nrows = (n + ncols - 1) // ncols
     h, w = images.shape[-2:]
+    plt = pyplot()
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * w / 20, nrows * h / 20 + 0.4), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -52,6 +69,7 @@ def image_grid(images: torch.Tensor, path: Path, title: str, ncols: int = 10) ->
 def latent_scatter(means: torch.Tensor, labels: Optional[torch.Tensor], path: Path) -> Path:
     """Posterior means of a 2-D latent space, coloured by label where labels exist."""
     means = means.detach().cpu()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 4.5))
     if labels is None:
         ax.scatter(means[:, 0], means[:, 1], s=3, alpha=0.7)

@@ -1,12 +1,15 @@
 """Turn a finished training run into figures and the report's training section."""
 
-import csv
 from pathlib import Path
 
 import torch
 import yaml
 
-from ..runs.train import METRICS, TrainResult
+from ..components.datasets import load_data
+from ..runs.checkpoint import load_checkpoint
+from ..runs.csvlog import read_rows
+from ..runs.folder import METRICS
+from ..runs.train import TrainResult, load_run
 from . import plots
 from .markdown import markdown_table, update_section
 
@@ -54,12 +57,26 @@ def _latent_figures(vae, data, folder: Path, device) -> dict:
 
 
 def read_metrics(run_dir) -> list:
-    with open(Path(run_dir) / METRICS, newline="") as f:
-        return list(csv.DictReader(f))
+    return read_rows(Path(run_dir) / METRICS)
 
 
-def write_training_report(result: TrainResult, spec, figures: dict) -> Path:
-    """The 'Training' section of report.md: config, metrics per epoch and figures."""
+def result_of_folder(run_dir) -> tuple:
+    """``(spec, TrainResult)`` of a run folder, rebuilt from its config, checkpoint and data,
+    as training would have returned it (the best-validation parameters)."""
+    run_dir = Path(run_dir)
+    spec, vae = load_run(run_dir)
+    state = load_checkpoint(run_dir)
+    patience = spec.train.early_stopping_patience
+    stopped_early = (state["epoch"] < spec.train.epochs and patience is not None
+                     and state["epochs_since_best"] >= patience)
+    result = TrainResult(vae, load_data(spec.data), run_dir, state["epoch"], state["best_valid_elbo"], stopped_early)
+    return spec, result
+
+
+def write_training_report(result: TrainResult, spec) -> Path:
+    """The run's figures and the 'Training' section of report.md: config, metrics per
+    epoch and figures."""
+    figures = make_figures(result)
     rows = read_metrics(result.out_dir)
     table = markdown_table(
         ["epoch", "KL weight", "train ELBO", "valid ELBO", "seconds"],

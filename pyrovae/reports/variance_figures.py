@@ -6,7 +6,7 @@ Rows are those of ``variance.csv`` (:func:`pyrovae.lab.variance.result_rows`).
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from .plots import plt, save_figure
+from .plots import pyplot, save_figure
 
 PANELS = [("trace", "gradient variance (trace)"), ("snr", "SNR (mean |E g| / sd g)")]
 GROUPS = ("encoder", "decoder")
@@ -16,6 +16,7 @@ def variance_curves(rows: Sequence[dict], path: Path) -> Path:
     """Log-variance and SNR against training step, one line per estimator; encoder in the
     left column, decoder in the right. The step axis is logarithmic beyond the first
     snapshot after initialization, so snapshots at epochs 0, 1, 5, 20 spread evenly."""
+    plt = pyplot()
     fig, axes = plt.subplots(len(PANELS), len(GROUPS), figsize=(10, 7), squeeze=False, sharex=True)
     first = min((int(r["step"]) for r in rows if int(r["step"]) > 0), default=1)
     for col, group in enumerate(GROUPS):

@@ -6,8 +6,7 @@ half-written file, and readable with ``torch.load(..., weights_only=True)``.
 """
 
 import fcntl
-import os
-import tempfile
+import io
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator
@@ -15,6 +14,7 @@ from typing import Any, Dict, Iterator
 import torch
 
 from ..errors import PyrovaeError
+from .files import translated_write_errors, write_atomic
 
 CHECKPOINT = "checkpoint.pt"
 LOCK = "train.lock"
@@ -26,7 +26,9 @@ def exclusive_run(run_dir: Path) -> Iterator[None]:
     """Hold the run folder's lock: a second process training into the same folder would
     interleave epochs and overwrite the other's checkpoints. The operating system drops
     the lock when the holder exits, however it exits."""
-    with open(Path(run_dir) / LOCK, "w") as handle:
+    with translated_write_errors(Path(run_dir) / LOCK):
+        handle = open(Path(run_dir) / LOCK, "w")
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -35,18 +37,16 @@ def exclusive_run(run_dir: Path) -> Iterator[None]:
         yield
 
 
+def checkpoint_bytes(state: Dict[str, Any]) -> bytes:
+    """``state`` serialized as a checkpoint file's content (to be written atomically)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, **state}, buffer)
+    return buffer.getvalue()
+
+
 def save_checkpoint(state: Dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` atomically (write a temporary file, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT_VERSION, **state}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, checkpoint_bytes(state))
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> Dict[str, Any]:

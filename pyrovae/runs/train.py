@@ -4,36 +4,51 @@ One epoch is a pass over a fresh permutation of the training set in minibatches 
 straight from the in-memory tensor (no per-item data loading). After every epoch the
 train and validation ELBO are appended to ``metrics.csv`` and an atomic checkpoint
 holds everything needed to continue exactly: parameters, optimizer state, the torch RNG
-state, the epoch and the early-stopping record.
+state, the epoch, the early-stopping record and the metrics history.
+
+The run folder stays consistent (see :mod:`pyrovae.runs.folder`): the checkpoint, the
+metrics and, on a resume, the config are replaced together after each epoch, each file
+atomically (:mod:`pyrovae.runs.files`); a resumed run's config is written only once the
+checkpoint has been checked against it and an epoch has finished with it.
 """
 
-import csv
 import math
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import pyro
 import torch
-from pyro.infer import SVI
 from tqdm.auto import tqdm
 
-from .checkpoint import CHECKPOINT, exclusive_run, load_checkpoint, save_checkpoint
-from .csvlog import append_row
-from .first_batch import check_first_batch
-from .tensorboard_log import open_log
 from ..components.datasets import Dataset, load_data
+from ..components.likelihoods import warn_if_binary_data_fits_better
 from ..errors import PyrovaeError
-from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
 from ..inference.elbo import split_elbo
-from ..model import VAE
+from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
 from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
-from ..spec import ExperimentSpec, save_config
+from ..inference.svi import TrainingSVI
+from ..model import VAE
+from ..spec import ExperimentSpec, config_text
+from .checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint
+from .files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
+from .first_batch import check_first_batch
+from .folder import (
+    CONFIG,
+    METRIC_COLUMNS,
+    METRICS,
+    TRAINING_FILES,
+    check_new_run_folder,
+    check_resumable,
+    metrics_history,
+    metrics_text,
+)
+from .tensorboard_log import open_log
 
-METRICS = "metrics.csv"
-METRIC_COLUMNS = ["epoch", "step", "kl_weight", "lr", "train_elbo", "valid_elbo", "seconds"]
+__all__ = ["METRICS", "METRIC_COLUMNS", "TrainResult", "TrainingDiverged", "build_vae", "load_run", "train"]
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
 
 
@@ -60,6 +75,7 @@ class TrainResult:
     epochs_done: int
     best_valid_elbo: float
     stopped_early: bool
+    report: Optional[Path] = None  # report.md, once written
 
 
 class TrainingDiverged(PyrovaeError):
@@ -76,30 +92,49 @@ def build_vae(spec: ExperimentSpec, data: Dataset) -> VAE:
     return vae.to(resolve_device(spec.train.device))
 
 
-def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Dataset] = None) -> TrainResult:
-    """Fit the VAE ``spec`` describes with SVI, writing the run folder ``out_dir``.
+def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Dataset] = None,
+          report: bool = True) -> TrainResult:
+    """Fit the VAE ``spec`` describes with SVI, writing the run folder ``out_dir``; with
+    ``report`` (the default) also its figures and the Training section of ``report.md``.
 
     ``data`` may hold the dataset already loaded (it must be the one ``spec.data`` names).
 
     With ``resume`` the run continues from ``out_dir/checkpoint.pt`` exactly as if it had
-    not been interrupted (same minibatches, same random draws, same optimizer state).
+    not been interrupted (same minibatches, same random draws, same optimizer state); a run
+    folder stopped before its first checkpoint starts again from the beginning.
     """
     out_dir = Path(out_dir)
-    if resume and not out_dir.is_dir():
-        raise PyrovaeError(f"no run folder {out_dir} to resume; "
-                           f"train first with 'pyrovae train CONFIG --out {out_dir}'")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        check_resumable(out_dir)
+    else:
+        check_new_run_folder(out_dir)
+    make_folder(out_dir)
+    check_writable(out_dir)
     with exclusive_run(out_dir):
-        return _train(spec, out_dir, resume, data)
+        remove_stale_temp_files(out_dir, TRAINING_FILES)
+        result = _train(spec, out_dir, resume, data)
+    if report:
+        result.report = _write_report(result, spec)
+    return result
+
+
+def _write_report(result: TrainResult, spec: ExperimentSpec) -> Path:
+    """The run's figures and the Training section of its report. Drawing needs matplotlib,
+    so the report modules are imported only here."""
+    from ..reports.training import write_training_report
+
+    try:
+        return write_training_report(result, spec)
+    except WriteFailed as exc:
+        raise WriteFailed(f"{exc}; training finished and its checkpoint is kept: write the report "
+                          f"later with 'pyrovae report {result.out_dir}'") from None
 
 
 def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dataset]) -> TrainResult:
     ckpt_path = out_dir / CHECKPOINT
-    state = load_checkpoint(ckpt_path) if resume else None
-    if not resume and ckpt_path.exists():
-        raise PyrovaeError(f"{out_dir} already holds a run; continue it with --resume "
-                           f"or choose another --out folder")
-    save_config(spec, out_dir / "config.yaml")
+    if not resume and ckpt_path.exists():  # another process may have trained here meanwhile
+        check_new_run_folder(out_dir)
+    state = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
 
     device = resolve_device(spec.train.device)
     data = load_data(spec.data) if data is None else data.limited(spec.data.train_size)
@@ -107,6 +142,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     for split in ("train", "valid"):
         x = data.split(split).x
         vae.check_data(data.training_batch(x) if split == "train" else x, f"the {split} split")
+    warn_if_binary_data_fits_better(spec.model.likelihood.name, vae.likelihood, data.train.x)
     check_first_batch(vae, data, spec.train.batch_size)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options,
                                  where="train.optimizer")
@@ -117,7 +153,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     # estimators (an IWAE-trained model's ELBO can fall while its IWAE bound rises).
     validation_loss = loss if bound_particles(loss) > 1 else None
     pyro.clear_param_store()  # SVI must see this VAE's parameters, not a stale module's
-    svi = SVI(vae.model, vae.guide, optimizer, loss)
+    svi = TrainingSVI(vae, optimizer, loss, jit=spec.train.jit)
 
     record = {"epoch": 0, "step": 0, "best_valid_elbo": -math.inf, "epochs_since_best": 0, "seconds": 0.0}
     best_state = None
@@ -130,12 +166,19 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
         optimizer.set_state(state["optim"])
         load_estimator_state(loss, state.get("estimator", {}))
         torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], device)
         record.update({k: state[k] for k in record})
         best_state = state.get("best_model")
-        _truncate_metrics(out_dir / METRICS, record["epoch"])
     if record["epoch"] >= spec.train.epochs:
         raise PyrovaeError(f"{out_dir} has already trained {record['epoch']} of {spec.train.epochs} epochs; "
-                           f"train longer with --set train.epochs=N")
+                           f"train longer with --set train.epochs=N (N > {record['epoch']})")
+    history = metrics_history(out_dir, state)
+    with _kept_on_failure(ckpt_path, record["epoch"]), staged_writes() as files:
+        if state is None:  # a new start: the config, and no metrics rows left from an earlier try
+            files.write(out_dir / CONFIG, config_text(spec))
+        files.write(out_dir / METRICS, metrics_text(history))
+    config_pending = state is not None  # a resumed run's config is kept once an epoch ran with it
 
     train_x = data.train.x.to(device)
     train_y = None if data.train.y is None or not vae.num_classes else data.train.y.to(device)
@@ -169,8 +212,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                 if not math.isfinite(step_loss):
                     bar.close()
                     raise TrainingDiverged(
-                        f"the loss became {step_loss} at epoch {epoch + 1}, step {i + 1}; the last good "
-                        f"checkpoint (epoch {record['epoch']}) is kept in {ckpt_path}; lower "
+                        f"the loss became {step_loss} at epoch {epoch + 1}, step {i + 1}; "
+                        f"{_what_is_kept(ckpt_path, record['epoch'])}; lower "
                         f"train.optimizer.lr or use a likelihood with a variance floor")
                 record["step"] += 1
                 epoch_loss += step_loss
@@ -181,22 +224,28 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
         train_elbo = -epoch_loss / seen
         valid_elbo = split_elbo(vae, valid_x, valid_y, loss=validation_loss)
         if not math.isfinite(valid_elbo):
-            raise TrainingDiverged(f"the validation ELBO became {valid_elbo} after epoch {epoch + 1}; the last "
-                                   f"good checkpoint (epoch {record['epoch']}) is kept in {ckpt_path}")
+            raise TrainingDiverged(f"the validation ELBO became {valid_elbo} after epoch {epoch + 1}; "
+                                   f"{_what_is_kept(ckpt_path, record['epoch'])}")
         record["epoch"] = epoch + 1
         if valid_elbo > record["best_valid_elbo"]:
             record["best_valid_elbo"], record["epochs_since_best"] = valid_elbo, 0
             best_state = {k: v.detach().clone() for k, v in vae.state_dict().items()}
         elif record["epoch"] > spec.train.kl_warmup_epochs:  # patience counts once warm-up is over
             record["epochs_since_best"] += 1
-        row = {"epoch": epoch + 1, "step": record["step"], "kl_weight": weight, "lr": lr,
-               "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]}
-        append_row(out_dir / METRICS, METRIC_COLUMNS, row)
+        history.append({"epoch": epoch + 1, "step": record["step"], "kl_weight": weight, "lr": lr,
+                        "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]})
+        with _kept_on_failure(ckpt_path, epoch), staged_writes() as files:
+            if config_pending:
+                files.write(out_dir / CONFIG, config_text(spec))
+            files.write(ckpt_path, checkpoint_bytes({
+                **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
+                "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "estimator": estimator_state(loss), "metrics": history}))
+            files.write(out_dir / METRICS, metrics_text(history))
+        config_pending = False
         if log is not None:
-            log.epoch(epoch + 1, record["step"], row, vae, data)
-        save_checkpoint({**record, "model": vae.state_dict(), "best_model": best_state,
-                         "optim": optimizer.get_state(), "rng": torch.get_rng_state(),
-                         "estimator": estimator_state(loss)}, ckpt_path)
+            log.epoch(epoch + 1, record["step"], history[-1], vae, data)
         if spec.train.progress:
             tqdm.write(f"epoch {epoch + 1}: train ELBO {train_elbo:.2f}, valid ELBO {valid_elbo:.2f} nats")
         patience = spec.train.early_stopping_patience
@@ -211,14 +260,21 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     return TrainResult(vae, data, out_dir, record["epoch"], record["best_valid_elbo"], stopped_early)
 
 
-def _truncate_metrics(path: Path, epochs: int) -> None:
-    """Drop rows of epochs after the checkpoint (written before an interruption)."""
-    if path.exists():
-        with open(path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= epochs]
-        path.unlink()
-        for row in rows:
-            append_row(path, METRIC_COLUMNS, row)
+def _what_is_kept(ckpt_path: Path, epochs_done: int) -> str:
+    """What an interrupted run leaves: its last checkpoint, or (before the first) nothing."""
+    if epochs_done == 0:
+        return "no epoch had finished, so no checkpoint was written"
+    return f"the last good checkpoint (epoch {epochs_done}) is kept in {ckpt_path}"
+
+
+@contextmanager
+def _kept_on_failure(ckpt_path: Path, epochs_done: int) -> Iterator[None]:
+    """Add to a failed write what the run folder still holds and how to go on."""
+    try:
+        yield
+    except WriteFailed as exc:
+        then = "; continue with --resume once it can be written" if epochs_done else ""
+        raise WriteFailed(f"{exc}; {_what_is_kept(ckpt_path, epochs_done)}{then}") from None
 
 
 def load_run(run_dir, device: str = "cpu", best: bool = True):

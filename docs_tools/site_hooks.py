@@ -1,0 +1,164 @@
+"""MkDocs hooks that make the site's figures and numbers at build time, write the API
+reference page and ship MathJax.
+
+Every chapter script ``examples/course/ch*.py`` (and ``benchmarks/quality/report.py``, for
+the benchmark page's curves) is run before the pages are read, each writing its figures and
+a ``numbers.md`` of measured values into ``<cache>/generated/<script stem>/``. The pages
+include those numbers with ``pymdownx.snippets`` and link the figures as
+``generated/<stem>/<figure>.png`` (from the site's root); the figures join the site's files,
+so a strict build fails on a missing figure, a missing snippet or a script that fails.
+
+A script is run again only when its own source, ``examples/course/_course.py`` or any module
+of ``pyrovae/`` changed since its outputs were written (a digest of those files is kept
+beside them), so ``mkdocs serve`` rebuilds quickly. Trained models are cached by the
+scripts themselves under ``<cache>/models``.
+
+Environment:
+
+* ``PYROVAE_COURSE_CACHE``: the cache folder (default ``.cache/course`` in the repository,
+  ignored by git).
+* ``PYROVAE_COURSE_QUICK=1``: run the scripts with ``--quick`` (their smallest settings,
+  seconds each) into ``<cache>/quick/``: for the tests that check the site machinery.
+
+MathJax is copied from the installed ``django-static-mathjax`` wheel (MathJax 3.2.2, the
+``docs`` extra) into ``site/assets/mathjax/``, so formulas render offline.
+"""
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File
+
+log = logging.getLogger("mkdocs.hooks.course")
+
+ROOT = Path(__file__).resolve().parents[1]
+COURSE_SCRIPTS = ROOT / "examples" / "course"
+GENERATED_URI = "generated"  # where the pages find the figures in the site
+QUALITY_REPORT = ROOT / "benchmarks" / "quality" / "report.py"  # draws docs/benchmarks.md's curve figure
+MATHJAX_URI = "assets/mathjax"
+API_PAGE = "api.md"
+MATHJAX_PARTS = ("tex-chtml.js", "input", "output", "ui", "a11y")  # what tex-chtml loads on demand
+DIGEST_FILE = ".digest"
+WORKERS = 2  # the scripts use one torch thread each
+
+_state = {}
+
+
+def cache_folder() -> Path:
+    base = Path(os.environ.get("PYROVAE_COURSE_CACHE", ROOT / ".cache" / "course"))
+    return base / "quick" if quick() else base
+
+
+def quick() -> bool:
+    return os.environ.get("PYROVAE_COURSE_QUICK", "") not in ("", "0")
+
+
+def figure_scripts():
+    """Every script whose figures the site shows: the course chapters and the quality report."""
+    return sorted(COURSE_SCRIPTS.glob("ch*.py")) + [QUALITY_REPORT]
+
+
+def _inputs(script: Path):
+    if script == QUALITY_REPORT:
+        return [script, *sorted((script.parent / "results").glob("*.json")), ROOT / "pyrovae" / "reports" / "plots.py"]
+    return [script, COURSE_SCRIPTS / "_course.py", *sorted((ROOT / "pyrovae").rglob("*.py"))]
+
+
+def _digest(script: Path) -> str:
+    """What a script's outputs depend on: its source and what it reads (for a chapter the
+    shared course module and the whole package; for the quality report its results)."""
+    h = hashlib.sha256(f"quick={quick()}".encode())
+    for path in _inputs(script):
+        h.update(str(path.relative_to(ROOT)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _run(script: Path, generated: Path, cache: Path) -> str:
+    out = generated / script.stem
+    digest = _digest(script)
+    stamp = out / DIGEST_FILE
+    if stamp.is_file() and stamp.read_text() == digest:
+        return f"{script.name}: up to date"
+    if out.exists():
+        shutil.rmtree(out)
+    command = [sys.executable, str(script), "--out", str(out)]
+    if script != QUALITY_REPORT:
+        command += ["--cache", str(cache / "models")] + (["--quick"] if quick() else [])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "MPLBACKEND": "Agg"}
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PluginError(f"figure script {script.relative_to(ROOT)} failed (exit {done.returncode}):\n"
+                          f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    stamp.write_text(digest)
+    return f"{script.name}: {time.perf_counter() - started:.0f} s"
+
+
+def on_config(config, **kwargs):
+    """Point pymdownx.snippets at the generated numbers (where ``--8<--`` finds them)."""
+    generated = cache_folder() / "generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    snippets = config["mdx_configs"].setdefault("pymdownx.snippets", {})
+    snippets["base_path"] = [str(generated), str(ROOT)]
+    _state["generated"] = generated
+    return config
+
+
+def on_pre_build(config, **kwargs):
+    """Run the figure scripts, two at a time."""
+    generated, cache = _state["generated"], cache_folder()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for message in pool.map(lambda s: _run(s, generated, cache), figure_scripts()):
+            log.info(message)
+    log.info(f"figure scripts: {time.perf_counter() - started:.0f} s")
+
+
+def on_files(files, config, **kwargs):
+    """Add the generated figures to the site's files, under ``course/generated/``, and the
+    API reference page."""
+    generated = _state["generated"]
+    for path in sorted(generated.rglob("*.png")):
+        uri = f"{GENERATED_URI}/{path.relative_to(generated).as_posix()}"
+        files.append(File.generated(config, uri, abs_src_path=str(path)))
+    files.append(File.generated(config, API_PAGE, content=api_page()))
+    return files
+
+
+def api_page() -> str:
+    """The API reference: every module of the package, as mkdocstrings renders its docstrings.
+    Written at build time from the package's files, so a new module appears without an edit."""
+    parts = ["# API reference", "",
+             "Generated from the docstrings of every module in `pyrovae/` when the site is built.", ""]
+    modules = sorted(p for p in (ROOT / "pyrovae").rglob("*.py") if p.name != "__init__.py")
+    for path in modules:
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        parts += [f"::: {name}", "    options:", "      heading_level: 2", ""]
+    return "\n".join(parts)
+
+
+def on_post_build(config, **kwargs):
+    """Copy MathJax from the installed package into the site."""
+    try:
+        import mathjax  # the django-static-mathjax wheel: MathJax 3 as plain files
+    except ImportError:
+        raise PluginError("MathJax is missing: install the docs extra (python3 -m pip install -e '.[docs]')") from None
+    source = Path(next(iter(mathjax.__path__))) / "static" / "mathjax" / "es5"
+    target = Path(config["site_dir"]) / MATHJAX_URI
+    for part in MATHJAX_PARTS:
+        if (source / part).is_dir():
+            shutil.copytree(source / part, target / part, dirs_exist_ok=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / part, target / part)
+    shutil.copy2(source.parent / "LICENSE", target / "LICENSE")

@@ -1,0 +1,127 @@
+"""Importance-sampled log p(x) per data point, with the IWAE bounds and the weights'
+diagnostics from the same draws.
+
+For a data point x and K draws z_k ~ q(z|x) from the guide,
+
+    log w_k  = log p(x | z_k) + log p(z_k) - log q(z_k | x)
+    log p(x) ~ logsumexp_k log w_k - log K
+
+whose expectation is the IWAE bound IWAE_K, and log p(x) >= IWAE_K >= IWAE_1 = ELBO.
+
+The log-weights come from Pyro traces (:mod:`.log_joint`): the guide is traced under a
+plate of importance samples at dim -2 and the model is replayed on the guide's z, so each
+data point gets its own estimate, for any prior, likelihood, network or conditional
+model. Pyro's ``Importance``
+and ``vectorized_importance_weights`` instead sum the log-weights over the data plate,
+giving one weight per sample for the whole batch: a much looser estimate of
+sum_i log p(x_i) for independent data points.
+
+Samples are drawn in chunks whose memory stays under a bound the caller sets; all of it
+runs under ``torch.inference_mode()``, and log-weights are accumulated in float64.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import pyro
+import torch
+from pyro import poutine
+from tqdm.auto import tqdm
+
+from ..errors import PyrovaeError
+from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
+from .diagnostics import Estimate, iwae_from_groups, log_mean_exp, pareto_khat
+from .log_joint import SAMPLE_PLATE, evaluation_mode, positive_int, prepare, site_log_probs
+
+
+def _importance_terms(vae, x, y, num_samples: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``log p(x|z_k)`` and ``log p(z_k) - log q(z_k|x)`` for ``num_samples`` draws from the
+    guide per data point: two ``(num_samples, points)`` float64 tensors whose sum is log w."""
+    with pyro.plate(SAMPLE_PLATE, num_samples, dim=-2):
+        guide = poutine.trace(vae.guide).get_trace(x, y)
+        model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x, y)
+    log_likelihood, log_prior = site_log_probs(model)
+    _, log_q = site_log_probs(guide)
+    return log_likelihood, log_prior - log_q
+
+
+@dataclass
+class ImportanceResult:
+    """What K importance samples per data point say, per data point (float64, ``(N,)``).
+
+    ``iwae[k]`` holds IWAE_k estimated from K // k disjoint groups of the same draws, so
+    ``iwae[1]`` is the K-sample ELBO estimate and ``iwae[K]`` equals ``log_marginal``.
+    """
+
+    num_samples: int
+    log_marginal: Estimate           # logsumexp_k log w_k - log K
+    elbo: Estimate                   # mean_k log w_k
+    iwae: Dict[int, Estimate]
+    log_likelihood: torch.Tensor     # mean_k log p(x | z_k): minus the distortion
+    kl: torch.Tensor                 # mean_k log q(z_k|x) - log p(z_k): the rate
+    ess: torch.Tensor                # normalised effective sample size, in (0, 1]
+    khat: Optional[torch.Tensor]     # Pareto k-hat of the weights (NaN where too few)
+
+
+def _summarize_batch(log_w, log_likelihood, kl, bounds, khat) -> dict:
+    estimate, std_error, ess = log_mean_exp(log_w)
+    return {"log_marginal": Estimate(estimate, std_error),
+            "elbo": iwae_from_groups(log_w, 1),
+            "iwae": {k: iwae_from_groups(log_w, k) for k in bounds},
+            "log_likelihood": log_likelihood, "kl": kl, "ess": ess,
+            "khat": pareto_khat(log_w).to(log_w.device) if khat else None}
+
+
+@evaluation_mode
+def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_samples: int = 5000,
+                      bounds: Sequence[int] = (), max_memory=DEFAULT_MAX_MEMORY, khat: bool = False,
+                      progress: bool = False) -> ImportanceResult:
+    """Importance-sample log p(x) (log p(x|y) for a conditional VAE) for every row of ``x``
+    with ``num_samples`` draws from the guide, plus IWAE_k for each k in ``bounds``, the
+    ELBO, rate, distortion, ESS and (with ``khat``) Pareto k-hat, all per data point.
+
+    Chunks of samples and batches of points are sized so that the working memory stays
+    under ``max_memory`` (bytes, or a string such as ``"2GB"``).
+    """
+    num_samples = positive_int(num_samples, "the number of samples")
+    for k in bounds:
+        if positive_int(k, "an IWAE bound's K") > num_samples:
+            raise PyrovaeError(f"IWAE_{k} needs at least {k} samples, got {num_samples}; "
+                               f"raise the number of samples")
+    x, y = prepare(vae, x, y)
+    n = x.shape[0]
+    cost = Cost.measure(lambda p, s: _importance_terms(vae, first_repeated(x, p), first_repeated(y, p), s))
+    plan = plan_chunks(cost, n, num_samples, as_bytes(max_memory), WEIGHT_COPIES * 8 * num_samples)
+
+    def batches():
+        for start in range(0, n, plan.points):
+            xb, yb = x[start:start + plan.points], rows(y, start, start + plan.points)
+            log_w = torch.empty(xb.shape[0], num_samples, dtype=torch.float64, device=x.device)
+            log_likelihood = torch.zeros(xb.shape[0], dtype=torch.float64, device=x.device)
+            kl = torch.zeros_like(log_likelihood)
+            for s in range(0, num_samples, plan.samples):
+                lik, ratio = _importance_terms(vae, xb, yb, min(plan.samples, num_samples - s))
+                log_w[:, s:s + lik.shape[0]] = (lik + ratio).T
+                log_likelihood += lik.sum(0)
+                kl -= ratio.sum(0)
+            yield _summarize_batch(log_w, log_likelihood / num_samples, kl / num_samples, bounds, khat)
+
+    with tqdm(total=n, desc="importance sampling", unit="point", disable=not progress, leave=False) as bar:
+        merged = collect(n, batches(), bar)
+    return ImportanceResult(num_samples=num_samples, **merged)
+
+
+def log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_samples: int = 5000,
+                 max_memory=DEFAULT_MAX_MEMORY) -> Estimate:
+    """Importance-sampled log p(x) for every row of ``x``, with its Monte Carlo standard
+    error (delta method; the estimate is biased low by about half its squared error)."""
+    return importance_sample(vae, x, y, num_samples, max_memory=max_memory).log_marginal
+
+
+def iwae_bound(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, k: int = 50,
+               num_samples: Optional[int] = None, max_memory=DEFAULT_MAX_MEMORY) -> Estimate:
+    """IWAE_k per row of ``x``, estimated from ``num_samples`` (default ``k``) draws split
+    into groups of ``k``, with its standard error."""
+    num_samples = k if num_samples is None else num_samples
+    return importance_sample(vae, x, y, num_samples, bounds=[k], max_memory=max_memory).iwae[k]
+

@@ -1,0 +1,285 @@
+"""``pyrovae reproduce``: the paper's experiments, each a set of built-in sweeps plus its figure.
+
+A built-in experiment names built-in sweeps (``pyrovae/sweeps/builtin/*.yaml``) and a
+function drawing its figure and table from their run folders. Running it runs each sweep
+with :func:`pyrovae.sweeps.run_sweep` into ``OUT/<sweep name>`` (so every grid of runs goes
+through the one sweep mechanism: budgets, resuming, failed runs recorded), then writes
+``OUT/figures/<name>.png`` and the experiment's section of ``OUT/report.md``.
+
+Resumable by construction: run the same command again and finished runs are skipped,
+paused or interrupted ones continue from their checkpoints. Experiments that share a
+sweep share its runs when given the same ``--out`` (Fig. 4 and 5 reuse Fig. 2's Frey Face
+runs). ``--set KEY=VALUE`` adds config overrides to every run of every sweep (a smaller
+version: ``--set data.train_size=5000``) and ``--only KEY=VALUES`` keeps some values of a
+grid key (``--only 'model.latent_dim=[3, 20]'``); a folder started with other settings is
+refused by the sweep, never silently mixed.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from .errors import PyrovaeError
+from .registry import Registry
+
+EXPERIMENTS = Registry("experiment")
+REPORT = "report.md"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Built-in sweeps to run, in order, and ``draw(out) -> (figure paths, markdown)``."""
+
+    name: str
+    sweeps: Sequence[str]
+    draw: Callable[[Path], tuple]
+
+
+# ----------------------------------------------------------------------------- reading sweeps
+
+def sweep_runs(out: Path, sweep: str) -> List[tuple]:
+    """``(grid point, run folder)`` of every run of the sweep ``sweep`` started under ``out``
+    (none when it has not been started)."""
+    from .sweeps.sweep import RUNS, SWEEP_FILE, open_sweep
+
+    folder = Path(out) / sweep
+    if not (folder / SWEEP_FILE).is_file():
+        return []
+    return [(plan.point, folder / RUNS / plan.folder) for plan in open_sweep(folder).runs()]
+
+
+def _latent(point: dict) -> int:
+    return int(point["model.latent_dim"])
+
+
+# ----------------------------------------------------------------------------- the experiments
+
+FIG2_SWEEPS = {"kingma2014-fig2-mnist": "MNIST", "kingma2014-fig2-frey": "Frey Face"}
+FIG3_SWEEPS = {"kingma2014-fig3-small": "N_train = 1000", "kingma2014-fig3-large": "N_train = 50000"}
+MNIST_2D_SWEEP = "kingma2014-mnist-2d"
+
+
+def _draw_fig2(out: Path):
+    from .reports.paper_figures import bound_curve, figure_2, method_label
+
+    panels: Dict[str, dict] = {}
+    for sweep, dataset in FIG2_SWEEPS.items():
+        for point, run in sorted(sweep_runs(out, sweep), key=lambda pr: _latent(pr[0])):
+            curve = bound_curve(run)
+            if curve is not None:
+                panels.setdefault(f"{dataset}, $N_z$ = {_latent(point)}", {})[point["train.estimator.name"]] = curve
+    rows = []
+    for title, curves in panels.items():
+        for method, c in curves.items():
+            rows.append([title.replace("$", ""), method_label(method)[0], f"{c['points'][-1]:.3g}",
+                         f"{c['train'][-1]:.2f}", f"{c['heldout'][-1]:.2f}", f"{max(c['heldout']):.2f}"])
+    header = ["panel", "method", "training points", "train bound (last epoch)", "held-out bound (last epoch)",
+              "best held-out bound"]
+    return [figure_2(panels, Path(out) / "figures" / "kingma2014-fig2.png")], header, rows
+
+
+def _draw_fig3(out: Path):
+    from .reports.paper_figures import figure_3, marginal_curve, method_label
+
+    panels: Dict[str, dict] = {}
+    for sweep, title in FIG3_SWEEPS.items():
+        for point, run in sweep_runs(out, sweep):
+            curve = marginal_curve(run)
+            if curve is not None:
+                panels.setdefault(title, {})[point["train.estimator.name"]] = curve
+    rows = [[title, method_label(method)[0], f"{c['points'][-1]:.3g}", f"{c['test'][-1]:.2f} ± {c['std_error'][-1]:.2f}"]
+            for title, curves in panels.items() for method, c in curves.items()]
+    header = ["panel", "method", "training points", "test log p(x) (importance sampling, last point)"]
+    return [figure_3(panels, Path(out) / "figures" / "kingma2014-fig3.png")], header, rows
+
+
+def _trained_aevb_models(out: Path, sweeps: Dict[str, str], latent_sizes: Sequence[int]) -> Dict[str, object]:
+    """Best-validation AEVB models of the given sweeps and latent sizes, titled by data set."""
+    from .runs.train import load_run
+
+    models = {}
+    for sweep, dataset in sweeps.items():
+        for point, run in sorted(sweep_runs(out, sweep), key=lambda pr: _latent(pr[0])):
+            if (_latent(point) in latent_sizes and point.get("train.estimator.name", "pathwise") == "pathwise"
+                    and (run / "checkpoint.pt").is_file()):
+                models[f"{dataset}, $N_z$ = {_latent(point)}"] = load_run(run)[1]
+    return models
+
+
+def _model_rows(models: Dict[str, object], out: Path, sweeps: Dict[str, str]) -> List[list]:
+    from .runs.checkpoint import load_checkpoint
+
+    rows = []
+    for sweep, dataset in sweeps.items():
+        for point, run in sweep_runs(out, sweep):
+            title = f"{dataset}, $N_z$ = {_latent(point)}"
+            if title in models and point.get("train.estimator.name", "pathwise") == "pathwise":
+                state = load_checkpoint(run / "checkpoint.pt")
+                rows.append([title.replace("$", ""), state["epoch"], f"{state['best_valid_elbo']:.2f}"])
+    return rows
+
+
+def _draw_fig4(out: Path):
+    from .reports.paper_figures import figure_4
+
+    sweeps = {MNIST_2D_SWEEP: "MNIST", "kingma2014-fig2-frey": "Frey Face"}
+    models = _trained_aevb_models(out, sweeps, [2])
+    if not models:
+        raise PyrovaeError("no trained 2-D model to draw yet; run the experiment (or let it run longer) first")
+    return ([figure_4(models, Path(out) / "figures" / "kingma2014-fig4.png")], ["model", "epochs", "best held-out bound"],
+            _model_rows(models, out, sweeps))
+
+
+def _draw_fig5(out: Path):
+    from .reports.paper_figures import figure_5
+
+    sweeps = {MNIST_2D_SWEEP: "MNIST", "kingma2014-fig2-mnist": "MNIST", "kingma2014-fig2-frey": "Frey Face"}
+    models = _trained_aevb_models(out, sweeps, [2, 5, 10, 20])
+    if not models:
+        raise PyrovaeError("no trained model to sample from yet; run the experiment (or let it run longer) first")
+    order = sorted(models, key=lambda t: (t.split(",")[0], int(t.rsplit("=", 1)[1])))
+    models = {t: models[t] for t in order}
+    return ([figure_5(models, Path(out) / "figures" / "kingma2014-fig5.png")], ["model", "epochs", "best held-out bound"],
+            _model_rows(models, out, sweeps))
+
+
+@EXPERIMENTS.register("kingma2014-fig2")
+def kingma2014_fig2():
+    """Fig. 2: AEVB against wake-sleep, lower bound vs training points (MNIST and Frey Face)."""
+    return Experiment("kingma2014-fig2", list(FIG2_SWEEPS), _draw_fig2)
+
+
+@EXPERIMENTS.register("kingma2014-fig3")
+def kingma2014_fig3():
+    """Fig. 3: estimated test log p(x) vs training points, 1000 and 50000 training points."""
+    return Experiment("kingma2014-fig3", list(FIG3_SWEEPS), _draw_fig3)
+
+
+@EXPERIMENTS.register("kingma2014-fig4")
+def kingma2014_fig4():
+    """Fig. 4: learned 2-D manifolds of MNIST and Frey Face (shares Fig. 2's Frey Face runs)."""
+    return Experiment("kingma2014-fig4", [MNIST_2D_SWEEP, "kingma2014-fig2-frey"], _draw_fig4)
+
+
+@EXPERIMENTS.register("kingma2014-fig5")
+def kingma2014_fig5():
+    """Fig. 5: random samples for N_z in {2, 5, 10, 20} (shares Fig. 2's runs)."""
+    return Experiment("kingma2014-fig5", [MNIST_2D_SWEEP, "kingma2014-fig2-mnist", "kingma2014-fig2-frey"], _draw_fig5)
+
+
+# ----------------------------------------------------------------------------- running
+
+def parse_pairs(items: Sequence[str], option: str) -> Dict[str, object]:
+    """``KEY=VALUE`` items as a mapping, values read as YAML."""
+    import yaml
+
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PyrovaeError(f"{option} '{item}' is not of the form key=value (e.g. {option} model.latent_dim=3)")
+        pairs[key.strip()] = yaml.safe_load(value)
+    return pairs
+
+
+def experiment_sweep(sweep: str, overrides: Dict[str, object], only: Dict[str, object]):
+    """The built-in sweep ``sweep`` with ``overrides`` added to every run and its grid cut to
+    the values ``only`` lists (keys the grid lacks are ignored); None when no run is left."""
+    from .sweeps.spec import load_sweep
+
+    spec = load_sweep(sweep)
+    for key, value in overrides.items():
+        if key in spec.grid:
+            raise PyrovaeError(f"--set {key}: that key is the grid of sweep {sweep}; choose its values with --only")
+        spec.set[key] = value
+    for key, values in only.items():
+        if key in spec.grid:
+            wanted = values if isinstance(values, list) else [values]
+            spec.grid[key] = [v for v in spec.grid[key] if v in wanted]
+            if not spec.grid[key]:
+                return None
+    spec.runs()  # validates every run's config with the overrides
+    return spec
+
+
+def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: Sequence[str] = (),
+              workers: Optional[int] = None, log: Callable[[str], None] = print) -> Path:
+    """Run (or continue) the experiment ``name`` in ``out`` within ``budget`` (seconds or text
+    like ``60m``; the sittings of all its sweeps together), then draw its figure and write its
+    section of ``out/report.md``. Returns the report's path.
+
+    ``overrides`` (``KEY=VALUE``) change every run; ``only`` (``KEY=V`` or ``KEY=[V1, V2]``)
+    keeps those values of a grid key (fewer latent sizes, say). Either makes a different
+    sweep: a folder started with other settings is refused, not mixed."""
+    from .reports.markdown import markdown_table, replace_section
+    from .sweeps.sweep import parse_budget, run_sweep
+
+    experiment = EXPERIMENTS.build(name, where="pyrovae reproduce")
+    out = Path(out)
+    settings, kept = parse_pairs(overrides, "--set"), parse_pairs(only, "--only")
+    specs = [experiment_sweep(sweep, settings, kept) for sweep in experiment.sweeps]  # every typo before any work
+    specs = [spec for spec in specs if spec is not None]
+    seconds = parse_budget(budget)
+    deadline = None if seconds is None else time.time() + seconds
+    started = time.time()
+    for spec in specs:
+        left = None if deadline is None else deadline - time.time()
+        if left is not None and left <= 0:
+            log(f"budget spent: sweep {spec.name} not started in this sitting; run the command again to continue")
+            continue
+        run_sweep(spec, out / spec.name, budget=left, workers=workers, log=log)
+    figures, header, rows = experiment.draw(out)
+    pictures = "\n".join(f"![{name}]({Path(f).relative_to(out)})" for f in figures)
+    changes = " ".join([*(f"--set {o}" for o in overrides), *(f"--only {o}" for o in only)])
+    changes = f" with `{changes}`" if changes else ""
+    body = (f"{EXPERIMENTS.get(name).description}\n\nSweeps: {', '.join(f'`{s}`' for s in experiment.sweeps)}"
+            f"{changes}; last sitting {_minutes(time.time() - started)}.\n\n{markdown_table(header, rows)}\n\n{pictures}")
+    report = replace_section(out / REPORT, name, body)
+    log(f"{name}: figure {figures[0]}; report {report}")
+    return report
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{math.ceil(seconds)} s"
+
+
+def list_experiments() -> str:
+    """One line per built-in experiment: name, description, sweeps."""
+    lines = []
+    for entry in EXPERIMENTS:
+        lines.append(f"{entry.name:<18} {entry.description}")
+        lines.append(f"{'':<18} sweeps: {', '.join(entry.factory().sweeps)}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def add_command(subparsers) -> None:
+    """Add ``pyrovae reproduce`` to the command line."""
+    p = subparsers.add_parser(
+        "reproduce", help="run a paper's experiment (built-in sweeps) under a time budget and draw its figure",
+        description="Run or continue a built-in experiment: its sweeps go into OUT/<sweep>, the figure into "
+                    "OUT/figures/ and a table into OUT/report.md. Run the same command again to continue; "
+                    "finished runs are not redone.")
+    p.add_argument("name", nargs="?", help="the experiment (see --list)")
+    p.add_argument("--list", action="store_true", help="list the built-in experiments")
+    p.add_argument("--out", metavar="DIR", help="the experiment folder (default: runs/NAME)")
+    p.add_argument("--budget", metavar="TIME", help="end this sitting after TIME (e.g. 60m, 2h); run again to continue")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for every run, e.g. --set data.train_size=5000 (repeatable)")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=VALUES",
+                   help="keep only these grid values, e.g. --only 'model.latent_dim=[3, 20]' (repeatable)")
+    p.add_argument("--workers", type=int, metavar="N", help="runs at a time (default: the cores)")
+    p.set_defaults(func=_command)
+
+
+def _command(args) -> None:
+    if args.list:
+        print(list_experiments())
+        return
+    if not args.name:
+        raise PyrovaeError(f"name an experiment: pyrovae reproduce NAME --out DIR; built-in: {', '.join(EXPERIMENTS.names())}")
+    reproduce(args.name, args.out or Path("runs") / args.name, budget=args.budget, overrides=args.set,
+              only=args.only, workers=args.workers)

@@ -1,0 +1,1 @@
+"""Run folders: the SVI training loop, checkpoints, resume and the files a run keeps."""

@@ -1,0 +1,101 @@
+"""Run folders: what counts as one, and keeping its files consistent with each other.
+
+A run folder holds ``config.yaml`` (the resolved config), ``checkpoint.pt`` (the state
+after the last finished epoch, with that epoch's metrics history), ``metrics.csv`` (one
+row per finished epoch), ``train.lock``, and later figures, ``report.md`` and the results
+of evaluation and measurements. The checkpoint is the reference: ``metrics.csv`` lists
+exactly the epochs the checkpoint has finished. A process stopped between writing the two
+leaves them one epoch apart; :func:`metrics_history` recognizes that and the next command
+rewrites ``metrics.csv`` from the checkpoint.
+"""
+
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from ..errors import PyrovaeError
+from .checkpoint import CHECKPOINT, LOCK
+from .csvlog import csv_text, read_rows
+
+CONFIG = "config.yaml"
+METRICS = "metrics.csv"
+METRIC_COLUMNS = ["epoch", "step", "kl_weight", "lr", "train_elbo", "valid_elbo", "seconds"]
+# Files only training writes; their temporary leftovers are removed when training starts.
+TRAINING_FILES = (CONFIG, CHECKPOINT, METRICS)
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder training has written into (its lock, metrics or
+    checkpoint), as opposed to a folder that merely holds a ``config.yaml``."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).exists() for name in (CHECKPOINT, METRICS, LOCK))
+
+
+def check_new_run_folder(out_dir: Path) -> None:
+    """Refuse an ``--out`` that a new run must not write into: a file, a folder holding a
+    run, or a folder holding a ``config.yaml`` that is not a run's (it would be overwritten).
+    A run folder stopped before its first checkpoint may be started again."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PyrovaeError(f"--out {out_dir} is a file, not a folder; choose a folder for the run")
+    if (out_dir / CHECKPOINT).exists():
+        raise PyrovaeError(f"{out_dir} already holds a run; continue it with --resume "
+                           f"or choose another --out folder")
+    if (out_dir / CONFIG).exists() and not is_run_folder(out_dir):
+        raise PyrovaeError(f"{out_dir} holds a config.yaml that is not a run's and would be overwritten; "
+                           f"choose another --out folder (train from that file with "
+                           f"'pyrovae train {out_dir / CONFIG} --out NEW_FOLDER')")
+
+
+def check_resumable(run_dir: Path) -> None:
+    """Refuse to resume what holds no run, saying how to start one."""
+    run_dir = Path(run_dir)
+    start = f"start it with 'pyrovae train CONFIG --out {run_dir}'"
+    if not run_dir.exists():
+        raise PyrovaeError(f"no run folder {run_dir} to resume; {start}")
+    if not run_dir.is_dir():
+        raise PyrovaeError(f"{run_dir} is a file, not a run folder; --resume needs the folder of a run")
+    if not (run_dir / CONFIG).is_file():
+        if is_run_folder(run_dir):
+            raise PyrovaeError(f"{run_dir} was stopped before it held a config or a checkpoint, so there is "
+                               f"nothing to resume; {start}")
+        raise PyrovaeError(f"{run_dir} is not a run folder (no config.yaml); {start}")
+
+
+def load_resume_config(run_dir: Path, overrides: Sequence[str] = ()):
+    """The config of the run in ``run_dir`` with ``overrides`` applied, for ``--resume``."""
+    from ..spec import load_config
+
+    check_resumable(run_dir)
+    return load_config(run_dir, overrides)
+
+
+def metrics_history(run_dir: Path, state: Optional[dict]) -> List[dict]:
+    """The metrics rows of the epochs checkpoint ``state`` has finished (none without one).
+
+    Checkpoints carry their history; for older ones ``metrics.csv`` is read and rows of
+    epochs after the checkpoint (an epoch interrupted before its checkpoint) are dropped.
+    """
+    if state is None:
+        return []
+    if "metrics" in state:
+        return [dict(row) for row in state["metrics"]]
+    path = Path(run_dir) / METRICS
+    rows = [r for r in read_rows(path) if int(r["epoch"]) <= state["epoch"]] if path.exists() else []
+    if [int(r["epoch"]) for r in rows] != list(range(1, state["epoch"] + 1)):
+        raise PyrovaeError(f"{path} does not list epochs 1 to {state['epoch']} of the checkpoint in {run_dir}; "
+                           f"restore it from a backup, or start a new run")
+    return rows
+
+
+def metrics_text(rows: Sequence[dict]) -> str:
+    """``metrics.csv``'s content for ``rows``."""
+    return csv_text(METRIC_COLUMNS, rows)
+
+
+def metrics_need_repair(run_dir: Path, rows: Sequence[dict]) -> bool:
+    """Whether ``metrics.csv`` differs from ``rows`` (the checkpoint's history)."""
+    path = Path(run_dir) / METRICS
+    try:
+        return path.read_text() != metrics_text(rows)
+    except (OSError, UnicodeDecodeError):
+        return True

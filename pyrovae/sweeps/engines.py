@@ -1,0 +1,162 @@
+"""Engines: where a sweep's runs are carried out.
+
+An engine takes a list of tasks (plain dictionaries for
+:func:`pyrovae.sweeps.job.run_job`) and calls ``on_done(task, outcome)`` as each ends.
+Every engine treats a task the same way: a worker that dies mid-run (killed, out of
+memory, its machine gone) ends that task as ``interrupted``, its run folder left with its
+last checkpoint for the next sitting, and the other tasks go on. No new task starts after
+the sitting's deadline.
+
+- ``local``: worker processes on this machine, no service to start; by default as many
+  at a time as there are cores, each with one torch thread per core it has.
+- ``ray``: the tasks of a Ray cluster (``pip install 'pyrovae[ray]'``), one CPU each;
+  ``address`` names an existing cluster (``auto``: the one ``ray start`` made here),
+  ``None`` starts a private one on this machine. Every node must see the sweep folder
+  at the same path (shared storage) and have pyrovae installed.
+"""
+
+import multiprocessing
+import os
+import signal
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from ..errors import PyrovaeError
+from ..registry import Registry
+
+OnDone = Callable[[Dict[str, Any], Dict[str, Any]], None]
+ENGINES = Registry("sweep engine")
+POLL_SECONDS = 0.2
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+def _interrupted(reason: str) -> Dict[str, Any]:
+    return {"state": "interrupted", "error": f"{reason}; the run keeps its last checkpoint, continue with --resume"}
+
+
+def _past(deadline: Optional[float]) -> bool:
+    return deadline is not None and time.time() >= deadline
+
+
+class LocalEngine:
+    """Worker processes on this machine, a fresh one per run (a crash takes only its run)."""
+
+    def __init__(self, workers: Optional[int] = None):
+        self.workers = workers or default_workers()
+
+    def threads_per_worker(self) -> int:
+        return max(1, default_workers() // self.workers)
+
+    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None) -> None:
+        from .job import run_job
+
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch's threads
+        pending, active = list(tasks), {}
+        try:
+            while pending or active:
+                while pending and len(active) < self.workers and not _past(deadline):
+                    task = {"threads": self.threads_per_worker(), **pending.pop(0)}
+                    receiver, sender = context.Pipe(duplex=False)
+                    process = context.Process(target=_child, args=(run_job, task, sender), daemon=False)
+                    process.start()
+                    sender.close()
+                    active[process] = (task, receiver)
+                if _past(deadline):
+                    pending.clear()
+                for process in [p for p in active if not p.is_alive()]:
+                    task, receiver = active.pop(process)
+                    outcome = receiver.recv() if receiver.poll() else None
+                    process.join()
+                    if outcome is None:
+                        outcome = _interrupted(f"worker process {process.pid} ended with {_exit_text(process.exitcode)}")
+                    on_done(task, outcome)
+                if active:
+                    time.sleep(POLL_SECONDS)
+        except BaseException:
+            for process in active:
+                process.terminate()
+            for process in active:
+                process.join()
+            raise
+
+
+def _child(run_job, task, sender) -> None:
+    sender.send(run_job(task))
+    sender.close()
+
+
+def _exit_text(code: Optional[int]) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
+class RayEngine:
+    """Tasks on a Ray cluster: one CPU per run, at most ``workers`` at a time (default: the
+    cluster's CPUs). Ray does not retry a task whose worker died: the run is recorded as
+    interrupted, as with the local engine, and the next sitting resumes it."""
+
+    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None):
+        try:
+            import ray
+        except ImportError:
+            raise PyrovaeError("the ray engine needs Ray: pip install 'pyrovae[ray]' (or pip install ray), "
+                               "or use --engine local") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": _python_path()})
+            except ConnectionError as exc:
+                raise PyrovaeError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}; "
+                                   f"start one with 'ray start --head' or leave out --address") from None
+        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None) -> None:
+        from .job import run_job
+
+        ray = self.ray
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_job)
+        pending, active = list(tasks), {}
+        while pending or active:
+            while pending and len(active) < self.workers and not _past(deadline):
+                task = {"threads": 1, **pending.pop(0)}
+                active[remote.remote(task)] = task
+            if _past(deadline):
+                pending.clear()
+            if not active:
+                continue
+            ready, _ = ray.wait(list(active), num_returns=1, timeout=None)
+            for ref in ready:
+                task = active.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    outcome = _interrupted(f"Ray worker lost ({type(exc).__name__})")
+                on_done(task, outcome)
+
+
+def _python_path() -> Dict[str, str]:
+    """Workers Ray starts on this machine see the driver's PYTHONPATH (a source checkout)."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": path} if path else {}
+
+
+@ENGINES.register("local")
+def local_engine(*, workers: Optional[int] = None, address: Optional[str] = None) -> LocalEngine:
+    """worker processes on this machine, as many as cores unless --workers says otherwise"""
+    if address is not None:
+        raise PyrovaeError("--address is for --engine ray; the local engine runs on this machine")
+    return LocalEngine(workers)
+
+
+@ENGINES.register("ray")
+def ray_engine(*, workers: Optional[int] = None, address: Optional[str] = None) -> RayEngine:
+    """tasks on a Ray cluster (--address auto: the one 'ray start' made; none: a private one here)"""
+    return RayEngine(workers, address)

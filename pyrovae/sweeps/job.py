@@ -1,0 +1,202 @@
+"""One run of a sweep, as a worker carries it out: train, report, evaluate, record.
+
+The run folder is an ordinary ``pyrovae train`` run folder, written by the same functions
+(:func:`pyrovae.runs.train.train`, the training report, and ``pyrovae evaluate``'s
+:func:`~pyrovae.evaluation.evaluate.evaluate_run`). A job picks up whatever an earlier
+sitting left: finished training is not repeated, an interrupted one resumes from its last
+checkpoint, an evaluation already made with the same options is kept.
+
+Under a deadline, training goes in chunks (``chunk_epochs``, or the curve's ``every``)
+and stops at the end of the chunk in which the deadline passed; resuming chunk by chunk
+gives the same parameters as one uninterrupted run, since a checkpoint holds everything
+(parameters, optimizer, random state, early-stopping record).
+
+Besides the run's own files a job writes two: ``sweep.lock``, held while it works (so
+``--status`` can tell a running run from one whose worker died, and two sittings never
+work on one run), and ``sweep_run.json``, its outcome: ``done``, ``failed`` with the
+error's one line, or ``paused`` when the budget ran out.
+"""
+
+import fcntl
+import math
+import os
+import socket
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional
+
+import torch
+import yaml
+
+from ..errors import PyrovaeError
+from ..runs.atomic import write_json_atomic, write_text_atomic
+from ..runs.checkpoint import CHECKPOINT, load_checkpoint
+from ..runs.csvlog import append_row
+from ..spec import ExperimentSpec, load_config
+
+RUN_STATE = "sweep_run.json"
+RUN_LOCK = "sweep.lock"
+CURVE = "curve.csv"
+CURVE_COLUMNS = ["epoch", "train_seconds", "best_valid_elbo", "test_log_px", "std_error", "samples", "points"]
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/sweep.lock`` for the job's lifetime; the system drops it when the
+    worker exits, however it exits."""
+    with open(run_dir / RUN_LOCK, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PyrovaeError(f"another worker is running {run_dir}; wait for it or stop it") from None
+        yield
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a worker holds ``run_dir``'s lock now."""
+    path = Path(run_dir) / RUN_LOCK
+    if not path.exists():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
+    """Carry out one run and return its recorded outcome (also in ``sweep_run.json``).
+
+    ``task`` holds plain values so any engine can ship it: ``run_dir``, ``config`` (the
+    resolved config), ``evaluate`` (``evaluate_run`` options or ``None``), ``curve``
+    (``None`` or ``{every, num_samples, points}``), ``deadline`` (``time.time()`` seconds or
+    ``None``), ``chunk_epochs`` and ``threads`` (torch threads, ``None``: leave as is).
+    A failure is recorded with its one-line message and returned, never raised.
+    """
+    if task.get("threads"):
+        torch.set_num_threads(task["threads"])
+    run_dir = Path(task["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    outcome: Dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        with run_lock(run_dir):
+            outcome.update(_train_and_evaluate(run_dir, task))
+    except PyrovaeError as exc:
+        outcome.update(state="failed", error=str(exc).splitlines()[0])
+    except Exception as exc:  # a bug or a resource failure: one line here, the traceback in the run folder
+        outcome.update(state="failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                       f" (traceback in {run_dir / 'sweep_error.txt'})")
+        write_text_atomic(run_dir / "sweep_error.txt", traceback.format_exc())
+    outcome["sitting_seconds"] = time.time() - started
+    write_json_atomic(run_dir / RUN_STATE, outcome)
+    return outcome
+
+
+def training_progress(run_dir: Path, spec: ExperimentSpec) -> Dict[str, Any]:
+    """Epochs trained so far and whether training is over (all epochs, or early stopping)."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return {"epochs": 0, "finished": False, "stopped_early": False, "train_seconds": 0.0}
+    state = load_checkpoint(path)
+    patience = spec.train.early_stopping_patience
+    stopped = patience is not None and state["epochs_since_best"] >= patience
+    return {"epochs": int(state["epoch"]), "finished": stopped or state["epoch"] >= spec.train.epochs,
+            "stopped_early": stopped, "train_seconds": float(state["seconds"]),
+            "best_valid_elbo": float(state["best_valid_elbo"])}
+
+
+def _train_and_evaluate(run_dir: Path, task: Dict[str, Any]) -> Dict[str, Any]:
+    spec = load_config(task["config"])
+    progress = training_progress(run_dir, spec)
+    if not progress["finished"]:
+        progress = _train(run_dir, spec, task)
+        if not progress["finished"]:
+            return {"state": "paused", **progress}
+    elif not _has_training_report(run_dir):  # the worker died between the last epoch and the report
+        _write_training_report(run_dir, spec, None, progress)
+    evaluation = task.get("evaluate")
+    if evaluation is not None:
+        if _past(task.get("deadline")):
+            return {"state": "paused", **progress}
+        from ..evaluation.evaluate import evaluate_run
+
+        evaluate_run(run_dir, **evaluation)
+    return {"state": "done", "evaluate": evaluation, **progress}
+
+
+def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[str, Any]:
+    """Train chunk by chunk until finished or past the deadline; write the training report."""
+    from ..runs.train import train
+
+    curve, deadline = task.get("curve"), task.get("deadline")
+    if curve:
+        chunk = curve["every"]
+    elif deadline is not None:
+        chunk = task.get("chunk_epochs") or 1
+    else:
+        chunk = spec.train.epochs
+    progress, data, result = training_progress(run_dir, spec), None, None
+    while not progress["finished"]:
+        part = load_config(spec.to_dict())
+        part.train.epochs = min(spec.train.epochs, progress["epochs"] + chunk)
+        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data)
+        data = result.data
+        progress = training_progress(run_dir, spec)
+        if curve:
+            _record_curve_point(run_dir, result, progress, curve)
+        if _past(deadline) and not progress["finished"]:
+            return progress
+    _write_training_report(run_dir, spec, result, progress)
+    return progress
+
+
+def _has_training_report(run_dir: Path) -> bool:
+    from ..reports.markdown import REPORT
+
+    path = run_dir / REPORT
+    return path.exists() and "<!-- section: Training -->" in path.read_text()
+
+
+def _write_training_report(run_dir: Path, spec: ExperimentSpec, result, progress: Dict[str, Any]) -> None:
+    """The figures and report section ``pyrovae train`` writes, and config.yaml with the whole
+    run's epochs (training in chunks wrote each chunk's)."""
+    from ..components.datasets import load_data
+    from ..reports.training import make_figures, write_training_report
+    from ..runs.train import TrainResult, load_run
+
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    if result is None:
+        _, vae = load_run(run_dir, spec.train.device)
+        result = TrainResult(vae.train(), load_data(spec.data).limited(spec.data.train_size), run_dir,
+                             progress["epochs"], progress["best_valid_elbo"], progress["stopped_early"])
+    write_training_report(result, spec, make_figures(result))
+
+
+def _past(deadline: Optional[float]) -> bool:
+    return deadline is not None and time.time() >= deadline
+
+
+def _record_curve_point(run_dir: Path, result, progress: Dict[str, Any], curve: Dict[str, int]) -> None:
+    """Test log p(x) of the best-validation model on ``points`` evenly spaced test images
+    (the first ones would not stand for the split: MNIST's first 5000 are the cleaner half)."""
+    import pyro
+
+    from ..evaluation.marginal import log_marginal
+
+    test_x = result.data.split("test").x
+    every = torch.linspace(0, test_x.shape[0] - 1, min(curve["points"], test_x.shape[0])).round().long()
+    pyro.set_rng_seed(0)  # the next chunk restores the training random state from the checkpoint
+    estimate = log_marginal(result.vae.eval(), test_x[every].to(next(result.vae.parameters()).device),
+                            num_samples=curve["num_samples"])
+    result.vae.train()
+    n = estimate.value.shape[0]
+    append_row(run_dir / CURVE, CURVE_COLUMNS, {
+        "epoch": progress["epochs"], "train_seconds": progress["train_seconds"],
+        "best_valid_elbo": progress["best_valid_elbo"], "test_log_px": float(estimate.value.mean()),
+        "std_error": float(estimate.value.std() / math.sqrt(n)) if n > 1 else math.nan,
+        "samples": curve["num_samples"], "points": n})

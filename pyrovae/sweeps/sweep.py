@@ -1,0 +1,178 @@
+"""A sweep folder: the spec, an index of its runs, their states, sittings and results.
+
+```
+SWEEP/
+  sweep.yaml      the sweep, its base config written out in full
+  index.json      every run: folder, grid point, seed
+  runs/<point>/seed_<s>/   one ordinary run folder per grid point and seed
+  report.md, results.json, figures/   the sweep report (rewritten after each sitting)
+```
+
+The state of a run is read from its folder, never kept elsewhere: ``running`` while a
+worker holds its lock, else what its last job recorded (``done``, ``failed`` with the
+error's one line, ``paused`` when a budget ran out), ``interrupted`` when a worker died
+mid-run (a checkpoint but no record), ``pending`` when nothing was started.
+"""
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import yaml
+
+from ..errors import PyrovaeError
+from ..runs.atomic import write_json_atomic, write_text_atomic
+from ..runs.checkpoint import CHECKPOINT
+from .engines import ENGINES
+from .job import RUN_STATE, is_locked
+from .spec import RunPlan, SweepSpec, load_sweep
+
+SWEEP_FILE = "sweep.yaml"
+INDEX = "index.json"
+RUNS = "runs"
+STATES = ("done", "running", "paused", "interrupted", "failed", "pending")
+
+
+@dataclass
+class RunStatus:
+    """Where one run of a sweep stands."""
+
+    plan: RunPlan
+    state: str
+    error: Optional[str] = None
+    epochs: Optional[int] = None
+
+
+def parse_budget(text: Union[str, float, int, None]) -> Optional[float]:
+    """Seconds from ``90s``, ``30m``, ``2h``, ``1.5h`` or a number of seconds; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text).lower())
+        if not match:
+            raise PyrovaeError(f"budget '{text}' is not a time; write e.g. 90s, 30m or 2h")
+        seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if seconds <= 0:
+        raise PyrovaeError(f"budget must be positive, got {text}")
+    return seconds
+
+
+def open_sweep(sweep_dir) -> SweepSpec:
+    """The sweep stored in ``sweep_dir``."""
+    path = Path(sweep_dir) / SWEEP_FILE
+    if not path.is_file():
+        raise PyrovaeError(f"{sweep_dir} holds no sweep ({SWEEP_FILE} missing); "
+                           f"start one with 'pyrovae sweep SWEEP.yaml --out {sweep_dir}'")
+    return load_sweep(path)
+
+
+def prepare_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir) -> SweepSpec:
+    """Write the sweep spec and index into ``sweep_dir`` (new), or check that the sweep
+    already there is the same one (so starting it again continues it)."""
+    spec = source if isinstance(source, SweepSpec) else load_sweep(source)
+    sweep_dir = Path(sweep_dir)
+    if (sweep_dir / SWEEP_FILE).exists():
+        stored = open_sweep(sweep_dir)
+        if stored.to_dict() != spec.to_dict():
+            raise PyrovaeError(f"{sweep_dir} holds a different sweep ('{stored.name}'); continue it with "
+                               f"'pyrovae sweep {sweep_dir} --resume' or choose another --out folder")
+        return stored
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    write_json_atomic(sweep_dir / INDEX, {"name": spec.name, "runs": [
+        {"folder": f"{RUNS}/{p.folder}", "point": p.point, "seed": p.seed} for p in spec.runs()]})
+    return spec
+
+
+def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *, budget=None, engine: str = "local",
+              workers: Optional[int] = None, address: Optional[str] = None,
+              log: Callable[[str], None] = print) -> List[RunStatus]:
+    """Run every unfinished run of the sweep ``source`` in ``sweep_dir`` for one sitting,
+    then write the sweep report; return each run's status.
+
+    ``sweep_dir`` may already hold this sweep: finished runs are skipped, interrupted and
+    paused ones resumed from their checkpoints, failed ones tried again. ``budget`` (seconds
+    or text like ``2h``) ends the sitting: no run starts after it, running ones stop at the
+    end of their current epoch (or curve chunk) and continue in the next sitting.
+    """
+    deadline = None if budget is None else time.time() + parse_budget(budget)
+    spec = prepare_sweep(source, sweep_dir)
+    sweep_dir = Path(sweep_dir)
+    runner = ENGINES.build(engine, options={"workers": workers, "address": address}, where="--engine")
+    statuses = sweep_status(sweep_dir, spec)
+    todo = [s for s in statuses if s.state not in ("done", "running")]
+    busy = sum(s.state == "running" for s in statuses)
+    log(f"sweep {spec.name}: {len(statuses)} runs, {len(statuses) - len(todo) - busy} done, "
+        f"{busy} running elsewhere, {len(todo)} to run on {runner.workers} {engine} worker(s)")
+    tasks = [_task(spec, sweep_dir, s.plan, deadline) for s in todo]
+    for task in tasks:  # an earlier sitting's record would be mistaken for this one's
+        (Path(task["run_dir"]) / RUN_STATE).unlink(missing_ok=True)
+
+    def on_done(task: Dict[str, Any], outcome: Dict[str, Any]) -> None:
+        line = f"  {task['folder']}: {outcome['state']}"
+        if outcome.get("error"):
+            line += f": {outcome['error']}"
+        log(line)
+
+    runner.run(tasks, on_done, deadline)
+    from ..reports.sweep_report import write_sweep_report
+
+    report = write_sweep_report(sweep_dir)
+    statuses = sweep_status(sweep_dir, spec)
+    log(_summary_line(statuses) + f"; report: {report}")
+    return statuses
+
+
+def _task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
+    return {"folder": plan.folder, "run_dir": str((sweep_dir / RUNS / plan.folder).resolve()), "config": plan.config,
+            "evaluate": spec.evaluate, "curve": spec.curve, "deadline": deadline}
+
+
+def sweep_status(sweep_dir, spec: Optional[SweepSpec] = None) -> List[RunStatus]:
+    """Each run's state, read from its folder (see the module docstring)."""
+    sweep_dir = Path(sweep_dir)
+    spec = spec or open_sweep(sweep_dir)
+    return [_run_status(sweep_dir / RUNS / plan.folder, plan, spec) for plan in spec.runs()]
+
+
+def _run_status(run_dir: Path, plan: RunPlan, spec: SweepSpec) -> RunStatus:
+    if is_locked(run_dir):
+        return RunStatus(plan, "running")
+    record = _read_json(run_dir / RUN_STATE)
+    if record is not None:
+        state = record.get("state")
+        if state == "done" and record.get("evaluate") != spec.evaluate:
+            state = "paused"  # trained, but evaluated with other options (or not at all)
+        return RunStatus(plan, state, record.get("error"), record.get("epochs"))
+    if (run_dir / CHECKPOINT).exists():
+        return RunStatus(plan, "interrupted", "the worker stopped mid-run; continue with --resume")
+    return RunStatus(plan, "pending")
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _summary_line(statuses: List[RunStatus]) -> str:
+    counts = {state: sum(s.state == state for s in statuses) for state in STATES}
+    return ", ".join(f"{n} {state}" for state, n in counts.items() if n)
+
+
+def format_status(sweep_dir) -> str:
+    """``pyrovae sweep DIR --status``: counts, then one line per run that is not done."""
+    spec = open_sweep(sweep_dir)
+    statuses = sweep_status(sweep_dir, spec)
+    lines = [f"sweep {spec.name} in {sweep_dir}: {len(statuses)} runs: {_summary_line(statuses)}"]
+    for s in statuses:
+        if s.state != "done":
+            epochs = "" if s.epochs is None else f" ({s.epochs} epochs)"
+            lines.append(f"  {s.state:<11} {s.plan.folder}{epochs}" + (f": {s.error}" if s.error else ""))
+    return "\n".join(lines)

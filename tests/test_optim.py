@@ -1,0 +1,102 @@
+"""The training step's optimizer and SVI: fused Adam, gradients set to None, saved state placed
+as torch places it, and the JIT-compiled loss (the same steps as Pyro's interpreted one)."""
+
+import pyro
+import pytest
+import torch
+from conftest import tiny_overrides
+
+from pyrovae import load_config
+from pyrovae.errors import PyrovaeError
+from pyrovae.inference.estimators import ESTIMATORS, build_estimator
+from pyrovae.inference.optim import OPTIMIZERS
+from pyrovae.inference.svi import TrainingSVI
+from pyrovae.runs.train import build_vae
+
+STEPS = 5
+
+
+def _stepped(data, optimizer_options=None, estimator=None, jit=False, sizes=(100,) * STEPS, seed=0):
+    """A tiny VAE after one SVI step per minibatch size in ``sizes``; its optimizer; the losses."""
+    spec = load_config("quickstart", tiny_overrides())
+    vae = build_vae(spec, data)
+    pyro.clear_param_store()
+    optimizer = OPTIMIZERS.build("adam", options=optimizer_options or {})
+    loss = estimator or build_estimator(spec.train.estimator)
+    svi = TrainingSVI(vae, optimizer, loss, jit=jit)
+    pyro.set_rng_seed(seed)
+    losses, start = [], 0
+    with pyro.validation_enabled(False):
+        for size in sizes:
+            losses.append(svi.step(data.train.x[start:start + size], None, 0.5))
+            start += size
+    return vae, optimizer, losses
+
+
+def test_fused_and_default_adam_take_the_same_steps_up_to_rounding(mnist_data):
+    fused, _, fused_losses = _stepped(mnist_data, {"fused": True})
+    default, _, default_losses = _stepped(mnist_data, {"fused": False})
+    assert fused_losses == pytest.approx(default_losses, rel=1e-5)
+    for (name, a), b in zip(fused.named_parameters(), default.parameters()):
+        # Adam moves each parameter by about lr = 1e-3 per step: rounding differences are
+        # orders of magnitude below that
+        assert torch.allclose(a, b, rtol=0, atol=1e-5), name
+        assert not torch.equal(a, build_vae(load_config("quickstart", tiny_overrides()), mnist_data)
+                               .state_dict()[name]), f"{name} did not move"
+
+
+def test_the_default_adam_is_fused_and_gradients_are_none_after_a_step(mnist_data):
+    vae, optimizer, _ = _stepped(mnist_data)
+    assert optimizer.optimizer.param_groups[0]["fused"] is True
+    assert all(p.grad is None for p in vae.parameters())
+
+
+def test_saved_state_continues_a_fused_optimizer_exactly(mnist_data):
+    """State saved after some steps and loaded into a fresh optimizer gives the same next
+    step as the optimizer that was never interrupted, whichever implementation wrote it."""
+    spec = load_config("quickstart", tiny_overrides())
+    batches = [mnist_data.train.x[i * 50:(i + 1) * 50] for i in range(4)]
+
+    def run(first_fused, state_from=None, steps=batches):
+        vae = build_vae(spec, mnist_data) if state_from is None else state_from[0]
+        pyro.clear_param_store()
+        optimizer = OPTIMIZERS.build("adam", options={"fused": first_fused})
+        if state_from is not None:
+            optimizer.set_state(state_from[1])
+        svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator))
+        with pyro.validation_enabled(False):
+            for xb in steps:
+                svi.step(xb, None, 1.0)
+        return vae, optimizer
+
+    straight, _ = run(True)
+    half, optimizer = run(True, steps=batches[:2])
+    resumed, resumed_optimizer = run(True, state_from=(half, optimizer.get_state()), steps=batches[2:])
+    for a, b in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    step = next(iter(resumed_optimizer.optimizer.state.values()))["step"]
+    assert step.device.type == "cpu" and step.dtype == torch.float32 and step.item() == 4
+
+    default_half, default_optimizer = run(False, steps=batches[:2])  # a checkpoint from before the fused default
+    _, fused_again = run(True, state_from=(default_half, default_optimizer.get_state()), steps=batches[2:])
+    assert all(s["step"].item() == 4 for s in fused_again.optimizer.state.values())
+
+
+def test_a_fused_option_that_is_not_a_boolean_is_refused():
+    with pytest.raises(PyrovaeError, match="train.optimizer.fused must be true or false"):
+        OPTIMIZERS.build("adam", options={"fused": "yes"})
+
+
+def test_the_jit_compiled_loss_takes_the_same_steps_as_pyros_interpreted_one(mnist_data):
+    # minibatch sizes change, as at the end of an epoch: each size gets its own graph
+    sizes = (100, 100, 37, 100, 37)
+    eager, _, eager_losses = _stepped(mnist_data, sizes=sizes)
+    jitted, _, jit_losses = _stepped(mnist_data, jit=True, sizes=sizes)
+    assert jit_losses == pytest.approx(eager_losses, rel=1e-5)
+    for (name, a), b in zip(eager.named_parameters(), jitted.parameters()):
+        assert torch.allclose(a, b, rtol=0, atol=1e-5), name
+
+
+def test_jit_refuses_estimators_pyro_cannot_compile(mnist_data):
+    with pytest.raises(PyrovaeError, match="train.jit works with the pathwise and analytic_kl"):
+        _stepped(mnist_data, estimator=ESTIMATORS.build("iwae"), jit=True)
