@@ -101,6 +101,7 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
     file, a dict or an :class:`~pyrovae.spec.ExperimentSpec`; with ``resume`` a run folder)
     into the run folder ``out`` (default ``runs/<config name>``), with ``key=value``
     ``overrides`` and extra ``plugins``; write its figures and report; return the :class:`Run`."""
+    from .runs.folder import load_resume_config
     from .runs.train import train as train_loop
     from .spec import ExperimentSpec, load_config
 
@@ -112,34 +113,25 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
         if isinstance(config, dict):
             raise PyrovaeError("resume=True needs a run folder as config (or out=RUN)")
         folder = Path(out or config)
-        spec = load_config(folder, overrides, plugins)
+        spec = load_resume_config(folder, overrides, plugins)
     else:
         spec = load_config(config, overrides, plugins)
         folder = Path(out or Path("runs") / spec.name)
     if quiet:
         spec.train.progress = False
     result = train_loop(spec, folder, resume=resume)
-    _write_training_report(result, spec)
     return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
                result.data)
 
 
-def _write_training_report(result, spec) -> None:
-    from .reports.training import make_figures, write_training_report
-
-    write_training_report(result, spec, make_figures(result))
-
-
 def load(run) -> Run:
     """The :class:`Run` in the folder ``run``, its VAE with the best-validation parameters."""
-    from .runs.checkpoint import CHECKPOINT, load_checkpoint
-    from .runs.train import load_run
+    from .reports.training import result_of_folder
 
     folder = _folder(run)
-    spec, vae = load_run(folder)
-    state = load_checkpoint(folder / CHECKPOINT)
-    return Run(folder, spec, vae, state["epoch"], state["best_valid_elbo"],
-               stopped_early=state["epoch"] < spec.train.epochs)
+    spec, result = result_of_folder(folder)
+    return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
+               result.data)
 
 
 def evaluate(run, split: str = "test", num_samples: int = 5000, max_points: Optional[int] = None,

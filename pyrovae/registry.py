@@ -22,6 +22,7 @@ import contextvars
 import importlib
 import inspect
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional
 
@@ -79,8 +80,8 @@ class Registry:
         first line of the factory's docstring. A name is registered once."""
 
         def add(factory):
-            if not isinstance(name, str) or not name.isidentifier():
-                raise PyrovaeError(f"{self.kind} name {name!r} must be a word of letters, digits and _")
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+                raise PyrovaeError(f"{self.kind} name {name!r} must be a word of letters, digits, _, . and -")
             if name in self._entries:
                 raise PyrovaeError(f"{self.kind} '{name}' is already registered "
                                    f"({self._entries[name].origin}); choose another name")

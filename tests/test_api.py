@@ -8,7 +8,7 @@ import torch
 import pyrovae
 from pyrovae.cli import main
 from pyrovae.errors import PyrovaeError
-from pyrovae.evaluation.marginal import LinearGaussian
+from pyrovae.evaluation.references import LinearGaussian
 
 FAST = ["train.epochs=2", "train.progress=false", "train.device=cpu", "data.num_points=600"]
 

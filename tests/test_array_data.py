@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import mnist_test_images
 from PIL import Image
 
-from conftest import mnist_test_images
 from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError
 from pyrovae.spec import load_config

@@ -6,9 +6,9 @@ import math
 import pyro
 import pytest
 import torch
+from conftest import EXAMPLE_PLUGINS, linear_gaussian_vae
 
 import pyrovae
-from conftest import EXAMPLE_PLUGINS, linear_gaussian_vae
 from pyrovae.components import LIKELIHOODS, NETWORKS, PRIORS
 from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError

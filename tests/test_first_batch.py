@@ -3,8 +3,8 @@ with a message about the data, not the learning rate."""
 
 import numpy as np
 import pytest
-
 from conftest import mnist_test_images
+
 from pyrovae.errors import PyrovaeError
 from pyrovae.runs.train import train
 from pyrovae.spec import load_config

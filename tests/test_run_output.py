@@ -3,12 +3,11 @@
 import csv
 import sys
 
+import numpy as np
 import pytest
+from conftest import mnist_test_images, tiny_overrides
 
 import pyrovae
-import numpy as np
-
-from conftest import mnist_test_images, tiny_overrides
 from pyrovae.cli import main
 from pyrovae.errors import PyrovaeError
 
