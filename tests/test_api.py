@@ -22,7 +22,7 @@ def test_train_writes_the_folder_the_cli_writes_and_returns_a_short_summary(tmp_
     assert (tmp_path / "api" / "metrics.csv").read_text().count("\n") == 3
     text = repr(run)
     assert text.startswith(f"Run('{tmp_path / 'api'}': linear_gaussian, 2 of 2 epochs") and len(text) < 200
-    assert "tensor" not in text
+    assert "tensor" not in text + repr(run.data) and len(repr(run.data)) < 400
     # The same parameters from the same config and seed, whichever way it was trained.
     cli_run = pyrovae.load(tmp_path / "cli")
     for (name, a), (_, b) in zip(run.vae.state_dict().items(), cli_run.vae.state_dict().items()):
