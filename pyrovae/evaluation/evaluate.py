@@ -13,6 +13,7 @@ latent spaces). Results go to ``evaluation.json`` (one entry per split), the
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -293,7 +294,8 @@ def _command(args) -> None:
     try:
         summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
                                max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
-                               quadrature=args.quadrature, device=args.device, progress=not args.quiet)
+                               quadrature=args.quadrature, device=args.device,
+                               progress=not args.quiet and sys.stderr.isatty())  # no bar in a log file
     except EvaluationNotSaved as exc:  # nothing computed is lost: print all of it, then the error
         print_summary(exc.summary)
         print("full results (evaluation.json could not be written):")
