@@ -24,6 +24,11 @@ and divided by the machine's single-thread fp32 matmul rate, measured in the sam
 
     PYROVAE_DATA=../shared/data python benchmarks/training_speed.py [--repeats 5] [--jit] [--json out.json]
 
+``--profile`` instead splits a step of the hand-written VAE and of pyrovae's into the loss
+(forward pass, building the autograd graph), the backward pass, and the rest (the optimizer
+and, for pyrovae, SVI's parameter collection), by timing the three prefixes of a step the
+same interleaved way.
+
 On a machine with CUDA, ``--device cuda`` times the same steps on the GPU (wall time with a
 synchronisation at the end of each block; matmul peak measured on the GPU).
 """
@@ -106,7 +111,6 @@ def pyrovae_spec(latent, hidden, device):
 def pyrovae_before_step(data, latent, hidden, device):
     spec = pyrovae_spec(latent, hidden, device)
     vae = build_vae(spec, data)
-    pyro.clear_param_store()
     svi = SVI(vae.model, vae.guide, ZeroFilledJointOptim(torch.optim.Adam, {"lr": 1e-3}), Trace_ELBO())
     return lambda x: svi.step(x, None, 1.0)
 
@@ -114,10 +118,43 @@ def pyrovae_before_step(data, latent, hidden, device):
 def pyrovae_after_step(data, latent, hidden, device, jit=False):
     spec = pyrovae_spec(latent, hidden, device)
     vae = build_vae(spec, data)
-    pyro.clear_param_store()
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
     svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit)
     return lambda x: svi.step(x, None, 1.0)
+
+
+def step_parts(data, latent, hidden, device, jit=False):
+    """Three functions of a minibatch for pyrovae's step: the loss alone, loss and backward
+    pass, the whole step (a fresh VAE each)."""
+    spec = pyrovae_spec(latent, hidden, device)
+    vae = build_vae(spec, data)
+    optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
+    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit)
+    params = list(vae.parameters())
+
+    one = torch.ones((), device=device)
+
+    def loss(x):
+        if jit:
+            return svi.elbo.differentiable_loss(svi.model, svi.guide, x, one, size=x.shape[0])
+        return svi.elbo.differentiable_loss(vae.model, vae.guide, x, None, 1.0)
+
+    def backward(x):
+        loss(x).backward()
+        for p in params:
+            p.grad = None
+    return {"loss": loss, "loss + backward": backward, "step": lambda x: svi.step(x, None, 1.0)}
+
+
+def handwritten_parts(data, latent, hidden, device):
+    vae = HandWrittenVAE(data.train.x.mean(0), hidden, latent).to(device)
+    step = handwritten_step(data, latent, hidden, device)
+
+    def backward(x):
+        vae.negative_elbo(x).backward()
+        for p in vae.parameters():
+            p.grad = None
+    return {"loss": vae.negative_elbo, "loss + backward": backward, "step": step}
 
 
 def step_matmul_flops(latent, hidden, batch, pixels=784):
@@ -145,69 +182,122 @@ def clock(device):
     return time.process_time()
 
 
+def interleaved(steps: dict, batches, repeats: int, block: int, scopes: dict) -> dict:
+    """CPU time per call of each function in ``steps``: blocks of ``block`` calls, the
+    functions taking turns (the order rotating from repeat to repeat), each block in its
+    contender's own Pyro parameter store."""
+    device = batches[0].device
+    times = {name: [] for name in steps}
+    names = list(steps)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            with pyro.get_param_store().scope(scopes[name]):
+                started = clock(device)
+                for i in range(block):
+                    steps[name](batches[(r * block + i) % len(batches)])
+                times[name].append((clock(device) - started) / block)
+    return times
+
+
+def prepared(builders: dict, data, latent, hidden, batch, device, block_seconds):
+    """The built functions (warmed up), each with its contender's parameter store (Pyro
+    registers parameters by name, and every contender's VAE has the same names), the
+    minibatches, and a block length of about ``block_seconds`` of the first function."""
+    batches = [data.train.x[i * batch:(i + 1) * batch].to(device) for i in range(data.train.x.shape[0] // batch)]
+    steps, scopes = {}, {}
+    for name, build in builders.items():
+        torch.manual_seed(0)
+        with pyro.get_param_store().scope() as scope:
+            built = build(data, latent, hidden, device)
+            for part, fn in (built.items() if isinstance(built, dict) else [(None, built)]):
+                steps[name if part is None else f"{name}: {part}"] = fn
+                scopes[name if part is None else f"{name}: {part}"] = scope
+                for xb in batches[:5]:  # warm-up (and the JIT's compilation)
+                    fn(xb)
+    first = next(iter(steps.values()))
+    started = clock(device)
+    for xb in batches[:5]:
+        first(xb)
+    block = max(3, round(block_seconds / max((clock(device) - started) / 5, 1e-6)))
+    return steps, batches, block, scopes
+
+
+def profile(args, data, device) -> dict:
+    """Medians of the three prefixes of a step (see the module docstring), per setup."""
+    builders = {"handwritten": handwritten_parts, "pyrovae": step_parts}
+    if args.jit:
+        builders["pyrovae_jit"] = lambda *a: step_parts(*a, jit=True)
+    results = {}
+    for label, latent, hidden, batch in SETUPS:
+        if batch == 1000:
+            continue
+        steps, batches, block, scopes = prepared(builders, data, latent, hidden, batch, device, args.block_seconds / 3)
+        times = interleaved(steps, batches, args.repeats, block, scopes)
+        medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+        results[label] = {}
+        print(f"{label} (ms per step, medians):", flush=True)
+        for name in builders:
+            loss, backward, step = (medians[f"{name}: {part}"] for part in ("loss", "loss + backward", "step"))
+            results[label][name] = {"loss_ms": loss, "backward_ms": backward - loss, "rest_ms": step - backward,
+                                    "step_ms": step}
+            print(f"  {name:<12} loss {loss:6.2f}  backward {backward - loss:6.2f}  optimizer and rest "
+                  f"{step - backward:6.2f}  step {step:6.2f}", flush=True)
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.4, help="CPU seconds per timed block")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jit", action="store_true", help="also time train.jit=true")
+    parser.add_argument("--profile", action="store_true", help="split steps into loss, backward and the rest")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
     data = load_data(load_config("quickstart").data)
-    peak = matmul_peak(device)
+    machine = (f"{platform.processor() or platform.machine()}, 1 torch thread, torch {torch.__version__}, "
+               f"pyro {pyro.__version__}, {device}")
+    with pyro.validation_enabled(False):
+        if args.profile:
+            result = {"machine": machine, "repeats": args.repeats, "profile": profile(args, data, device)}
+        else:
+            result = {"machine": machine, "repeats": args.repeats, **compare(args, data, device)}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
 
+
+def compare(args, data, device) -> dict:
+    """The table: per-step CPU time of every contender, ratios and shares of matmul peak."""
+    peak = matmul_peak(device)
     contenders = {"handwritten": handwritten_step, "pyrovae_before": pyrovae_before_step,
                   "pyrovae_after": pyrovae_after_step}
     if args.jit:
         contenders["pyrovae_jit"] = lambda *a: pyrovae_after_step(*a, jit=True)
     results = {}
-    with pyro.validation_enabled(False):
-        for label, latent, hidden, batch in SETUPS:
-            batches = [data.train.x[i * batch:(i + 1) * batch].to(device) for i in range(data.train.x.shape[0] // batch)]
-            steps = {}
-            for name, build in contenders.items():
-                torch.manual_seed(0)
-                steps[name] = build(data, latent, hidden, device)
-                for xb in batches[:5]:  # warm-up (and the JIT's compilation)
-                    steps[name](xb)
-            started = clock(device)
-            for xb in batches[:5]:
-                steps["handwritten"](xb)
-            block = max(3, round(args.block_seconds / max((clock(device) - started) / 5, 1e-6)))
-            times = {name: [] for name in contenders}
-            names = list(contenders)
-            for r in range(args.repeats):
-                for name in names[r % len(names):] + names[:r % len(names)]:
-                    started = clock(device)
-                    for i in range(block):
-                        steps[name](batches[(r * block + i) % len(batches)])
-                    times[name].append((clock(device) - started) / block)
-            flops = step_matmul_flops(latent, hidden, batch)
-            base = statistics.median(times["handwritten"])
-            results[label] = {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t),
-                                     "ratio_median": statistics.median(t) / base,
-                                     "ratio_min": min(t) / min(times["handwritten"]),
-                                     "share_of_peak": flops / statistics.median(t) / peak}
-                              for name, t in times.items()}
-            print(f"{label} ({block} steps per block, {flops / 1e9:.3f} GFLOP per step):", flush=True)
-            for name, row in results[label].items():
-                print(f"  {name:<15} min {row['min_ms']:7.2f} ms  median {row['median_ms']:7.2f} ms  "
-                      f"ratio {row['ratio_min']:.2f} / {row['ratio_median']:.2f}  "
-                      f"{100 * row['share_of_peak']:.0f}% of peak", flush=True)
+    for label, latent, hidden, batch in SETUPS:
+        steps, batches, block, scopes = prepared(contenders, data, latent, hidden, batch, device, args.block_seconds)
+        times = interleaved(steps, batches, args.repeats, block, scopes)
+        flops = step_matmul_flops(latent, hidden, batch)
+        base = statistics.median(times["handwritten"])
+        results[label] = {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t),
+                                 "ratio_median": statistics.median(t) / base,
+                                 "ratio_min": min(t) / min(times["handwritten"]),
+                                 "share_of_peak": flops / statistics.median(t) / peak}
+                          for name, t in times.items()}
+        print(f"{label} ({block} steps per block, {flops / 1e9:.3f} GFLOP per step):", flush=True)
+        for name, row in results[label].items():
+            print(f"  {name:<15} min {row['min_ms']:7.2f} ms  median {row['median_ms']:7.2f} ms  "
+                  f"ratio {row['ratio_min']:.2f} / {row['ratio_median']:.2f}  "
+                  f"{100 * row['share_of_peak']:.0f}% of peak", flush=True)
     peak = max(peak, matmul_peak(device))
-    for label, rows in results.items():  # shares against the better of the two peak measurements
-        flops = step_matmul_flops(*next((lt, h, b) for lab, lt, h, b in SETUPS if lab == label))
-        for row in rows.values():
-            row["share_of_peak"] = flops / (row["median_ms"] / 1e3) / peak
-    result = {"machine": f"{platform.processor() or platform.machine()}, 1 torch thread, torch {torch.__version__}, "
-                         f"pyro {pyro.__version__}, {device}",
-              "matmul_peak_gflops": peak / 1e9, "repeats": args.repeats, "setups": results}
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    for (label, latent, hidden, batch) in SETUPS:  # shares against the better of the two peak measurements
+        for row in results[label].values():
+            row["share_of_peak"] = step_matmul_flops(latent, hidden, batch) / (row["median_ms"] / 1e3) / peak
+    return {"matmul_peak_gflops": peak / 1e9, "setups": results}
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ def _inputs(script: Path):
 def _digest(script: Path) -> str:
     """What a script's outputs depend on: its source and what it reads (for a chapter the
     shared course module and the whole package; for the quality report its results)."""
-    h = hashlib.sha256(f"quick={quick()}".encode())
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))  # a chapter may link a page that exists
+    h = hashlib.sha256(f"quick={quick()} pages={pages}".encode())
     for path in _inputs(script):
         h.update(str(path.relative_to(ROOT)).encode())
         h.update(path.read_bytes())

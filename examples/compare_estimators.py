@@ -9,6 +9,7 @@ first 1000 validation images (evaluation time is not counted). ELBO against step
 the estimators per gradient, ELBO against seconds per unit of compute.
 
     PYROVAE_DATA=../shared/data python examples/compare_estimators.py --steps 1000 --seconds 20 --out runs/compare
+    PYROVAE_DATA=../shared/data python examples/compare_estimators.py --quick --out runs/compare-quick   # seconds
 """
 
 import argparse
@@ -25,20 +26,20 @@ from pyrovae.components.datasets import load_data
 from pyrovae.inference.elbo import split_elbo
 from pyrovae.inference.estimators import ESTIMATORS, build_estimator
 from pyrovae.inference.optim import OPTIMIZERS
-from pyrovae.lab.variance import initial_vae
-from pyrovae.reports.plots import plt
+from pyrovae.reports.plots import pyplot
+from pyrovae.runs.train import build_vae
 
 VALIDATION_POINTS = 1000
 
 
-def train_with(name: str, data, steps: int, seconds: float, eval_every: int):
+def train_with(name: str, data, steps: int, seconds: float, eval_every: int, points: int = VALIDATION_POINTS):
     """(step, training seconds, validation ELBO) rows of one estimator's run."""
     spec = load_config("quickstart", [f"train.estimator.name={name}", "train.device=cpu"])
-    vae = initial_vae(spec, data)
+    vae = build_vae(spec, data)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
     pyro.clear_param_store()
     svi = SVI(vae.model, vae.guide, optimizer, build_estimator(spec.train.estimator))
-    valid = data.valid.x[:VALIDATION_POINTS]
+    valid = data.valid.x[:points]
     x, batch = data.train.x, spec.train.batch_size
     order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(spec.seed))
     rows, step, elapsed = [(0, 0.0, split_elbo(vae, valid))], 0, 0.0
@@ -54,14 +55,15 @@ def train_with(name: str, data, steps: int, seconds: float, eval_every: int):
     return rows
 
 
-def plot(curves: dict, steps: int, seconds: float, path: Path) -> None:
+def plot(curves: dict, steps: int, seconds: float, path: Path, points: int = VALIDATION_POINTS) -> None:
+    plt = pyplot()
     fig, (by_step, by_time) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for name, rows in curves.items():
         by_step.plot(*zip(*[(s, e) for s, _, e in rows if s <= steps]), label=name)
         by_time.plot(*zip(*[(t, e) for s, t, e in rows if t <= seconds or s == 0]), label=name)
     by_step.set_xlabel("training steps")
     by_time.set_xlabel("training seconds")
-    by_step.set_ylabel(f"validation ELBO ({VALIDATION_POINTS} images, nats)")
+    by_step.set_ylabel(f"validation ELBO ({points} images, nats)")
     start = next(iter(curves.values()))[0][2]  # every run starts from the same parameters
     best = max(e for rows in curves.values() for _, _, e in rows)
     for ax in (by_step, by_time):
@@ -82,14 +84,19 @@ def main():
     parser.add_argument("--out", default="runs/compare")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: steady timings on a machine others share)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smallest settings (4 steps, no time budget, 100 validation images): what the tests run")
     args = parser.parse_args()
+    points = VALIDATION_POINTS
+    if args.quick:
+        args.steps, args.seconds, args.eval_every, points = 4, 0.0, 2, 100
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(load_config("quickstart").data)
     curves = {}
     for name in args.estimators.split(","):
-        curves[name] = train_with(name, data, args.steps, args.seconds, args.eval_every)
+        curves[name] = train_with(name, data, args.steps, args.seconds, args.eval_every, points)
         at_steps = next(e for s, _, e in reversed(curves[name]) if s <= args.steps)
         at_time = next(e for _, t, e in reversed(curves[name]) if t <= args.seconds)
         print(f"{name:<20} ELBO {at_steps:8.2f} after {args.steps} steps, {at_time:8.2f} after "
@@ -98,7 +105,7 @@ def main():
         writer = csv.writer(f)
         writer.writerow(["estimator", "step", "seconds", "valid_elbo"])
         writer.writerows([name, *row] for name, rows in curves.items() for row in rows)
-    plot(curves, args.steps, args.seconds, out / "compare_estimators.png")
+    plot(curves, args.steps, args.seconds, out / "compare_estimators.png", points)
     print(f"figure: {out / 'compare_estimators.png'}; curves: {out / 'curves.csv'}")
 
 

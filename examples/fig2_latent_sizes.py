@@ -7,6 +7,7 @@ few epochs per latent size, which is enough to see the ordering appear: more lat
 dimensions reach a better bound, and the bound keeps improving with more data seen.
 
     PYROVAE_DATA=../shared/data python examples/fig2_latent_sizes.py --epochs 5 --out runs/fig2
+    PYROVAE_DATA=../shared/data python examples/fig2_latent_sizes.py --quick --out runs/fig2-quick   # seconds
 """
 
 import argparse
@@ -28,13 +29,18 @@ def main():
     parser.add_argument("--latent-sizes", default="3,5,10,20")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", default="runs/fig2")
+    parser.add_argument("--quick", action="store_true",
+                        help="smallest settings (latent sizes 3 and 5, one epoch on 500 training images): what the tests run")
     args = parser.parse_args()
+    extra = []
+    if args.quick:
+        args.latent_sizes, args.epochs, extra = "3,5", 1, ["data.train_size=500"]
     out = Path(args.out)
     data = None
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for size in map(int, args.latent_sizes.split(",")):
         spec = load_config("mnist_aevb", [f"model.latent_dim={size}", f"train.epochs={args.epochs}",
-                                          "train.progress=false"])
+                                          "train.progress=false", *extra])
         data = data or load_data(spec.data)
         run = out / f"latent_{size}"
         result = train(spec, run, resume=(run / "checkpoint.pt").exists(), data=data)

@@ -119,19 +119,21 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
         folder = Path(out or Path("runs") / spec.name)
     if quiet:
         spec.train.progress = False
-    result = train_loop(spec, folder, resume=resume)
+    result = train_loop(spec, folder, resume=resume)  # writes the figures and report too
     return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
                result.data)
 
 
 def load(run) -> Run:
     """The :class:`Run` in the folder ``run``, its VAE with the best-validation parameters."""
-    from .reports.training import result_of_folder
+    from .runs.checkpoint import CHECKPOINT, load_checkpoint
+    from .runs.train import load_run
 
     folder = _folder(run)
-    spec, result = result_of_folder(folder)
-    return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
-               result.data)
+    spec, vae = load_run(folder)
+    state = load_checkpoint(folder / CHECKPOINT)
+    return Run(folder, spec, vae, state["epoch"], state["best_valid_elbo"],
+               stopped_early=state["epoch"] < spec.train.epochs)
 
 
 def evaluate(run, split: str = "test", num_samples: int = 5000, max_points: Optional[int] = None,

@@ -20,6 +20,7 @@ COMMAND_MODULES: List[str] = [
     "pyrovae.sweeps.command",
     "pyrovae.reports.rebuild",
     "pyrovae.reproduce",
+    "pyrovae.evaluation.posterior_command",
 ]
 
 

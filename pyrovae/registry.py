@@ -61,6 +61,8 @@ class Entry:
         }
 
 
+NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # names of registered parts, as written in configs
+
 class Registry:
     """Named factories of one family of components (``kind`` names it in messages).
 
@@ -80,8 +82,9 @@ class Registry:
         first line of the factory's docstring. A name is registered once."""
 
         def add(factory):
-            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
-                raise PyrovaeError(f"{self.kind} name {name!r} must be a word of letters, digits, _, . and -")
+            if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+                raise PyrovaeError(f"{self.kind} name {name!r} must start with a letter and hold only "
+                                   f"letters, digits, _ and -")
             if name in self._entries:
                 raise PyrovaeError(f"{self.kind} '{name}' is already registered "
                                    f"({self._entries[name].origin}); choose another name")

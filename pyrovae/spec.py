@@ -75,8 +75,8 @@ class TrainSpec:
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
     optimizer's ``lr`` by epoch; ``jit`` compiles the loss with Pyro's JIT
-    (``pathwise`` and ``analytic_kl`` estimators; see :mod:`pyrovae.inference.svi`);
-    ``log: tensorboard`` also logs to TensorBoard (beside metrics.csv, which is always written)."""
+    (the ``pathwise`` estimator; see :mod:`pyrovae.inference.svi`); ``log: tensorboard`` also
+    logs to TensorBoard (beside metrics.csv, which is always written)."""
 
     epochs: int = 10
     batch_size: int = 100

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import tiny_overrides
 
 from pyrovae import load_config
@@ -47,31 +48,35 @@ def test_the_vamp_and_mog_priors_add_500_pseudo_inputs_or_components():
     assert mog.prior.locs.shape == (500, 40)
 
 
-def test_a_reproduction_resumes_across_sittings_and_records_its_results(tmp_path, mnist_data, monkeypatch):
-    reproduce = _script("reproduce")
-    monkeypatch.setattr(reproduce, "load_data", lambda spec: mnist_data)
-    monkeypatch.setattr(reproduce, "RESULTS", tmp_path / "results")
-    overrides = tiny_overrides(**{"train.epochs": 3})
-    run = tmp_path / "quickstart"
+def test_a_reproduction_resumes_across_sittings_and_records_its_results(tmp_path):
+    """The built-in quality sweeps' mechanism on a tiny config: a sitting cut short by its
+    budget records curve points and a paused run; the next finishes, evaluates and records."""
+    from pyrovae.sweeps import load_sweep, sweep_status
+    from pyrovae.sweeps.job import run_job
+    from pyrovae.sweeps.sweep import job_task, prepare_sweep
 
-    # A budget of zero minutes still trains one chunk; the next sitting resumes.
-    reproduce.train_for("quickstart", run, 0.0, 2, 20, 50, overrides)
+    reproduce = _script("reproduce")
+    assert load_sweep(reproduce.sweep_name("mnist_vae_standard")).curve == {"every": 10, "num_samples": 500,
+                                                                            "points": 1000}
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in tiny_overrides(**{"train.epochs": 3}))}
+    sweep = prepare_sweep({"name": "quality_quickstart", "base": "quickstart", "set": overrides, "seeds": [0],
+                           "evaluate": {"num_samples": 20}, "curve": {"every": 2, "num_samples": 20, "points": 50}},
+                          tmp_path / "quickstart")
+    plan = sweep.runs()[0]
+    assert run_job(job_task(sweep, tmp_path / "quickstart", plan, deadline=0.0))["state"] == "paused"
+    assert sweep_status(tmp_path / "quickstart")[0].state == "paused"
+    run = tmp_path / "quickstart" / "runs" / plan.folder
     assert load_checkpoint(run)["epoch"] == 2
-    reproduce.train_for("quickstart", run, 0.0, 2, 20, 50, overrides)
-    status = json.loads((run / "status.json").read_text())
-    assert status["finished"] and status["epochs"] == 3 and not status["stopped_early"]
+    assert run_job(job_task(sweep, tmp_path / "quickstart", plan, deadline=None))["state"] == "done"
     with open(run / "curve.csv", newline="") as f:
         curve = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in curve] == [2, 3]
     assert all(float(r["test_log_px"]) < 0 and int(r["points"]) == 50 for r in curve)
-    reproduce.train_for("quickstart", run, 10.0, 2, 20, 50, overrides)  # finished: nothing more
-    assert load_checkpoint(run)["epoch"] == 3
+    assert float(curve[1]["wall_seconds"]) > float(curve[0]["wall_seconds"])
 
-    monkeypatch.setattr("pyrovae.evaluation.evaluate.load_data", lambda spec: mnist_data)
-    path = reproduce.finalize("quickstart", run, num_samples=20)
-    record = json.loads(path.read_text())
-    assert record["epochs"] == 3 and record["finished"]
-    assert record["test"]["num_points"] == mnist_data.test.x.shape[0] and record["test"]["num_samples"] == 20
+    record = json.loads(reproduce.record("quickstart", tmp_path / "quickstart", tmp_path / "results").read_text())
+    assert record["epochs"] == 3 and record["finished"] and record["config_epochs"] == 3
+    assert record["test"]["num_points"] == 10000 and record["test"]["num_samples"] == 20
     assert record["test"]["log_marginal"]["mean"] >= record["test"]["iwae"][0]["mean"]  # IWAE_20 >= IWAE_1
     assert [row["epoch"] for row in record["curve"]] == [2.0, 3.0]
 

@@ -1,5 +1,5 @@
 """Write the reproduction table and the curve figure into the docs from the results that
-``reproduce.py --final`` recorded.
+``reproduce.py --record`` recorded.
 
     python3 benchmarks/quality/report.py              # the docs section
     python3 benchmarks/quality/report.py --out DIR    # only the figure, into DIR
@@ -75,8 +75,9 @@ def section(results: list) -> str:
     sources = "\n".join(f"- `{r['config']}`: {PUBLISHED[r['config']].source}" for r in results
                         if r["config"] in PUBLISHED)
     return f"""Each built-in config below reproduces a published setup (its comments cite the paper).
-`benchmarks/quality/reproduce.py CONFIG --minutes M` trains it in resumable sittings, and
-`--final` evaluates the best-validation parameters on the whole test split: log p(x) in nats
+`benchmarks/quality/reproduce.py CONFIG --budget TIME` trains it in resumable sittings of the
+built-in sweep `quality_CONFIG` ([sweeps](sweeps.md)), which at the end (or `--record` at any
+point) evaluates the best-validation parameters on the whole test split: log p(x) in nats
 per image is the mean over test images of the importance-sampled estimate with K = 5000
 samples from the guide (IWAE_5000, as in both papers), ± its standard error over images.
 `benchmarks/quality/report.py` writes this section from `benchmarks/quality/results/`.
@@ -121,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     results = load_results()
     if not results:
-        raise SystemExit(f"no results in {HERE / 'results'}; run reproduce.py CONFIG --final first")
+        raise SystemExit(f"no results in {HERE / 'results'}; run reproduce.py CONFIG --record first")
     if args.out:
         curve_figure(results, Path(args.out) / "quality_curves.png")
         return

@@ -1,168 +1,89 @@
-"""Train a built-in config towards its published test log-likelihood, resumably, and
-evaluate it the way the papers do.
+"""Reproduce a published test log-likelihood through its built-in sweep, and record it.
 
-    python3 benchmarks/quality/reproduce.py mnist_vae_standard --minutes 40
-    python3 benchmarks/quality/reproduce.py mnist_vae_standard --final
+    python3 benchmarks/quality/reproduce.py mnist_vae_standard --budget 40m   # one sitting
+    python3 benchmarks/quality/reproduce.py mnist_vae_standard --record       # results/CONFIG.json
 
-Training runs in chunks of ``--chunk-epochs`` epochs in ``RUNS/CONFIG`` (outside the
-repository by default; checkpoints are not committed). After each chunk the best-validation
-model's test log-likelihood is estimated cheaply (``--curve-samples`` importance samples on
-``--curve-points`` evenly spaced test images) and appended to ``curve.csv``: the curve of test
-log-likelihood against epochs. A sitting stops when the config's epochs are done, early
-stopping fires, or at the end of the chunk in which ``--minutes`` ran out; the next sitting
-resumes exactly where it left off.
+Each published setup is a built-in sweep ``quality_CONFIG`` (``pyrovae/sweeps/builtin/``): the
+built-in config with one seed, a curve point every 10 epochs (test log p(x) with K = 500
+importance samples on 1000 evenly spaced test images, in the run folder's ``curve.csv``), and,
+when training ends (all epochs or early stopping), K = 5000 samples on the whole test split
+(``pyrovae evaluate``). A sitting is ``pyrovae sweep quality_CONFIG --out RUNS/CONFIG --budget
+TIME``: it stops at the end of the curve chunk in which the budget ran out, and the next
+sitting resumes exactly where it left off.
 
-``--final`` evaluates the best-validation model with K = 5000 importance samples on the whole
-test split (``pyrovae evaluate``) and records the result, the curve and the time spent in
-``benchmarks/quality/results/CONFIG.json``, from which ``table.py`` writes the table in
-``docs/benchmarks.md``. It can be run at any point: a run cut short by the budget is then
-recorded as such.
+``--record`` writes the result, the curve and the time spent to
+``benchmarks/quality/results/CONFIG.json``, from which ``report.py`` writes the table in
+``docs/benchmarks.md``. It can be run at any point: a run cut short is first evaluated the
+same way (K = 5000, whole test split) and recorded as cut short.
 """
 
 import argparse
-import csv
 import json
-import math
-import time
 from pathlib import Path
-from typing import Tuple
 
-import pyro
-import torch
-
-from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError
-from pyrovae.evaluation.evaluate import evaluate_run
-from pyrovae.evaluation.importance import log_marginal
-from pyrovae.runs.checkpoint import CHECKPOINT, load_checkpoint
-from pyrovae.runs.csvlog import append_row
-from pyrovae.runs.train import train
+from pyrovae.evaluation.evaluate import EVALUATION, evaluate_run
+from pyrovae.runs.files import write_atomic
 from pyrovae.spec import load_config
+from pyrovae.sweeps import load_sweep, run_folder, run_sweep, sweep_status
+from pyrovae.sweeps.job import read_curve, training_progress
+from pyrovae.sweeps.sweep import open_sweep
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STATUS = "status.json"
-CURVE = "curve.csv"
-CURVE_COLUMNS = ["epoch", "train_seconds", "wall_seconds", "best_valid_elbo", "test_log_px", "std_error",
-                 "samples", "points"]
 
 
-def train_for(config: str, run_dir: Path, minutes: float, chunk_epochs: int, curve_samples: int,
-              curve_points: int, overrides) -> None:
-    """Train ``config`` in ``run_dir`` chunk by chunk until it is finished or ``minutes``
-    have passed (at least one chunk), recording a curve point after each chunk."""
-    spec = load_config(config, overrides)
-    spec.train.progress = False
-    data = load_data(spec.data)
-    status = _read_status(run_dir)
-    previous_wall = status.get("wall_seconds", 0.0)
-    deadline = time.monotonic() + 60 * minutes
-    done, _ = _progress(run_dir)
-    while not status["finished"]:
-        started = time.monotonic()
-        chunk = load_config(spec.to_dict())
-        chunk.train.epochs = min(spec.train.epochs, done + chunk_epochs)
-        result = train(chunk, run_dir, resume=done > 0, data=data)
-        done = result.epochs_done
-        status = {"finished": result.stopped_early or result.epochs_done >= spec.train.epochs,
-                  "stopped_early": result.stopped_early, "epochs": result.epochs_done,
-                  "config_epochs": spec.train.epochs}
-        point = _curve_point(result.vae, data.split("test").x, curve_samples, curve_points)
-        status["wall_seconds"] = previous_wall + time.monotonic() - started
-        previous_wall = status["wall_seconds"]
-        append_row(run_dir / CURVE, CURVE_COLUMNS, {
-            "epoch": result.epochs_done, "train_seconds": _progress(run_dir)[1],
-            "wall_seconds": status["wall_seconds"], "best_valid_elbo": result.best_valid_elbo, **point})
-        (run_dir / STATUS).write_text(json.dumps(status, indent=2) + "\n")
-        print(f"{config}: epoch {result.epochs_done}, best valid ELBO {result.best_valid_elbo:.2f}, "
-              f"test log p(x) ~ {point['test_log_px']:.2f} (K={curve_samples}, {point['points']} images)",
-              flush=True)
-        if time.monotonic() >= deadline:
-            break
+def sweep_name(config: str) -> str:
+    return f"quality_{config}"
 
 
-def _curve_point(vae, test_x: torch.Tensor, samples: int, points: int) -> dict:
-    # Evenly spaced images stand for the whole split; the first ones would not (MNIST's
-    # first 5000 test digits are the cleaner half).
-    every = torch.linspace(0, test_x.shape[0] - 1, min(points, test_x.shape[0])).round().long()
-    pyro.set_rng_seed(0)
-    estimate = log_marginal(vae.eval(), test_x[every], num_samples=samples)
-    vae.train()
-    n = estimate.value.shape[0]
-    return {"test_log_px": float(estimate.value.mean()), "std_error": float(estimate.value.std() / math.sqrt(n)),
-            "samples": samples, "points": n}
-
-
-def finalize(config: str, run_dir: Path, num_samples: int) -> Path:
-    """Evaluate with ``num_samples`` on the full test split and write the results file."""
-    summary = evaluate_run(run_dir, "test", num_samples=num_samples, progress=True)
-    status = _read_status(run_dir)
-    epochs, train_seconds = _progress(run_dir)
-    record = {
+def record(config: str, sweep_dir: Path, results: Path = RESULTS) -> Path:
+    """Write ``results/CONFIG.json`` from the run folder of the sweep in ``sweep_dir``,
+    evaluating it first if its training was cut short."""
+    spec = open_sweep(sweep_dir)
+    run_dir = run_folder(sweep_dir, {}, spec.seeds[0])
+    planned = load_config(spec.runs()[0].config)  # config.yaml of a run cut short names its last chunk's epochs
+    progress = training_progress(run_dir, planned)
+    status = sweep_status(sweep_dir, spec)[0]
+    if status.state == "done":  # trained to the end and evaluated by the sweep
+        summary = json.loads((run_dir / EVALUATION).read_text())[spec.evaluate["split"]]
+    else:  # cut short: evaluated the same way now
+        summary = evaluate_run(run_dir, **spec.evaluate)
+    curve = read_curve(run_dir)
+    state = json.loads((run_dir / "sweep_run.json").read_text()) if (run_dir / "sweep_run.json").exists() else {}
+    result = {
         "config": config,
-        "epochs": epochs,
-        "config_epochs": status.get("config_epochs"),
-        "stopped_early": status.get("stopped_early", False),
-        "finished": status["finished"],
-        "train_seconds": train_seconds,
-        "wall_seconds": status.get("wall_seconds"),
+        "epochs": progress["epochs"],
+        "config_epochs": planned.train.epochs,
+        "stopped_early": progress["stopped_early"],
+        "finished": progress["finished"],
+        "train_seconds": progress["train_seconds"],
+        "wall_seconds": curve[-1]["wall_seconds"] if curve else None,
         "evaluate_seconds": summary["seconds"],
-        "threads": torch.get_num_threads(),
+        "threads": state.get("threads"),
         "test": {key: summary[key] for key in ("num_points", "num_samples", "log_marginal", "iwae", "elbo",
                                                "bits_per_dim", "active_units")},
-        "curve": _read_curve(run_dir),
+        "curve": curve,
     }
-    record["test"]["active_units"] = {k: v for k, v in record["test"]["active_units"].items() if k != "variances"}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{config}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
-
-
-def _progress(run_dir: Path) -> Tuple[int, float]:
-    """Epochs trained and seconds spent in training epochs, from the run's checkpoint."""
-    path = run_dir / CHECKPOINT
-    if not path.exists():
-        return 0, 0.0
-    state = load_checkpoint(path)
-    return state["epoch"], float(state["seconds"])
-
-
-def _read_status(run_dir: Path) -> dict:
-    path = run_dir / STATUS
-    return json.loads(path.read_text()) if path.exists() else {"finished": False}
-
-
-def _read_curve(run_dir: Path) -> list:
-    path = run_dir / CURVE
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    result["test"]["active_units"] = {k: v for k, v in result["test"]["active_units"].items() if k != "variances"}
+    results.mkdir(exist_ok=True)
+    out = results / f"{config}.json"
+    return write_atomic(out, json.dumps(result, indent=2) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("config", help="built-in config name or config file")
+    parser.add_argument("config", help="a built-in config with a published result, e.g. mnist_vae_standard")
     parser.add_argument("--runs", type=Path, default=Path("../runs/quality"),
-                        help="folder holding one run folder per config (default: ../runs/quality)")
-    parser.add_argument("--minutes", type=float, default=60.0, help="training time for this sitting")
-    parser.add_argument("--chunk-epochs", type=int, default=10, help="epochs between curve points")
-    parser.add_argument("--curve-samples", type=int, default=500)
-    parser.add_argument("--curve-points", type=int, default=1000)
-    parser.add_argument("--final", action="store_true", help="evaluate with K = --num-samples on the full test split")
-    parser.add_argument("--num-samples", type=int, default=5000)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+                        help="folder holding one sweep folder per config (default: ../runs/quality)")
+    parser.add_argument("--budget", default="60m", help="training time for this sitting (default 60m)")
+    parser.add_argument("--record", action="store_true", help="write results/CONFIG.json from the run")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_dir = args.runs / Path(args.config).stem
+    sweep_dir = args.runs / args.config
     try:
-        if args.final:
-            print(f"wrote {finalize(args.config, run_dir, args.num_samples)}")
+        if args.record:
+            print(f"wrote {record(args.config, sweep_dir)}")
         else:
-            train_for(args.config, run_dir, args.minutes, args.chunk_epochs, args.curve_samples, args.curve_points,
-                      args.overrides)
+            run_sweep(load_sweep(sweep_name(args.config)), sweep_dir, budget=args.budget, workers=1)
     except PyrovaeError as error:
         raise SystemExit(f"reproduce.py: error: {error}") from None
 

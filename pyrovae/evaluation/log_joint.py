@@ -56,13 +56,34 @@ def site_log_probs(trace) -> Tuple[torch.Tensor, torch.Tensor]:
     return observed, latent
 
 
-def log_joint(vae, x, y, z) -> torch.Tensor:
-    """``log p(x, z)`` at given latent points ``z`` of shape ``(S, points, latent_dim)``:
-    the model's trace conditioned on z, shape ``(S, points)``, float64."""
+def log_prior_and_likelihood(vae, x, y, z) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``log p(z)`` and ``log p(x|z)`` at given latent points ``z`` of shape
+    ``(S, points, latent_dim)``, from the model's trace conditioned on z: two
+    ``(S, points)`` float64 tensors. Differentiable in ``z`` when gradients are enabled."""
     with pyro.plate(SAMPLE_PLATE, z.shape[0], dim=-2):
         model = poutine.trace(poutine.condition(vae.model, data={LATENT_SITE: z})).get_trace(x, y)
-    log_likelihood, log_prior = site_log_probs(model)
-    return log_likelihood + log_prior
+    model.compute_log_prob(lambda name, site: not site_is_subsample(site))
+    log_prior = log_likelihood = 0.0
+    for name, site in model.nodes.items():
+        if site["type"] == "sample" and not site_is_subsample(site):
+            if name == LATENT_SITE:
+                log_prior = log_prior + site["log_prob"].double()
+            else:
+                log_likelihood = log_likelihood + site["log_prob"].double()
+    return log_prior, log_likelihood
+
+
+def log_joint(vae, x, y, z) -> torch.Tensor:
+    """``log p(x, z)`` at given latent points ``z`` of shape ``(S, points, latent_dim)``:
+    shape ``(S, points)``, float64."""
+    log_prior, log_likelihood = log_prior_and_likelihood(vae, x, y, z)
+    return log_prior + log_likelihood
+
+
+def guide_distribution(vae, x, y):
+    """q(z|x) of every row of ``x`` as the distribution the guide samples its latent site
+    from (batch shape ``(points,)``), read from the guide's trace."""
+    return poutine.trace(vae.guide).get_trace(x, y).nodes[LATENT_SITE]["fn"]
 
 
 def prepare(vae, x, y):

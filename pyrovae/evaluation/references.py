@@ -179,6 +179,27 @@ def _trapezoid(n: int):
     return reduce
 
 
+def locate_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor], width: float, max_memory: int):
+    """Center and half-widths ``(N, dim)`` of a box around each point's posterior mass:
+    log p(x, z) is evaluated on a grid spanning the range of many prior draws and +-
+    ``width`` guide standard deviations around the guide's mean, and the box holds every
+    node within 30 nats of the highest (so a posterior mode the guide misses is still
+    found). ``x`` and ``y`` are already prepared; runs in evaluation mode."""
+    loc, scale = (t.double() for t in vae.encode(x, y))
+    prior_draws = vae.prior().sample((PRIOR_SAMPLES,)).double()
+    lower = torch.minimum(loc - width * scale, prior_draws.amin(0))
+    upper = torch.maximum(loc + width * scale, prior_draws.amax(0))
+    return _on_grid(vae, x, y, (lower + upper) / 2, (upper - lower) / 2, LOCATE_NODES, max_memory, _posterior_box)
+
+
+def log_joint_on_grid(vae, x: torch.Tensor, y: Optional[torch.Tensor], center: torch.Tensor, half: torch.Tensor,
+                      nodes: int, max_memory: int) -> torch.Tensor:
+    """log p(x, z) per point on ``nodes`` evenly spaced nodes per axis over its box
+    ``center +- half``: shape ``(N, nodes ** dim)``, the first latent coordinate varying
+    slowest. ``x`` and ``y`` are already prepared; runs in evaluation mode."""
+    return _on_grid(vae, x, y, center, half, nodes, max_memory, lambda log_f, unit, c, h: log_f.T)
+
+
 @evaluation_mode
 def quadrature_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, points_per_axis: int = 32,
                             width: float = 8.0, tolerance: float = 1e-3,
@@ -200,12 +221,7 @@ def quadrature_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = No
                            f"latent dimensions, use importance sampling (log_marginal)")
     x, y = prepare(vae, x, y)
     max_memory = as_bytes(max_memory)
-    loc, scale = (t.double() for t in vae.encode(x, y))
-    prior_draws = vae.prior().sample((PRIOR_SAMPLES,)).double()
-    lower = torch.minimum(loc - width * scale, prior_draws.amin(0))
-    upper = torch.maximum(loc + width * scale, prior_draws.amax(0))
-    center, half = _on_grid(vae, x, y, (lower + upper) / 2, (upper - lower) / 2, LOCATE_NODES, max_memory,
-                            _posterior_box)
+    center, half = locate_posterior(vae, x, y, width, max_memory)
     value = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
     error = torch.empty_like(value)
     todo = torch.arange(x.shape[0], device=x.device)

@@ -18,6 +18,7 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ..errors import PyrovaeError
 from ..registry import Registry
+from .mcem import MonteCarloEM
 from .surrogates import IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction, StickingTheLanding
 from .wake_sleep import WakeSleep
 
@@ -182,6 +183,30 @@ def reweighted_wake_sleep(*, num_particles=5, insomnia=0.5):
     (z, x') ~ p (Bornschein & Bengio 2015).
     """
     return WakeSleep(_check_particles(num_particles), _check_insomnia(insomnia))
+
+
+@ESTIMATORS.register("mcem")
+def mcem(*, hmc_steps=1, num_leapfrog=10, target_accept=0.9, updates_per_sample=5, step_size=0.1):
+    """Monte Carlo EM: per-point HMC chains on p(z|x) (E-step), then theta ascends log p(x, z).
+
+    z_i <- HMC transitions on p_theta(z | x_i) continuing from z_i's last state (10 leapfrog
+    steps, step size adapted toward 90% acceptance), moved on every updates_per_sample-th visit;
+    grad_theta log p_theta(x_i, z_i) (Kingma & Welling 2014, Fig. 3). The encoder is fitted to the
+    samples (grad_phi log q(z_i | x_i)) for evaluation only.
+    """
+    for name, value in [("hmc_steps", hmc_steps), ("num_leapfrog", num_leapfrog), ("updates_per_sample", updates_per_sample)]:
+        _check_count(name, value)
+    if not isinstance(target_accept, (int, float)) or not 0 < target_accept < 1:
+        raise PyrovaeError(f"estimator option target_accept must be a number in (0, 1), got {target_accept!r}")
+    if not isinstance(step_size, (int, float)) or step_size <= 0:
+        raise PyrovaeError(f"estimator option step_size must be a positive number, got {step_size!r}")
+    return MonteCarloEM(hmc_steps, num_leapfrog, float(target_accept), updates_per_sample, float(step_size))
+
+
+def _check_count(name, value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise PyrovaeError(f"estimator option {name} must be a positive integer, got {value!r}")
+    return value
 
 
 def build_estimator(spec):

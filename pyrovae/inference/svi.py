@@ -1,29 +1,32 @@
 """The SVI object a training run steps: Pyro's ``SVI`` over the VAE's model and guide,
 optionally with the loss compiled by Pyro's JIT.
 
-``train.jit`` swaps the estimator for its Pyro JIT twin (``JitTrace_ELBO`` for
-``pathwise``, ``JitTraceMeanField_ELBO`` for ``analytic_kl``): the first step at each
-minibatch size records the model, the guide and the loss as one TorchScript graph, and later
-steps run the graph instead of Pyro's Python tracing. Pyro's JIT needs every tensor input
-passed positionally and everything else as hashable keyword arguments, so the compiled
-programs take ``(x, [y,] kl_weight)`` with the KL weight as a tensor (a float would be
-recorded as a constant, frozen during warm-up) and the minibatch size as a keyword (a new
-size compiles a new graph rather than running one recorded for another size).
+``train.jit`` swaps the ``pathwise`` estimator (Pyro's ``Trace_ELBO``) for its JIT twin,
+``JitTrace_ELBO``: the first step at each minibatch size records the model, the guide and
+the loss as one TorchScript graph, and later steps run the graph instead of Pyro's Python
+tracing. Pyro's JIT needs every tensor input passed positionally and everything else as
+hashable keyword arguments, so the compiled programs take ``(x, [y,] kl_weight)`` with the
+KL weight as a tensor (a float would be recorded as a constant, frozen during warm-up) and
+the minibatch size as a keyword (a new size compiles a new graph rather than running one
+recorded for another size).
 
 Recording a graph runs the program once more, drawing random numbers; it is done on a
 forked random-number generator, so a run with ``train.jit`` draws the same numbers whether
 or not it was interrupted and resumed (exact resume holds).
 """
 
+import warnings
 from typing import Optional
 
 import pyro
 import torch
-from pyro.infer import SVI, JitTrace_ELBO, JitTraceMeanField_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 
 from ..errors import PyrovaeError
 
-_JIT_TWINS = {Trace_ELBO: JitTrace_ELBO, TraceMeanField_ELBO: JitTraceMeanField_ELBO}
+# Only Trace_ELBO: Pyro's JitTraceMeanField_ELBO draws other numbers than TraceMeanField_ELBO
+# from the same random state (its steps differ by more than rounding), so it is not offered.
+_JIT_TWINS = {Trace_ELBO: JitTrace_ELBO}
 
 
 class TrainingSVI(SVI):
@@ -36,10 +39,11 @@ class TrainingSVI(SVI):
         self._weight = (None, None)  # the last KL weight and its tensor on the data's device
         if not jit:
             super().__init__(vae.model, vae.guide, optimizer, loss)
+            self.elbo = loss
             return
         twin = _JIT_TWINS.get(type(loss))
         if twin is None:
-            raise PyrovaeError(f"train.jit works with the pathwise and analytic_kl estimators, not "
+            raise PyrovaeError(f"train.jit works with the pathwise estimator only, not "
                                f"{type(loss).__name__}; set train.jit=false")
         loss = twin(num_particles=loss.num_particles, max_plate_nesting=loss.max_plate_nesting,
                     vectorize_particles=loss.vectorize_particles, ignore_jit_warnings=True)
@@ -73,6 +77,7 @@ class TrainingSVI(SVI):
 
     def _compile(self, args, size: int) -> None:
         devices = [args[0].device] if args[0].device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False):
-            self.elbo.loss_and_surrogate_loss(self.model, self.guide, *args, size=size)
+        with torch.random.fork_rng(devices=devices), pyro.validation_enabled(False), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.trace. is deprecated", category=FutureWarning)
+            self.elbo.differentiable_loss(self.model, self.guide, *args, size=size)
         self._compiled_sizes.add(size)

@@ -82,6 +82,28 @@ def latent_scatter(means: torch.Tensor, labels: Optional[torch.Tensor], path: Pa
     return save_figure(fig, path)
 
 
-def manifold(images: torch.Tensor, grid: int, path: Path) -> Path:
-    """The decoded images over a ``grid x grid`` lattice of latent points (paper Fig. 4)."""
-    return image_grid(images, path, "decoded manifold (prior quantiles)", ncols=grid)
+def tile(images: torch.Tensor, ncols: int) -> torch.Tensor:
+    """Images ``(N, C, H, W)`` (N a multiple of ``ncols``) laid edge to edge as one
+    ``(rows * H, ncols * W)`` grey picture, row by row."""
+    images = images.detach().float().clamp(0, 1).cpu()[:, 0]
+    h, w = images.shape[-2:]
+    return images.reshape(-1, ncols, h, w).permute(0, 2, 1, 3).reshape(-1, ncols * w)
+
+
+def manifold(images: torch.Tensor, coords: torch.Tensor, path: Path, title: str = "decoded manifold") -> Path:
+    """The decoded images of a lattice of latent points (paper Fig. 4), tiled without gaps.
+
+    ``images`` are ordered row by row for z = (coords[j], coords.flip(0)[i]): z[0] grows to
+    the right, z[1] upwards; the axes carry those z values at the tiles' centres."""
+    coords = coords.detach().cpu()
+    grid = coords.numel()
+    picture = tile(images, grid)
+    fig, ax = pyplot().subplots(figsize=(6, 6))
+    ax.imshow(picture, cmap="gray", vmin=0, vmax=1)
+    h, w = images.shape[-2:]
+    ax.set_xticks([(j + 0.5) * w - 0.5 for j in range(grid)], [f"{round(v, 2) + 0.0:.2f}" for v in coords.tolist()], rotation=90)
+    ax.set_yticks([(i + 0.5) * h - 0.5 for i in range(grid)], [f"{round(v, 2) + 0.0:.2f}" for v in coords.flip(0).tolist()])
+    ax.set_xlabel("z[0] (latent units)")
+    ax.set_ylabel("z[1] (latent units)")
+    ax.set_title(title)
+    return save_figure(fig, path)

@@ -1,10 +1,11 @@
 """The sweep report: ``report.md`` with the results table, the standard errors of the
 differences between grid points and a figure; ``results.json`` with every number."""
 
+import json
 import math
 from pathlib import Path
 
-from ..runs.atomic import write_json_atomic, write_text_atomic
+from ..runs.files import write_atomic
 from ..sweeps.results import SweepResults, read_results
 from .markdown import markdown_table
 
@@ -16,11 +17,11 @@ def write_sweep_report(sweep_dir) -> Path:
     """Write ``report.md``, ``results.json`` and the figure of the sweep in ``sweep_dir``."""
     sweep_dir = Path(sweep_dir)
     results = read_results(sweep_dir)
-    write_json_atomic(sweep_dir / RESULTS, results.to_dict())
+    write_atomic(sweep_dir / RESULTS, json.dumps(results.to_dict(), indent=2) + "\n")
     has_values = any(p.n for p in results.points)
     if has_values:
         results_figure(results, sweep_dir / FIGURE)
-    return write_text_atomic(sweep_dir / "report.md", report_text(results, figure=FIGURE if has_values else None))
+    return write_atomic(sweep_dir / "report.md", report_text(results, figure=FIGURE if has_values else None))
 
 
 def report_text(results: SweepResults, figure=None) -> str:
@@ -73,8 +74,9 @@ def differences_table(results: SweepResults) -> str:
 
 def results_figure(results: SweepResults, path: Path) -> Path:
     """Each grid point's runs (dots, one per seed) with the mean ± one standard deviation."""
-    from .plots import plt, save_figure
+    from .plots import pyplot, save_figure
 
+    plt = pyplot()
     n = len(results.points)
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * n + 1.5), 3.6))
     for i, p in enumerate(results.points):

@@ -52,7 +52,8 @@ def _latent_figures(vae, data, folder: Path, device) -> dict:
         coords = torch.distributions.Normal(0.0, 1.0).icdf(q)
         z = torch.stack(torch.meshgrid(coords, coords.flip(0), indexing="xy"), -1).reshape(-1, 2)
         images = vae.decode_mean(z, None)
-        out["manifold"] = plots.manifold(images.cpu(), MANIFOLD_GRID, folder / "manifold.png")
+        out["manifold"] = plots.manifold(images.cpu(), coords.cpu(), folder / "manifold.png",
+                                         "decoded manifold over prior quantiles 0.05 ... 0.95")
     return out
 
 

@@ -62,8 +62,8 @@ def check_resumable(run_dir: Path) -> None:
 
 
 def load_resume_config(run_dir: Path, overrides: Sequence[str] = (), plugins: Sequence[str] = ()):
-    """The config of the run in ``run_dir`` with ``overrides`` and extra ``plugins`` applied,
-    for ``--resume``."""
+    """The config of the run in ``run_dir`` with ``overrides`` (and extra ``plugins``)
+    applied, for ``--resume``."""
     from ..spec import load_config
 
     check_resumable(run_dir)

@@ -7,7 +7,8 @@ def _command(args) -> None:
     from ..errors import PyrovaeError
     from .sweep import format_status, open_sweep, run_sweep
 
-    options = {"budget": args.budget, "engine": args.engine, "workers": args.workers, "address": args.address}
+    options = {"budget": args.budget, "engine": args.engine, "workers": args.workers, "address": args.address,
+               "threads": args.threads}
     if args.status:
         print(format_status(args.sweep))
     elif args.resume:
@@ -35,5 +36,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--budget", metavar="TIME", help="end this sitting after TIME (e.g. 90m, 2h); resume later")
     p.add_argument("--engine", default="local", help="local (worker processes here, the default) or ray")
     p.add_argument("--workers", type=int, metavar="N", help="runs at a time (default: the cores or the cluster's CPUs)")
+    p.add_argument("--threads", type=int, metavar="T", help="torch threads per run (default: cores / workers "
+                                                          "locally, 1 on Ray)")
     p.add_argument("--address", metavar="ADDR", help="the Ray cluster to use (auto: the one 'ray start' made here)")
     p.set_defaults(func=_command)

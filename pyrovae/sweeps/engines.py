@@ -1,23 +1,25 @@
 """Engines: where a sweep's runs are carried out.
 
-An engine takes a list of tasks (plain dictionaries for
-:func:`pyrovae.sweeps.job.run_job`) and calls ``on_done(task, outcome)`` as each ends.
+An engine takes a list of tasks (plain dictionaries for :func:`pyrovae.sweeps.job.run_job`,
+or for another module-level ``function``, such as a block of a data-parallel evaluation)
+and calls ``on_done(task, outcome)`` as each ends.
 Every engine treats a task the same way: a worker that dies mid-run (killed, out of
 memory, its machine gone) ends that task as ``interrupted``, its run folder left with its
 last checkpoint for the next sitting, and the other tasks go on. No new task starts after
 the sitting's deadline.
 
 - ``local``: worker processes on this machine, no service to start; by default as many
-  at a time as there are cores, each with one torch thread per core it has.
+  at a time as there are cores, each with its share of the cores as torch threads.
 - ``ray``: the tasks of a Ray cluster (``pip install 'pyrovae[ray]'``), one CPU each;
   ``address`` names an existing cluster (``auto``: the one ``ray start`` made here),
-  ``None`` starts a private one on this machine. Every node must see the sweep folder
+  ``None`` starts a private one on this machine; one torch thread per run by default. Every node must see the sweep folder
   at the same path (shared storage) and have pyrovae installed.
 """
 
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -44,23 +46,24 @@ def _past(deadline: Optional[float]) -> bool:
 class LocalEngine:
     """Worker processes on this machine, a fresh one per run (a crash takes only its run)."""
 
-    def __init__(self, workers: Optional[int] = None):
+    def __init__(self, workers: Optional[int] = None, threads: Optional[int] = None):
         self.workers = workers or default_workers()
+        self.threads = threads or max(1, default_workers() // self.workers)
 
-    def threads_per_worker(self) -> int:
-        return max(1, default_workers() // self.workers)
-
-    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None) -> None:
+    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None,
+            function: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
         from .job import run_job
 
-        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch's threads
+        function = function or run_job
+        context = _worker_context()
         pending, active = list(tasks), {}
+        stopped_by_term = _terminate_as_interrupt()
         try:
             while pending or active:
                 while pending and len(active) < self.workers and not _past(deadline):
-                    task = {"threads": self.threads_per_worker(), **pending.pop(0)}
+                    task = {"threads": self.threads, **pending.pop(0)}
                     receiver, sender = context.Pipe(duplex=False)
-                    process = context.Process(target=_child, args=(run_job, task, sender), daemon=False)
+                    process = context.Process(target=_child, args=(function, task, sender), daemon=False)
                     process.start()
                     sender.close()
                     active[process] = (task, receiver)
@@ -68,7 +71,7 @@ class LocalEngine:
                     pending.clear()
                 for process in [p for p in active if not p.is_alive()]:
                     task, receiver = active.pop(process)
-                    outcome = receiver.recv() if receiver.poll() else None
+                    outcome = _received(receiver)
                     process.join()
                     if outcome is None:
                         outcome = _interrupted(f"worker process {process.pid} ended with {_exit_text(process.exitcode)}")
@@ -81,11 +84,54 @@ class LocalEngine:
             for process in active:
                 process.join()
             raise
+        finally:
+            stopped_by_term.restore()
 
 
-def _child(run_job, task, sender) -> None:
-    sender.send(run_job(task))
+# What every run imports, loaded once by the fork server, so a run's process starts in a
+# moment instead of importing torch, Pyro and matplotlib afresh.
+PRELOAD = ["pyrovae.sweeps.job", "pyrovae.runs.train", "pyrovae.evaluation.evaluate", "pyrovae.reports.training",
+           "torch._dynamo"]
+
+
+def _worker_context():
+    """Processes forked from a server that has imported the libraries but run no tensor
+    operation (so no thread pool is forked); each run still gets a process of its own."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def _child(function, task, sender) -> None:
+    sender.send(function(task))
     sender.close()
+
+
+class _terminate_as_interrupt:
+    """While the driver runs workers, SIGTERM (how a background job is stopped; SIGINT is
+    ignored there) stops it as Ctrl-C would: its workers are stopped too, leaving their runs
+    resumable, instead of running on unwatched."""
+
+    def __init__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _received(receiver) -> Optional[Dict[str, Any]]:
+    """The outcome a worker sent, or ``None`` when it died first (its pipe just closed)."""
+    try:
+        return receiver.recv() if receiver.poll() else None
+    except EOFError:
+        return None
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -98,11 +144,11 @@ def _exit_text(code: Optional[int]) -> str:
 
 
 class RayEngine:
-    """Tasks on a Ray cluster: one CPU per run, at most ``workers`` at a time (default: the
-    cluster's CPUs). Ray does not retry a task whose worker died: the run is recorded as
+    """Tasks on a Ray cluster: ``threads`` CPUs per run (default one), at most ``workers`` at a
+    time (default: the cluster's CPUs). Ray does not retry a task whose worker died: the run is recorded as
     interrupted, as with the local engine, and the next sitting resumes it."""
 
-    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None):
+    def __init__(self, workers: Optional[int] = None, address: Optional[str] = None, threads: Optional[int] = None):
         try:
             import ray
         except ImportError:
@@ -117,16 +163,18 @@ class RayEngine:
                 raise PyrovaeError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}; "
                                    f"start one with 'ray start --head' or leave out --address") from None
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.threads = threads or 1
 
-    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None) -> None:
+    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None,
+            function: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
         from .job import run_job
 
         ray = self.ray
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_job)
+        remote = ray.remote(num_cpus=self.threads, max_retries=0)(function or run_job)
         pending, active = list(tasks), {}
         while pending or active:
             while pending and len(active) < self.workers and not _past(deadline):
-                task = {"threads": 1, **pending.pop(0)}
+                task = {"threads": self.threads, **pending.pop(0)}
                 active[remote.remote(task)] = task
             if _past(deadline):
                 pending.clear()
@@ -149,14 +197,16 @@ def _python_path() -> Dict[str, str]:
 
 
 @ENGINES.register("local")
-def local_engine(*, workers: Optional[int] = None, address: Optional[str] = None) -> LocalEngine:
+def local_engine(*, workers: Optional[int] = None, address: Optional[str] = None,
+                 threads: Optional[int] = None) -> LocalEngine:
     """worker processes on this machine, as many as cores unless --workers says otherwise"""
     if address is not None:
         raise PyrovaeError("--address is for --engine ray; the local engine runs on this machine")
-    return LocalEngine(workers)
+    return LocalEngine(workers, threads)
 
 
 @ENGINES.register("ray")
-def ray_engine(*, workers: Optional[int] = None, address: Optional[str] = None) -> RayEngine:
+def ray_engine(*, workers: Optional[int] = None, address: Optional[str] = None,
+               threads: Optional[int] = None) -> RayEngine:
     """tasks on a Ray cluster (--address auto: the one 'ray start' made; none: a private one here)"""
-    return RayEngine(workers, address)
+    return RayEngine(workers, address, threads)

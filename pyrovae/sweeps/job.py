@@ -18,6 +18,7 @@ error's one line, or ``paused`` when the budget ran out.
 """
 
 import fcntl
+import json
 import math
 import os
 import socket
@@ -31,26 +32,29 @@ import torch
 import yaml
 
 from ..errors import PyrovaeError
-from ..runs.atomic import write_json_atomic, write_text_atomic
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import append_row
+from ..runs.files import write_atomic
 from ..spec import ExperimentSpec, load_config
 
 RUN_STATE = "sweep_run.json"
 RUN_LOCK = "sweep.lock"
 CURVE = "curve.csv"
-CURVE_COLUMNS = ["epoch", "train_seconds", "best_valid_elbo", "test_log_px", "std_error", "samples", "points"]
+CURVE_COLUMNS = ["epoch", "train_seconds", "wall_seconds", "best_valid_elbo", "test_log_px", "std_error", "samples", "points"]
 
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir/sweep.lock`` for the job's lifetime; the system drops it when the
-    worker exits, however it exits."""
-    with open(run_dir / RUN_LOCK, "w") as handle:
+    worker exits, however it exits. The file names the worker: ``host pid``."""
+    with open(run_dir / RUN_LOCK, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise PyrovaeError(f"another worker is running {run_dir}; wait for it or stop it") from None
+        handle.truncate(0)
+        handle.write(f"{socket.gethostname()} {os.getpid()}\n")
+        handle.flush()
         yield
 
 
@@ -82,18 +86,19 @@ def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
     run_dir = Path(task["run_dir"])
     run_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    outcome: Dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    outcome: Dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "threads": torch.get_num_threads()}
     try:
         with run_lock(run_dir):
+            (run_dir / RUN_STATE).unlink(missing_ok=True)  # an earlier sitting's record is not this one's
             outcome.update(_train_and_evaluate(run_dir, task))
     except PyrovaeError as exc:
         outcome.update(state="failed", error=str(exc).splitlines()[0])
     except Exception as exc:  # a bug or a resource failure: one line here, the traceback in the run folder
         outcome.update(state="failed", error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
                        f" (traceback in {run_dir / 'sweep_error.txt'})")
-        write_text_atomic(run_dir / "sweep_error.txt", traceback.format_exc())
+        write_atomic(run_dir / "sweep_error.txt", traceback.format_exc())
     outcome["sitting_seconds"] = time.time() - started
-    write_json_atomic(run_dir / RUN_STATE, outcome)
+    write_atomic(run_dir / RUN_STATE, json.dumps(outcome, indent=2) + "\n")
     return outcome
 
 
@@ -142,13 +147,14 @@ def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[st
         chunk = spec.train.epochs
     progress, data, result = training_progress(run_dir, spec), None, None
     while not progress["finished"]:
+        chunk_started = time.time()
         part = load_config(spec.to_dict())
         part.train.epochs = min(spec.train.epochs, progress["epochs"] + chunk)
-        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data)
+        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data, report=False)
         data = result.data
         progress = training_progress(run_dir, spec)
         if curve:
-            _record_curve_point(run_dir, result, progress, curve)
+            _record_curve_point(run_dir, result, progress, curve, chunk_started)
         if _past(deadline) and not progress["finished"]:
             return progress
     _write_training_report(run_dir, spec, result, progress)
@@ -166,27 +172,29 @@ def _write_training_report(run_dir: Path, spec: ExperimentSpec, result, progress
     """The figures and report section ``pyrovae train`` writes, and config.yaml with the whole
     run's epochs (training in chunks wrote each chunk's)."""
     from ..components.datasets import load_data
-    from ..reports.training import make_figures, write_training_report
+    from ..reports.training import write_training_report
     from ..runs.train import TrainResult, load_run
 
-    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
     if result is None:
         _, vae = load_run(run_dir, spec.train.device)
         result = TrainResult(vae.train(), load_data(spec.data).limited(spec.data.train_size), run_dir,
                              progress["epochs"], progress["best_valid_elbo"], progress["stopped_early"])
-    write_training_report(result, spec, make_figures(result))
+    write_training_report(result, spec)
 
 
 def _past(deadline: Optional[float]) -> bool:
     return deadline is not None and time.time() >= deadline
 
 
-def _record_curve_point(run_dir: Path, result, progress: Dict[str, Any], curve: Dict[str, int]) -> None:
+def _record_curve_point(run_dir: Path, result, progress: Dict[str, Any], curve: Dict[str, int],
+                        chunk_started: float) -> None:
     """Test log p(x) of the best-validation model on ``points`` evenly spaced test images
-    (the first ones would not stand for the split: MNIST's first 5000 are the cleaner half)."""
+    (the first ones would not stand for the split: MNIST's first 5000 are the cleaner half),
+    with the wall-clock seconds of training and curve points over all sittings."""
     import pyro
 
-    from ..evaluation.marginal import log_marginal
+    from ..evaluation.importance import log_marginal
 
     test_x = result.data.split("test").x
     every = torch.linspace(0, test_x.shape[0] - 1, min(curve["points"], test_x.shape[0])).round().long()
@@ -195,8 +203,21 @@ def _record_curve_point(run_dir: Path, result, progress: Dict[str, Any], curve: 
                             num_samples=curve["num_samples"])
     result.vae.train()
     n = estimate.value.shape[0]
+    rows = read_curve(run_dir)
+    wall = (rows[-1]["wall_seconds"] if rows else 0.0) + time.time() - chunk_started
     append_row(run_dir / CURVE, CURVE_COLUMNS, {
-        "epoch": progress["epochs"], "train_seconds": progress["train_seconds"],
+        "epoch": progress["epochs"], "train_seconds": progress["train_seconds"], "wall_seconds": wall,
         "best_valid_elbo": progress["best_valid_elbo"], "test_log_px": float(estimate.value.mean()),
         "std_error": float(estimate.value.std() / math.sqrt(n)) if n > 1 else math.nan,
         "samples": curve["num_samples"], "points": n})
+
+
+def read_curve(run_dir: Path) -> list:
+    """The rows of ``curve.csv`` as numbers (empty without a curve)."""
+    import csv
+
+    path = Path(run_dir) / CURVE
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -24,8 +24,8 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import yaml
 
 from ..errors import PyrovaeError
-from ..runs.atomic import write_json_atomic, write_text_atomic
 from ..runs.checkpoint import CHECKPOINT
+from ..runs.files import write_atomic
 from .engines import ENGINES
 from .job import RUN_STATE, is_locked
 from .spec import RunPlan, SweepSpec, load_sweep
@@ -83,14 +83,15 @@ def prepare_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir
                                f"'pyrovae sweep {sweep_dir} --resume' or choose another --out folder")
         return stored
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    write_json_atomic(sweep_dir / INDEX, {"name": spec.name, "runs": [
-        {"folder": f"{RUNS}/{p.folder}", "point": p.point, "seed": p.seed} for p in spec.runs()]})
+    write_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    index = {"name": spec.name, "runs": [{"folder": f"{RUNS}/{p.folder}", "point": p.point, "seed": p.seed}
+                                         for p in spec.runs()]}
+    write_atomic(sweep_dir / INDEX, json.dumps(index, indent=2) + "\n")
     return spec
 
 
 def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *, budget=None, engine: str = "local",
-              workers: Optional[int] = None, address: Optional[str] = None,
+              workers: Optional[int] = None, address: Optional[str] = None, threads: Optional[int] = None,
               log: Callable[[str], None] = print) -> List[RunStatus]:
     """Run every unfinished run of the sweep ``source`` in ``sweep_dir`` for one sitting,
     then write the sweep report; return each run's status.
@@ -99,19 +100,19 @@ def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *,
     paused ones resumed from their checkpoints, failed ones tried again. ``budget`` (seconds
     or text like ``2h``) ends the sitting: no run starts after it, running ones stop at the
     end of their current epoch (or curve chunk) and continue in the next sitting.
+    ``threads``: torch threads per run (default: the local engine shares the cores out,
+    Ray gives one); floating-point sums, and so the last digits of a run, depend on it.
     """
     deadline = None if budget is None else time.time() + parse_budget(budget)
     spec = prepare_sweep(source, sweep_dir)
     sweep_dir = Path(sweep_dir)
-    runner = ENGINES.build(engine, options={"workers": workers, "address": address}, where="--engine")
+    runner = ENGINES.build(engine, options={"workers": workers, "address": address, "threads": threads}, where="--engine")
     statuses = sweep_status(sweep_dir, spec)
     todo = [s for s in statuses if s.state not in ("done", "running")]
     busy = sum(s.state == "running" for s in statuses)
     log(f"sweep {spec.name}: {len(statuses)} runs, {len(statuses) - len(todo) - busy} done, "
         f"{busy} running elsewhere, {len(todo)} to run on {runner.workers} {engine} worker(s)")
-    tasks = [_task(spec, sweep_dir, s.plan, deadline) for s in todo]
-    for task in tasks:  # an earlier sitting's record would be mistaken for this one's
-        (Path(task["run_dir"]) / RUN_STATE).unlink(missing_ok=True)
+    tasks = [job_task(spec, sweep_dir, s.plan, deadline) for s in todo]
 
     def on_done(task: Dict[str, Any], outcome: Dict[str, Any]) -> None:
         line = f"  {task['folder']}: {outcome['state']}"
@@ -128,7 +129,8 @@ def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *,
     return statuses
 
 
-def _task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
+def job_task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
+    """The task for :func:`pyrovae.sweeps.job.run_job` that carries out ``plan``."""
     return {"folder": plan.folder, "run_dir": str((sweep_dir / RUNS / plan.folder).resolve()), "config": plan.config,
             "evaluate": spec.evaluate, "curve": spec.curve, "deadline": deadline}
 

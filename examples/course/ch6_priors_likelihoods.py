@@ -1,0 +1,129 @@
+"""Chapter 6, priors and likelihoods: the same 2-D VAE on binarized MNIST under a standard
+normal, a mixture-of-Gaussians and a VampPrior, drawn in latent space with the mixture's
+components and the pseudo-inputs' encodings; then four likelihoods on grey digits, their
+ELBOs (which cannot be compared) and bits per dimension (which can, for 8-bit data).
+
+    python3 examples/course/ch6_priors_likelihoods.py --out runs/course/ch6_priors_likelihoods
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from _course import arguments, binarized_mnist, labelled_digits, markdown_table, plt, save, trained, write_numbers
+from ch4_amortized_inference import MODEL_2D, QUICK_2D
+
+from pyrovae.evaluation.importance import importance_sample
+from pyrovae.inference.elbo import split_elbo
+
+PRIORS = {"standard normal": [],
+          "mixture of 10 Gaussians": ["model.prior.name=mog", "model.prior.num_components=10"],
+          "VampPrior, 50 pseudo-inputs": ["model.prior.name=vamp", "model.prior.num_pseudo_inputs=50"]}
+LIKELIHOODS = {"bernoulli": "binarized digits", "continuous_bernoulli": "grey digits", "gaussian": "grey digits",
+               "discretized_logistic": "grey digits"}
+LIKELIHOOD_MODEL = ["model.latent_dim=20"]
+
+
+def prior_panel(ax, vae, means, name):
+    """Test-set means of q(z|x), the prior's density as contours, and its components."""
+    lim = 4.0
+    grid = torch.linspace(-lim, lim, 200)
+    zz = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        prior = vae.prior()
+        density = prior.log_prob(zz).exp().reshape(200, 200)
+    ax.scatter(means[:, 0], means[:, 1], s=1, color="0.6", alpha=0.4, label="means of q(z|x), test digits")
+    ax.contour(grid, grid, density, levels=6, colors="tab:blue", linewidths=0.8)
+    ax.plot([], [], color="tab:blue", label="prior density p(z)")
+    with torch.no_grad():
+        if hasattr(vae.prior, "locs"):
+            weights = vae.prior.logits.softmax(0)
+            ax.scatter(*vae.prior.locs.T, s=400 * weights, color="tab:red", marker="X",
+                       label="mixture components (size ∝ weight)")
+        if hasattr(vae.prior, "pseudo_inputs"):
+            loc, _ = vae.encode(F.hardtanh(vae.prior.pseudo_inputs, 0.0, 1.0))
+            ax.scatter(*loc.T, s=18, color="tab:red", marker="^", label="encodings of the pseudo-inputs")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xlabel("z[0] (latent units)")
+    ax.set_ylabel("z[1] (latent units)")
+    ax.set_title(name)
+    ax.legend(fontsize=7, loc="lower left")
+
+
+def priors_part(args):
+    data = binarized_mnist(args.cache)
+    config, base = QUICK_2D if args.quick else MODEL_2D
+    if args.quick:
+        data = data.limited(1000)
+    points, samples = (50, 100) if args.quick else (500, 1000)
+    x = data.test.x[:points]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5), layout="constrained")
+    rows = []
+    for ax, (name, overrides) in zip(axes, PRIORS.items()):
+        _, vae, _ = trained(config, base + overrides, data, args.cache)
+        with torch.no_grad():
+            means, _ = vae.encode(data.test.x[:3000])
+        prior_panel(ax, vae, means, name)
+        torch.manual_seed(0)
+        result = importance_sample(vae, x, num_samples=samples)
+        rows.append([name, f"{split_elbo(vae, x):.2f}", f"{result.log_marginal.value.mean().item():.2f}",
+                     f"{result.kl.mean().item():.2f}"])
+    save(fig, args.out, "priors")
+    write_numbers(args.out, "priors", markdown_table(
+        ["prior", f"test ELBO ({points} digits, nats)", f"log p(x), K = {samples} (nats)", "rate KL(q ‖ p(z)) (nats)"],
+        rows))
+
+
+def bits_per_dim(log_p: float, likelihood: str, pixels: int) -> str:
+    """Bits per dimension of 8-bit images: a probability over the 256 levels per pixel. A
+    density over [0, 1] (values k / 255) becomes one by the bins' width 1/255."""
+    if likelihood == "bernoulli":
+        return "— (binary data: another dataset)"
+    if likelihood == "discretized_logistic":
+        return f"{-log_p / (pixels * math.log(2)):.3f}"
+    return f"{(-log_p + pixels * math.log(255)) / (pixels * math.log(2)):.3f}"
+
+
+def likelihoods_part(args):
+    grey = labelled_digits(args.cache, labels=False)
+    binary = labelled_digits(args.cache, binarize=True, labels=False)
+    epochs = 1 if args.quick else 8
+    points = 100 if args.quick else 1000
+    rows, recon = [], {}
+    for likelihood, kind in LIKELIHOODS.items():
+        data = binary if likelihood == "bernoulli" else grey
+        if args.quick:
+            data = data.limited(500)
+        _, vae, _ = trained("quickstart", LIKELIHOOD_MODEL + [f"model.likelihood.name={likelihood}",
+                                                              f"train.epochs={epochs}"], data, args.cache)
+        x = data.test.x[:points]
+        elbo = split_elbo(vae, x)
+        with torch.no_grad():
+            recon[likelihood] = (data.test.x[:8], vae.decode_mean(vae.encode(data.test.x[:8])[0]))
+        rows.append([f"`{likelihood}`", kind, f"{elbo:.1f}", bits_per_dim(elbo, likelihood, x[0].numel())])
+    fig, axes = plt.subplots(len(recon) * 2, 8, figsize=(8, 2.1 * len(recon)), layout="constrained")
+    for r, (likelihood, (originals, means)) in enumerate(recon.items()):
+        for c in range(8):
+            for row, images in ((2 * r, originals), (2 * r + 1, means)):
+                axes[row, c].imshow(images[c, 0], cmap="gray", vmin=0, vmax=1)
+                axes[row, c].set_xticks([])
+                axes[row, c].set_yticks([])
+        axes[2 * r, 0].set_ylabel("data", fontsize=8)
+        axes[2 * r + 1, 0].set_ylabel("mean of\np(x|z)", fontsize=8)
+        axes[2 * r, 3].set_title(likelihood, fontsize=9)
+    fig.suptitle("test digits and the decoder's mean at the guide's mean, per likelihood")
+    save(fig, args.out, "likelihoods")
+    write_numbers(args.out, "likelihoods", markdown_table(
+        ["likelihood", "data", f"test ELBO ({points} digits, nats)", "bits per dimension (upper bound, from the ELBO)"],
+        rows))
+
+
+def main():
+    args = arguments(__doc__, "ch6_priors_likelihoods")
+    priors_part(args)
+    likelihoods_part(args)
+
+
+if __name__ == "__main__":
+    main()
