@@ -40,6 +40,10 @@ class Split:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def __repr__(self) -> str:
+        labels = "with labels" if self.y is not None else "no labels"
+        return f"Split({len(self)} items of shape {tuple(self.x.shape[1:])}, {labels})"
+
 
 @dataclass
 class Dataset:
@@ -53,7 +57,7 @@ class Dataset:
     valid: Split
     test: Split
     dynamic_binarization: bool = False
-    extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+    extras: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:

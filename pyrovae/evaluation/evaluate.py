@@ -19,6 +19,7 @@ section of ``report.md`` and, for importance sampling, a figure of the bounds ag
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -434,7 +435,8 @@ def _command(args) -> None:
     try:
         summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
                                max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
-                               quadrature=args.quadrature, device=args.device, progress=not args.quiet,
+                               quadrature=args.quadrature, device=args.device,
+                               progress=not args.quiet and sys.stderr.isatty(),  # no bar in a log file
                                method=args.method, steps=args.steps, chains=args.chains, leapfrog=args.leapfrog,
                                ais_start=args.ais_start, simulated=args.simulated,
                                proposal_scale=args.proposal_scale, proposal_df=args.proposal_df)

@@ -85,7 +85,8 @@ def write_training_report(result: TrainResult, spec) -> Path:
           f"{float(r['valid_elbo']):.2f}", f"{float(r['seconds']):.1f}"] for r in rows])
     ending = "stopped early (no better validation ELBO)" if result.stopped_early else "ran all epochs"
     images = "\n".join(f"![{name}]({Path(p).relative_to(result.out_dir)})" for name, p in figures.items())
-    body = (f"Run folder `{result.out_dir}` (config `{spec.name}`), seed {spec.seed}: {result.epochs_done} epoch(s), {ending}. "
+    body = (f"Run folder `{result.out_dir}` (config `{spec.name}`), seed {spec.seed}: "
+            f"{result.epochs_done} epoch(s), {ending}. "
             f"Best validation ELBO **{result.best_valid_elbo:.2f}** nats per data point "
             f"(the checkpoint keeps these parameters for evaluation).\n\n"
             f"ELBOs are single-sample estimates in nats per data point; the train column is the running "

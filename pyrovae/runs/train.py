@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -70,8 +70,10 @@ def kl_weight(step: int, steps_per_epoch: int, warmup_epochs: float) -> float:
 
 @dataclass
 class TrainResult:
-    vae: VAE
-    data: Dataset
+    """What training returns; printed without the model and the data (no tensors)."""
+
+    vae: VAE = field(repr=False)
+    data: Dataset = field(repr=False)
     out_dir: Path
     epochs_done: int
     best_valid_elbo: float
