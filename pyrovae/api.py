@@ -101,6 +101,7 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
     file, a dict or an :class:`~pyrovae.spec.ExperimentSpec`; with ``resume`` a run folder)
     into the run folder ``out`` (default ``runs/<config name>``), with ``key=value``
     ``overrides`` and extra ``plugins``; write its figures and report; return the :class:`Run`."""
+    from .runs.folder import load_resume_config
     from .runs.train import train as train_loop
     from .spec import ExperimentSpec, load_config
 
@@ -112,22 +113,15 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
         if isinstance(config, dict):
             raise PyrovaeError("resume=True needs a run folder as config (or out=RUN)")
         folder = Path(out or config)
-        spec = load_config(folder, overrides, plugins)
+        spec = load_resume_config(folder, overrides, plugins)
     else:
         spec = load_config(config, overrides, plugins)
         folder = Path(out or Path("runs") / spec.name)
     if quiet:
         spec.train.progress = False
-    result = train_loop(spec, folder, resume=resume)
-    _write_training_report(result, spec)
+    result = train_loop(spec, folder, resume=resume)  # writes the figures and report too
     return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
                result.data)
-
-
-def _write_training_report(result, spec) -> None:
-    from .reports.training import make_figures, write_training_report
-
-    write_training_report(result, spec, make_figures(result))
 
 
 def load(run) -> Run:

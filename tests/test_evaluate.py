@@ -90,6 +90,34 @@ def test_a_linear_gaussian_run_is_checked_against_its_closed_form(linear_run):
     assert "density" in s["bits_per_dim_formula"]
 
 
+def test_ais_and_bdmc_get_their_own_entries_checked_against_the_closed_form(linear_run):
+    ais = evaluate_run(linear_run, method="ais", steps=50, chains=8, max_points=20)
+    diff = ais["reference"]["ais_minus_reference"]
+    assert ais["reference"]["method"] == "closed form" and abs(diff["mean"]) < 3 * diff["std_error_of_mean"]
+    assert len(ais["per_point"]["log_marginal"]) == 20 and 0.5 < ais["accept_rate"] < 0.8
+    bdmc = evaluate_run(linear_run, method="bdmc", steps=20, chains=4, simulated=10)
+    assert bdmc["split"] == "simulated" and bdmc["num_points"] == 10
+    assert bdmc["lower"]["mean"] - 3 * bdmc["lower"]["mc_error_of_mean"] < bdmc["reference"]["mean"]
+    assert bdmc["upper"]["mean"] + 3 * bdmc["upper"]["mc_error_of_mean"] > bdmc["reference"]["mean"]
+    saved = json.loads((linear_run / EVALUATION).read_text())
+    assert {"test (ais)", "simulated (bdmc)"} <= set(saved)
+    report = (linear_run / REPORT).read_text()
+    assert "AIS, 50 steps" in report and "BDMC, 20 steps" in report
+    assert "upper bound: reverse AIS" in report
+
+
+def test_the_headline_withholds_the_monte_carlo_error_when_many_points_are_unreliable(linear_run):
+    """A Student-t proposal with one degree of freedom and a tiny scale puts the weights'
+    tail on nearly every point: the report says so instead of giving an error."""
+    s = evaluate_run(linear_run, num_samples=500, max_points=20, proposal_scale=0.2, proposal_df=1.0)
+    assert s["unreliable"]["share"] > 0.1 and not s["log_marginal"]["mc_error_trusted"]
+    report = (linear_run / REPORT).read_text()
+    assert "not known" in report and "Student-t (1 degrees of freedom)" in report
+    wide = evaluate_run(linear_run, num_samples=500, max_points=20, proposal_scale=2.0)
+    assert wide["unreliable"]["share"] < s["unreliable"]["share"] / 2  # a wider proposal: lighter-tailed weights
+    assert wide["log_marginal"]["mc_error_trusted"] == (wide["unreliable"]["share"] <= 0.1)
+
+
 def _test_x(run, n=100):
     return load_data(load_config(run).data).test.x[:n]
 
@@ -121,6 +149,8 @@ def test_the_command_prints_and_saves_the_report(mnist_run, capsys):
     (["{run}", "--max-memory", "plenty"], "512MB"),
     (["{run}", "--split", "tset"], "did you mean 'test'"),
     (["{run}", "--num-samples", "0"], "positive integer"),
+    (["{run}", "--method", "ais", "--steps", "1"], "at least 2 steps"),
+    (["{run}", "--proposal-scale", "0"], "must be positive"),
 ])
 def test_user_mistakes_are_one_line_errors(mnist_run, tmp_path, capsys, args, message):
     args = [a.format(run=mnist_run) for a in args]

@@ -15,6 +15,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -130,12 +131,15 @@ def kill_then_resume(point: str, run: Path, capsys) -> dict:
     assert child.returncode == -9, f"not killed at {point}: {child.returncode} {child.stderr[-2000:]}"
     problems = folder_problems(run, after_kill=True) if run.exists() else []
     status, _, err = run_cli(["train", run, "--resume", "--quiet"], capsys)
-    restarted = False
+    then = "resumed"
     if status == 2 and "nothing to resume" in err:  # killed before the folder held a config
         status, _, err = run_cli(_train_argv(run), capsys)
-        restarted = True
+        then = "started again"
+    elif status == 2 and f"has already trained {EPOCHS} of {EPOCHS} epochs" in err:  # killed in the report
+        status, _, err = run_cli(["report", run], capsys)
+        then = "reported"
     assert status == 0, err
-    return {"problems": problems, "restarted": restarted, "after": folder_problems(run)}
+    return {"problems": problems, "then": then, "after": folder_problems(run)}
 
 
 # ----------------------------------------------------------------------------- kills during training
@@ -143,7 +147,7 @@ def kill_then_resume(point: str, run: Path, capsys) -> dict:
 @pytest.mark.parametrize("point", ["write:checkpoint.pt:2:4096", "step:8"])
 def test_a_killed_run_resumes_bit_identically(point, reference, tmp_path, capsys, one_thread):
     outcome = kill_then_resume(point, tmp_path / "run", capsys)
-    assert outcome["problems"] == [] and outcome["after"] == [] and not outcome["restarted"]
+    assert outcome["problems"] == [] and outcome["after"] == [] and outcome["then"] == "resumed"
     assert same_training(reference, tmp_path / "run")
 
 
@@ -163,14 +167,15 @@ def kill_points(seed: int, count: int) -> list:
 
 @pytest.mark.slow
 def test_kills_at_random_points_of_training_resume_bit_identically(reference, tmp_path, capsys, one_thread):
-    outcomes = {}
+    outcomes = []
     for i, point in enumerate(kill_points(seed=13, count=24)):
         run = tmp_path / f"run{i}"
         outcome = kill_then_resume(point, run, capsys)
-        outcome["identical"] = same_training(reference, run)
-        outcomes[point] = outcome
-    print(json.dumps(outcomes, indent=1))
-    assert all(o["problems"] == [] and o["after"] == [] and o["identical"] for o in outcomes.values()), outcomes
+        outcomes.append({"point": point, **outcome, "identical": same_training(reference, run)})
+    with capsys.disabled():
+        print("\n" + "\n".join(json.dumps(o) for o in outcomes))
+    assert all(o["problems"] == [] and o["after"] == [] and o["identical"] for o in outcomes), outcomes
+    assert sum(o["then"] == "resumed" for o in outcomes) >= len(outcomes) // 2
 
 
 def test_a_run_killed_while_writing_its_report_gets_one_from_pyrovae_report(reference, tmp_path, capsys, one_thread):
@@ -218,6 +223,32 @@ def test_a_kill_inside_the_evaluation_write_loses_no_earlier_result(reference, t
     assert run_cli(evaluate, capsys)[0] == 0
     assert set(json.loads((run / "evaluation.json").read_text())) == {"valid", "test"}
     assert run_cli(["report", run], capsys)[0] == 0 and folder_problems(run) == []
+
+
+def evaluation_kill_points(seed: int, count: int) -> list:
+    rng = random.Random(seed)
+    kinds = [lambda: f"write:evaluation.json:1:{rng.choice([0, 1, 4096, -1])}",
+             lambda: "replace:evaluation.json:1",
+             lambda: f"write:bounds_vs_k_test.png:1:{rng.choice([0, 1000, -1])}",
+             lambda: f"write:report.md:1:{rng.choice([0, 500, -1])}"]
+    return [rng.choice(kinds)() for _ in range(count)]
+
+
+@pytest.mark.slow
+def test_kills_at_random_points_of_evaluation_lose_no_result(reference, tmp_path, capsys):
+    evaluate = ["--num-samples", "20", "--max-points", "30", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for i, point in enumerate(evaluation_kill_points(seed=7, count=8)):
+        run = tmp_path / f"run{i}"
+        os.system(f"cp -r {reference} {run}")
+        assert run_cli(["evaluate", run, "--split", "valid", *evaluate], capsys)[0] == 0
+        valid = json.loads((run / "evaluation.json").read_text())["valid"]
+        child = subprocess.run([sys.executable, str(DRIVER), point, "evaluate", str(run), *evaluate], env=env,
+                               capture_output=True, text=True)
+        assert child.returncode == -9, (point, child.stderr[-2000:])
+        assert folder_problems(run, after_kill=True) == [], point
+        assert json.loads((run / "evaluation.json").read_text())["valid"] == valid, point
+        assert run_cli(["report", run], capsys)[0] == 0 and folder_problems(run) == [], point
 
 
 # ----------------------------------------------------------------------------- full disk, read-only folder
@@ -425,9 +456,12 @@ def test_a_refused_resume_leaves_the_config_as_it_was(reference, tmp_path, capsy
 def test_a_diverging_resume_leaves_the_config_as_it_was(reference, tmp_path, capsys):
     run = tmp_path / "run"
     before = _copy(reference, run)
-    status, _, err = run_cli(["train", run, "--resume", "--quiet", "--set", "train.epochs=5",
-                              "--set", "train.optimizer.lr=1e9"], capsys)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        status, _, err = run_cli(["train", run, "--resume", "--quiet", "--set", "train.epochs=5",
+                                  "--set", "train.optimizer.lr=1e9"], capsys)
     assert_one_line_error(status, err, "the loss became", f"the last good checkpoint (epoch {EPOCHS}) is kept")
+    assert not [w for w in shown if "Encountered" in str(w.message)]  # Pyro's NaN warning would be a second line
     assert _files(run) == before and folder_problems(run) == []
 
 

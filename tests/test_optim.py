@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_overrides
 
-from pyrovae import load_config
+from pyrovae import VAE, load_config
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.estimators import ESTIMATORS, build_estimator
 from pyrovae.inference.optim import OPTIMIZERS
@@ -100,3 +100,19 @@ def test_the_jit_compiled_loss_takes_the_same_steps_as_pyros_interpreted_one(mni
 def test_jit_refuses_estimators_pyro_cannot_compile(mnist_data):
     with pytest.raises(PyrovaeError, match="train.jit works with the pathwise estimator only"):
         _stepped(mnist_data, estimator=ESTIMATORS.build("analytic_kl"), jit=True)
+
+
+def test_the_jit_passes_labels_to_a_conditional_vae(mnist_data):
+    spec = load_config("quickstart", tiny_overrides(**{"model.conditional": "true"}))
+    x = mnist_data.train.x[:100]
+    y = torch.arange(100) % 10  # labels made up: the check is that both paths use them alike
+    losses = []
+    for jit in (False, True):
+        pyro.set_rng_seed(0)
+        vae = VAE.from_config(spec, tuple(x.shape[1:]), 10)
+        pyro.clear_param_store()
+        svi = TrainingSVI(vae, OPTIMIZERS.build("adam"), build_estimator(spec.train.estimator), jit=jit)
+        with pyro.validation_enabled(False):
+            losses.append([svi.step(x[i:i + 50], y[i:i + 50], 1.0) for i in (0, 50)])
+        assert not torch.equal(vae.encode(x[:5], y[:5])[0], vae.encode(x[:5], (y[:5] + 1) % 10)[0])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from pyrovae.errors import PyrovaeError
 from pyrovae.evaluation.evaluate import EVALUATION, evaluate_run
+from pyrovae.runs.files import write_atomic
 from pyrovae.spec import load_config
 from pyrovae.sweeps import load_sweep, run_folder, run_sweep, sweep_status
 from pyrovae.sweeps.job import read_curve, training_progress
@@ -40,8 +41,8 @@ def record(config: str, sweep_dir: Path, results: Path = RESULTS) -> Path:
     evaluating it first if its training was cut short."""
     spec = open_sweep(sweep_dir)
     run_dir = run_folder(sweep_dir, {}, spec.seeds[0])
-    run_config = load_config(run_dir)
-    progress = training_progress(run_dir, load_config(spec.runs()[0].config))
+    planned = load_config(spec.runs()[0].config)  # config.yaml of a run cut short names its last chunk's epochs
+    progress = training_progress(run_dir, planned)
     status = sweep_status(sweep_dir, spec)[0]
     if status.state == "done":  # trained to the end and evaluated by the sweep
         summary = json.loads((run_dir / EVALUATION).read_text())[spec.evaluate["split"]]
@@ -52,7 +53,7 @@ def record(config: str, sweep_dir: Path, results: Path = RESULTS) -> Path:
     result = {
         "config": config,
         "epochs": progress["epochs"],
-        "config_epochs": run_config.train.epochs,
+        "config_epochs": planned.train.epochs,
         "stopped_early": progress["stopped_early"],
         "finished": progress["finished"],
         "train_seconds": progress["train_seconds"],
@@ -66,8 +67,7 @@ def record(config: str, sweep_dir: Path, results: Path = RESULTS) -> Path:
     result["test"]["active_units"] = {k: v for k, v in result["test"]["active_units"].items() if k != "variances"}
     results.mkdir(exist_ok=True)
     out = results / f"{config}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    return out
+    return write_atomic(out, json.dumps(result, indent=2) + "\n")
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from tqdm.auto import tqdm
@@ -31,18 +32,73 @@ from tqdm.auto import tqdm
 from ..errors import PyrovaeError
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, iwae_from_groups, log_mean_exp, pareto_khat
-from .log_joint import SAMPLE_PLATE, evaluation_mode, positive_int, prepare, site_log_probs
+from .log_joint import (
+    SAMPLE_PLATE,
+    evaluation_mode,
+    guide_distribution,
+    log_prior_and_likelihood,
+    positive_int,
+    prepare,
+    site_log_probs,
+)
 
 
-def _importance_terms(vae, x, y, num_samples: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``log p(x|z_k)`` and ``log p(z_k) - log q(z_k|x)`` for ``num_samples`` draws from the
-    guide per data point: two ``(num_samples, points)`` float64 tensors whose sum is log w."""
-    with pyro.plate(SAMPLE_PLATE, num_samples, dim=-2):
-        guide = poutine.trace(vae.guide).get_trace(x, y)
-        model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x, y)
-    log_likelihood, log_prior = site_log_probs(model)
-    _, log_q = site_log_probs(guide)
-    return log_likelihood, log_prior - log_q
+@dataclass(frozen=True)
+class Proposal:
+    """The importance distribution: the guide q(z|x) itself (the default), or a heavier-tailed
+    relative with the guide's centre, its scale times ``scale`` and, with ``df``, Student-t
+    tails of ``df`` degrees of freedom.
+
+    The weights' variance is finite only where the proposal's tails are at least as heavy as
+    the posterior's; a guide trained on the ELBO is typically narrower than the posterior
+    (KL(q || p) penalizes mass where the posterior has none, not the reverse), so a wider or
+    heavier-tailed proposal trades a little efficiency for weights with a lighter tail.
+    """
+
+    scale: float = 1.0
+    df: Optional[float] = None
+
+    def __post_init__(self):
+        if not self.scale > 0 or (self.df is not None and not self.df > 0):
+            raise PyrovaeError(f"the proposal's scale factor and degrees of freedom must be positive, "
+                               f"got {self.scale} and {self.df}")
+
+    @property
+    def is_guide(self) -> bool:
+        return self.scale == 1.0 and self.df is None
+
+    def describe(self) -> str:
+        if self.is_guide:
+            return "the guide q(z|x)"
+        tails = f"Student-t ({self.df:g} degrees of freedom)" if self.df is not None else "Gaussian"
+        return f"{tails} with the guide's mean and {self.scale:g} times its scale"
+
+    def distribution(self, q):
+        """This proposal for the guide's distribution ``q`` (a diagonal Normal)."""
+        loc, scale = q.mean, q.stddev * self.scale
+        if self.df is None:
+            return dist.Normal(loc, scale).to_event(1)
+        return dist.StudentT(torch.as_tensor(self.df, dtype=loc.dtype, device=loc.device), loc, scale).to_event(1)
+
+
+GUIDE = Proposal()
+
+
+def _importance_terms(vae, x, y, num_samples: int, proposal: Proposal = GUIDE) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``log p(x|z_k)`` and ``log p(z_k) - log r(z_k|x)`` for ``num_samples`` draws from the
+    proposal r (the guide q by default) per data point: two ``(num_samples, points)``
+    float64 tensors whose sum is log w."""
+    if proposal.is_guide:
+        with pyro.plate(SAMPLE_PLATE, num_samples, dim=-2):
+            guide = poutine.trace(vae.guide).get_trace(x, y)
+            model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x, y)
+        log_likelihood, log_prior = site_log_probs(model)
+        _, log_q = site_log_probs(guide)
+        return log_likelihood, log_prior - log_q
+    r = proposal.distribution(guide_distribution(vae, x, y))
+    z = r.sample((num_samples,))
+    log_prior, log_likelihood = log_prior_and_likelihood(vae, x, y, z)
+    return log_likelihood, log_prior - r.log_prob(z).double()
 
 
 @dataclass
@@ -61,6 +117,7 @@ class ImportanceResult:
     kl: torch.Tensor                 # mean_k log q(z_k|x) - log p(z_k): the rate
     ess: torch.Tensor                # normalised effective sample size, in (0, 1]
     khat: Optional[torch.Tensor]     # Pareto k-hat of the weights (NaN where too few)
+    proposal: Proposal = GUIDE       # where the draws came from
 
 
 def _summarize_batch(log_w, log_likelihood, kl, bounds, khat) -> dict:
@@ -75,10 +132,12 @@ def _summarize_batch(log_w, log_likelihood, kl, bounds, khat) -> dict:
 @evaluation_mode
 def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_samples: int = 5000,
                       bounds: Sequence[int] = (), max_memory=DEFAULT_MAX_MEMORY, khat: bool = False,
-                      progress: bool = False) -> ImportanceResult:
+                      progress: bool = False, proposal: Proposal = GUIDE) -> ImportanceResult:
     """Importance-sample log p(x) (log p(x|y) for a conditional VAE) for every row of ``x``
     with ``num_samples`` draws from the guide, plus IWAE_k for each k in ``bounds``, the
     ELBO, rate, distortion, ESS and (with ``khat``) Pareto k-hat, all per data point.
+    With another ``proposal`` the draws come from it, and the ELBO, IWAE bounds, rate and
+    distortion are those of the proposal, not of the guide.
 
     Chunks of samples and batches of points are sized so that the working memory stays
     under ``max_memory`` (bytes, or a string such as ``"2GB"``).
@@ -90,7 +149,7 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
                                f"raise the number of samples")
     x, y = prepare(vae, x, y)
     n = x.shape[0]
-    cost = Cost.measure(lambda p, s: _importance_terms(vae, first_repeated(x, p), first_repeated(y, p), s))
+    cost = Cost.measure(lambda p, s: _importance_terms(vae, first_repeated(x, p), first_repeated(y, p), s, proposal))
     plan = plan_chunks(cost, n, num_samples, as_bytes(max_memory), WEIGHT_COPIES * 8 * num_samples)
 
     def batches():
@@ -100,7 +159,7 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
             log_likelihood = torch.zeros(xb.shape[0], dtype=torch.float64, device=x.device)
             kl = torch.zeros_like(log_likelihood)
             for s in range(0, num_samples, plan.samples):
-                lik, ratio = _importance_terms(vae, xb, yb, min(plan.samples, num_samples - s))
+                lik, ratio = _importance_terms(vae, xb, yb, min(plan.samples, num_samples - s), proposal)
                 log_w[:, s:s + lik.shape[0]] = (lik + ratio).T
                 log_likelihood += lik.sum(0)
                 kl -= ratio.sum(0)
@@ -108,7 +167,7 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
 
     with tqdm(total=n, desc="importance sampling", unit="point", disable=not progress, leave=False) as bar:
         merged = collect(n, batches(), bar)
-    return ImportanceResult(num_samples=num_samples, **merged)
+    return ImportanceResult(num_samples=num_samples, proposal=proposal, **merged)
 
 
 def log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_samples: int = 5000,

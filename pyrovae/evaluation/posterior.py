@@ -42,7 +42,7 @@ from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, first_r
 from .diagnostics import Estimate, log_mean_exp, pareto_khat
 from .log_joint import evaluation_mode, log_joint, positive_int, prepare
 from .modes import DEFAULT_MIN_MASS, DEFAULT_SADDLE_RATIO, Mode, find_modes
-from .references import _on_grid, locate_posterior, quadrature_log_marginal
+from .references import locate_posterior, log_joint_on_grid, quadrature_log_marginal
 
 MCMC_KERNELS = ("nuts", "hmc")
 FAMILIES = ("diagonal", "full")
@@ -350,7 +350,7 @@ def grid_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nodes
     max_memory = as_bytes(max_memory)
     log_px = quadrature_log_marginal(vae, x, y, max_memory=max_memory)
     center, half = locate_posterior(vae, x, y, LOCATE_WIDTH, max_memory)
-    log_f = _on_grid(vae, x, y, center, half, nodes, max_memory, lambda log_f, unit, c, h: log_f.T)
+    log_f = log_joint_on_grid(vae, x, y, center, half, nodes, max_memory)
     axis = torch.linspace(-1, 1, nodes, dtype=torch.float64)
     log_trapezoid = _trapezoid_log_weights(nodes)
     grids = []

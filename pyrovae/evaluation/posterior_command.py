@@ -5,8 +5,8 @@ The numbers come from :func:`pyrovae.evaluation.posterior.inspect_posterior`; th
 loads the run and its data, summarizes, draws and writes (every file atomically).
 """
 
+import json
 import math
-import os
 import re
 from pathlib import Path
 from typing import List, Optional
@@ -15,7 +15,7 @@ import torch
 
 from ..components.datasets import SPLITS, load_data
 from ..errors import PyrovaeError, did_you_mean
-from ..runs.atomic import write_json_atomic, write_text_atomic
+from ..runs.files import make_folder, write_atomic
 from .chunking import DEFAULT_MAX_MEMORY, parse_memory
 
 RESULTS = "posterior.json"
@@ -36,18 +36,6 @@ def parse_points(text: str) -> List[int]:
     if len(set(points)) != len(points):
         raise PyrovaeError(f"--points '{text}' names a point twice; list each index once")
     return points
-
-
-def _draw_atomic(draw, path: Path, *args, **kwargs) -> Path:
-    """Run a figure function on a temporary name in ``path``'s folder, then rename it."""
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        draw(*args, path=tmp, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 # ----------------------------------------------------------------------------- summary
@@ -151,17 +139,16 @@ def _figures(inspection, x, points: List[int], out_dir: Path) -> List[str]:
     sampler = str(inspection.settings["mcmc"]).upper()
     for i, index in enumerate(points[:MAX_FIGURES]):
         path = out_dir / "figures" / f"posterior_point{index}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
         samples = None if inspection.chains is None else inspection.chains[i].samples
         title = (f"point {index}: approximation gap {inspection.decomposition.approximation_gap.value[i]:.2f}, "
                  f"amortization gap {inspection.decomposition.amortization_gap.value[i]:.2f} nats")
         if inspection.grids is not None:
-            _draw_atomic(posterior_figures.posterior_2d, path, inspection.grids[i], q.loc[i], q.covariance[i],
-                         qstar.loc[i], qstar.covariance[i], samples, title=title, image=x[i], sampler=sampler)
+            posterior_figures.posterior_2d(inspection.grids[i], q.loc[i], q.covariance[i], qstar.loc[i],
+                                           qstar.covariance[i], samples, path, title, image=x[i], sampler=sampler)
         elif samples is not None:
             dims = samples.var(0).argsort()[:PAIRWISE_DIMS].sort().values.tolist()  # the best-determined dims
-            _draw_atomic(posterior_figures.pairwise_marginals, path, samples, q.loc[i], q.covariance[i],
-                         qstar.loc[i], qstar.covariance[i], dims, title=title, sampler=sampler)
+            posterior_figures.pairwise_marginals(samples, q.loc[i], q.covariance[i], qstar.loc[i],
+                                                 qstar.covariance[i], dims, path, title, sampler=sampler)
         else:
             continue
         names.append(str(path.relative_to(out_dir)))
@@ -195,14 +182,14 @@ def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: 
     if split == "train":  # dynamically binarized data: one seeded binarization
         x = data.training_batch(x)
     y = part.y[index] if vae.num_classes else None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     inspection = inspect_posterior(vae, x, y, mcmc=mcmc, num_samples=num_samples, warmup_steps=warmup_steps,
                                    svi_steps=svi_steps, elbo_samples=elbo_samples, is_samples=is_samples, seed=seed,
                                    max_memory=max_memory)
     summary = {"run": str(run_dir), **summarize(inspection, points, split)}
     figures = _figures(inspection, x, points, out_dir)
-    write_json_atomic(out_dir / RESULTS, summary)
-    write_text_atomic(out_dir / REPORT, report_text(summary, figures, str(run_dir)))
+    write_atomic(out_dir / RESULTS, json.dumps(summary, indent=2) + "\n")
+    write_atomic(out_dir / REPORT, report_text(summary, figures, str(run_dir)))
     return summary
 
 

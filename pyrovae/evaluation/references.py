@@ -192,6 +192,14 @@ def locate_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor], width: flo
     return _on_grid(vae, x, y, (lower + upper) / 2, (upper - lower) / 2, LOCATE_NODES, max_memory, _posterior_box)
 
 
+def log_joint_on_grid(vae, x: torch.Tensor, y: Optional[torch.Tensor], center: torch.Tensor, half: torch.Tensor,
+                      nodes: int, max_memory: int) -> torch.Tensor:
+    """log p(x, z) per point on ``nodes`` evenly spaced nodes per axis over its box
+    ``center +- half``: shape ``(N, nodes ** dim)``, the first latent coordinate varying
+    slowest. ``x`` and ``y`` are already prepared; runs in evaluation mode."""
+    return _on_grid(vae, x, y, center, half, nodes, max_memory, lambda log_f, unit, c, h: log_f.T)
+
+
 @evaluation_mode
 def quadrature_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, points_per_axis: int = 32,
                             width: float = 8.0, tolerance: float = 1e-3,

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .plots import plt, save_figure
+from .plots import pyplot, save_figure
 
 MASS_LEVELS = (0.99, 0.9, 0.5)  # highest-density regions drawn as filled contours
 SAMPLES_SHOWN = 600             # MCMC samples drawn as dots (evenly thinned)
@@ -73,7 +73,7 @@ def _zoom(ax, grid, gaussians) -> None:
 def posterior_2d(grid, q_loc, q_cov, qstar_loc, qstar_cov, samples: Optional[torch.Tensor], path: Path, title: str,
                  image: Optional[torch.Tensor] = None, sampler: str = "NUTS") -> Path:
     """Contours of the grid posterior with the q and q* ellipses and MCMC samples."""
-    fig, ax = plt.subplots(figsize=(5.6, 5))
+    fig, ax = pyplot().subplots(figsize=(5.6, 5))
     levels = _density_levels(grid.log_density, grid.log_weight)
     density = grid.log_density.exp().T.cpu()  # rows of the image are z2
     ax.contourf(grid.z1.cpu(), grid.z2.cpu(), density, levels=levels + [float(density.max()) * 1.0001],
@@ -106,7 +106,7 @@ def pairwise_marginals(samples: torch.Tensor, q_loc, q_cov, qstar_loc, qstar_cov
     q and q*."""
     dims = list(dims)
     k = len(dims)
-    fig, axes = plt.subplots(k, k, figsize=(2.1 * k + 0.6, 2.1 * k + 0.4), squeeze=False)
+    fig, axes = pyplot().subplots(k, k, figsize=(2.1 * k + 0.6, 2.1 * k + 0.4), squeeze=False)
     samples = samples.double().cpu()
     shown = _thinned(samples)
     gaussians = [(q_loc.double().cpu(), q_cov.double().cpu(), Q_STYLE),
@@ -138,6 +138,9 @@ def pairwise_marginals(samples: torch.Tensor, q_loc, q_cov, qstar_loc, qstar_cov
             if c == 0 and r > 0:
                 ax.set_ylabel(f"$z_{{{i + 1}}}$")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", fontsize=8, frameon=False)
+    if k > 1:  # in the empty upper-right panel
+        axes[0, k - 1].legend(handles, labels, loc="center", fontsize=8, frameon=False)
+    else:
+        fig.legend(handles, labels, loc="upper right", fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)

@@ -61,12 +61,13 @@ def check_resumable(run_dir: Path) -> None:
         raise PyrovaeError(f"{run_dir} is not a run folder (no config.yaml); {start}")
 
 
-def load_resume_config(run_dir: Path, overrides: Sequence[str] = ()):
-    """The config of the run in ``run_dir`` with ``overrides`` applied, for ``--resume``."""
+def load_resume_config(run_dir: Path, overrides: Sequence[str] = (), plugins: Sequence[str] = ()):
+    """The config of the run in ``run_dir`` with ``overrides`` (and extra ``plugins``)
+    applied, for ``--resume``."""
     from ..spec import load_config
 
     check_resumable(run_dir)
-    return load_config(run_dir, overrides)
+    return load_config(run_dir, overrides, plugins)
 
 
 def metrics_history(run_dir: Path, state: Optional[dict]) -> List[dict]:

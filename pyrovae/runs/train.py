@@ -15,6 +15,7 @@ checkpoint has been checked against it and an epoch has finished with it.
 import math
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,9 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
         check_new_run_folder(out_dir)
     make_folder(out_dir)
     check_writable(out_dir)
-    with exclusive_run(out_dir):
+    with exclusive_run(out_dir), warnings.catch_warnings():
+        # a non-finite loss stops training with its own one-line message; Pyro's warning would repeat it
+        warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]inf)", category=UserWarning)
         remove_stale_temp_files(out_dir, TRAINING_FILES)
         result = _train(spec, out_dir, resume, data)
     if report:
