@@ -19,6 +19,8 @@ Environment:
   ignored by git).
 * ``PYROVAE_COURSE_QUICK=1``: run the scripts with ``--quick`` (their smallest settings,
   seconds each) into ``<cache>/quick/``: for the tests that check the site machinery.
+* ``PYROVAE_COURSE_RUN=0``: run no script, use the figures and numbers already generated
+  (to preview an edit of the prose; a strict build still fails on anything missing).
 
 MathJax is copied from the installed ``django-static-mathjax`` wheel (MathJax 3.2.2, the
 ``docs`` extra) into ``site/assets/mathjax/``, so formulas render offline.
@@ -117,6 +119,9 @@ def on_config(config, **kwargs):
 
 def on_pre_build(config, **kwargs):
     """Run the figure scripts, two at a time."""
+    if os.environ.get("PYROVAE_COURSE_RUN", "1") == "0":
+        log.info("PYROVAE_COURSE_RUN=0: figures and numbers are not regenerated")
+        return
     generated, cache = _state["generated"], cache_folder()
     started = time.perf_counter()
     with ThreadPoolExecutor(WORKERS) as pool:
