@@ -112,8 +112,8 @@ def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
     from .components.datasets import load_data
     from .evaluation.importance import log_marginal
     from .evaluation.posterior_density import appendix_d_log_marginal
-    from .runs.atomic import write_json_atomic
     from .runs.checkpoint import load_checkpoint
+    from .runs.files import write_atomic
     from .runs.train import load_run
 
     epoch = int(load_checkpoint(run / "checkpoint.pt")["epoch"])
@@ -134,7 +134,7 @@ def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
         for name, estimate in (("is", importance), ("appendix_d", appendix_d)):
             record[f"{split}_{name}"] = float(estimate.value.mean())
             record[f"{split}_{name}_se"] = float(estimate.value.std() / points ** 0.5)
-    write_json_atomic(cached, record)
+    write_atomic(cached, json.dumps(record, indent=2) + "\n")
     return record
 
 

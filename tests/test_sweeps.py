@@ -163,7 +163,7 @@ def test_a_run_held_by_another_worker_is_refused(tmp_path):
 
 
 def test_sweep_command_line(tmp_path, capsys):
-    path = tmp_path / "sweep.yaml"
+    path = tmp_path / "grid.yaml"  # not sweep.yaml: that name marks a sweep folder
     path.write_text(yaml.safe_dump(tiny_sweep({}, **{"train.epochs": 1})))
     assert cli_main(["sweep", str(path)]) == 2
     assert "--out DIR" in capsys.readouterr().err
@@ -250,8 +250,8 @@ def _same_points(a, b) -> None:
     for name in ("log_marginal", "elbo"):
         assert torch.equal(getattr(a, name).value, getattr(b, name).value)
         assert torch.equal(getattr(a, name).std_error, getattr(b, name).std_error)
-    for name in ("log_likelihood", "kl", "ess", "khat"):
-        assert torch.equal(getattr(a, name), getattr(b, name))
+    for name in ("log_likelihood", "kl", "ess", "khat"):  # k-hat is NaN where K is too small for it
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0, equal_nan=True)
     assert all(torch.equal(a.iwae[k].value, b.iwae[k].value) for k in a.iwae)
 
 

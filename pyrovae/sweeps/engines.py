@@ -18,6 +18,7 @@ the sitting's deadline.
 
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
@@ -103,7 +104,9 @@ def _worker_context():
 
 
 def _child(function, task, sender) -> None:
-    sender.send(function(task))
+    # Plain pickle keeps tensors inline: the pipe's own pickler would pass them as shared
+    # memory that vanishes when this process exits, before the driver reads them.
+    sender.send_bytes(pickle.dumps(function(task)))
     sender.close()
 
 
@@ -129,7 +132,7 @@ class _terminate_as_interrupt:
 def _received(receiver) -> Optional[Dict[str, Any]]:
     """The outcome a worker sent, or ``None`` when it died first (its pipe just closed)."""
     try:
-        return receiver.recv() if receiver.poll() else None
+        return pickle.loads(receiver.recv_bytes()) if receiver.poll() else None
     except EOFError:
         return None
 

@@ -28,7 +28,7 @@ from ..runs.checkpoint import CHECKPOINT
 from ..runs.files import write_atomic
 from .engines import ENGINES
 from .job import RUN_STATE, is_locked
-from .spec import RunPlan, SweepSpec, load_sweep
+from .spec import RunPlan, SweepSpec, evaluate_options, load_sweep
 
 SWEEP_FILE = "sweep.yaml"
 INDEX = "index.json"
@@ -148,12 +148,21 @@ def _run_status(run_dir: Path, plan: RunPlan, spec: SweepSpec) -> RunStatus:
     record = _read_json(run_dir / RUN_STATE)
     if record is not None:
         state = record.get("state")
-        if state == "done" and record.get("evaluate") != spec.evaluate:
+        if state == "done" and not _same_evaluation(record.get("evaluate"), spec.evaluate):
             state = "paused"  # trained, but evaluated with other options (or not at all)
         return RunStatus(plan, state, record.get("error"), record.get("epochs"))
     if (run_dir / CHECKPOINT).exists():
         return RunStatus(plan, "interrupted", "the worker stopped mid-run; continue with --resume")
     return RunStatus(plan, "pending")
+
+
+def _same_evaluation(recorded: Optional[dict], wanted: Optional[dict]) -> bool:
+    """Whether a run was evaluated with the sweep's options; an option ``pyrovae evaluate``
+    gained since counts as given at its default."""
+    if recorded is None or wanted is None:
+        return recorded == wanted
+    defaults = evaluate_options()
+    return all(recorded.get(key, defaults.get(key)) == value for key, value in wanted.items())
 
 
 def _read_json(path: Path) -> Optional[dict]:
