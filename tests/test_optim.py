@@ -83,7 +83,7 @@ def test_saved_state_continues_a_fused_optimizer_exactly(mnist_data):
 
 
 def test_a_fused_option_that_is_not_a_boolean_is_refused():
-    with pytest.raises(PyrovaeError, match="train.optimizer.fused must be true or false"):
+    with pytest.raises(PyrovaeError, match="optimizer.fused must be true or false"):
         OPTIMIZERS.build("adam", options={"fused": "yes"})
 
 
