@@ -63,16 +63,25 @@ class Evaluation:
 
     @property
     def log_px(self) -> float:
-        """The importance-sampled log p(x), averaged over the evaluated points (nats)."""
+        """The estimated log p(x) (importance sampling or AIS), averaged over the evaluated
+        points (nats); BDMC gives bounds instead (``evaluation["lower"]``, ``["upper"]``)."""
         return self.summary["log_marginal"]["mean"]
 
     def __repr__(self) -> str:
         from .evaluation.evaluate import points_phrase
 
         s = self.summary
-        lp = s["log_marginal"]
-        return (f"Evaluation('{self.folder}': {s['split']} split, {points_phrase(s)}, K = {s['num_samples']}: "
-                f"log p(x) = {lp['mean']:.2f} ± {lp['std_error']:.2f} nats)")
+        method = s.get("method", "is")
+        if method == "is":
+            how = f"K = {s['num_samples']}"
+        else:
+            how = f"{method.upper()}, {s['steps']} steps x {s['chains']} chains"
+        if method == "bdmc":
+            value = f"log p(x) between {s['lower']['mean']:.2f} and {s['upper']['mean']:.2f} nats"
+        else:
+            lp = s["log_marginal"]
+            value = f"log p(x) = {lp['mean']:.2f} ± {lp['std_error']:.2f} nats"
+        return f"Evaluation('{self.folder}': {s['split']} split, {points_phrase(s)}, {how}: {value})"
 
 
 class VarianceResult:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import pyrovae
+from pyrovae.api import Evaluation
 from pyrovae.cli import main
 from pyrovae.errors import PyrovaeError
 from pyrovae.evaluation.references import LinearGaussian
@@ -67,3 +68,20 @@ def test_api_mistakes_are_one_line_errors(tmp_path):
         pyrovae.evaluate(tmp_path / "missing")
     with pytest.raises(PyrovaeError, match="overrides must be a list"):
         pyrovae.train("linear_gaussian", out=tmp_path / "x", overrides=3)
+
+
+def test_every_evaluation_method_prints_a_one_line_summary(tmp_path):
+    subset = {"chosen": "all", "of": 3}
+    common = {"split": "test", "num_points": 3, "subset": subset}
+    estimate = {"mean": -90.123, "std_error": 0.456}
+    shown = {
+        "is": repr(Evaluation(tmp_path, {**common, "method": "is", "num_samples": 500, "log_marginal": estimate})),
+        "ais": repr(Evaluation(tmp_path, {**common, "method": "ais", "steps": 200, "chains": 16,
+                                          "log_marginal": estimate})),
+        "bdmc": repr(Evaluation(tmp_path, {**common, "method": "bdmc", "split": "simulated", "steps": 100, "chains": 4,
+                                           "lower": {"mean": -91.5}, "upper": {"mean": -91.25}})),
+    }
+    assert "K = 500: log p(x) = -90.12 ± 0.46 nats" in shown["is"]
+    assert "AIS, 200 steps x 16 chains: log p(x) = -90.12 ± 0.46 nats" in shown["ais"]
+    assert "BDMC, 100 steps x 4 chains: log p(x) between -91.50 and -91.25 nats" in shown["bdmc"]
+    assert all("\n" not in text and "all 3 points" in text for text in shown.values())
