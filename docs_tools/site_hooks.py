@@ -1,15 +1,18 @@
 """MkDocs hooks that make the site's figures and numbers at build time, write the API
 reference page and ship MathJax.
 
-Every chapter script ``examples/course/ch*.py`` (and ``benchmarks/quality/report.py``, for
-the benchmark page's curves) is run before the pages are read, each writing its figures and
-a ``numbers.md`` of measured values into ``<cache>/generated/<script stem>/``. The pages
+Every chapter script ``examples/course/ch*.py`` and every results report
+``benchmarks/<name>/report.py`` (which draws figures from the measured results committed in
+``benchmarks/<name>/results/``: the quality reproductions, the paper's figures, the sweeps
+page) is run before the pages are read, each writing its figures and
+a ``numbers.md`` of measured values into ``<cache>/generated/<name>/`` (:func:`output_name`). The pages
 include those numbers with ``pymdownx.snippets`` and link the figures as
-``generated/<stem>/<figure>.png`` (from the site's root); the figures join the site's files,
+``generated/<name>/<figure>.png`` (from the site's root); the figures join the site's files,
 so a strict build fails on a missing figure, a missing snippet or a script that fails.
 
-A script is run again only when its own source, ``examples/course/_course.py`` or any module
-of ``pyrovae/`` changed since its outputs were written (a digest of those files is kept
+A script is run again only when its own source, its inputs (for a chapter
+``examples/course/_course.py`` and every module of ``pyrovae/``, for a results report its
+``results/`` and ``pyrovae/reports/``) changed since its outputs were written (a digest of those files is kept
 beside them), so ``mkdocs serve`` rebuilds quickly. Trained models are cached by the
 scripts themselves under ``<cache>/models``.
 
@@ -44,7 +47,7 @@ log = logging.getLogger("mkdocs.hooks.course")
 ROOT = Path(__file__).resolve().parents[1]
 COURSE_SCRIPTS = ROOT / "examples" / "course"
 GENERATED_URI = "generated"  # where the pages find the figures in the site
-QUALITY_REPORT = ROOT / "benchmarks" / "quality" / "report.py"  # draws docs/benchmarks.md's curve figure
+RESULTS_REPORTS = ROOT / "benchmarks"  # <name>/report.py --out DIR draws figures from <name>/results/
 MATHJAX_URI = "assets/mathjax"
 API_PAGE = "api.md"
 MATHJAX_PARTS = ("tex-chtml.js", "input", "output", "ui", "a11y")  # what tex-chtml loads on demand
@@ -64,13 +67,19 @@ def quick() -> bool:
 
 
 def figure_scripts():
-    """Every script whose figures the site shows: the course chapters and the quality report."""
-    return sorted(COURSE_SCRIPTS.glob("ch*.py")) + [QUALITY_REPORT]
+    """Every script whose figures the site shows: the course chapters and the results reports."""
+    return sorted(COURSE_SCRIPTS.glob("ch*.py")) + results_reports()
+
+
+def results_reports():
+    """The scripts that draw figures from committed results: ``benchmarks/*/report.py``."""
+    return sorted(RESULTS_REPORTS.glob("*/report.py"))
 
 
 def _inputs(script: Path):
-    if script == QUALITY_REPORT:
-        return [script, *sorted((script.parent / "results").glob("*.json")), ROOT / "pyrovae" / "reports" / "plots.py"]
+    if script.parent.parent == RESULTS_REPORTS:
+        results = sorted(p for p in (script.parent / "results").rglob("*") if p.is_file())
+        return [script, *results, *sorted((ROOT / "pyrovae" / "reports").glob("*.py"))]
     return [script, COURSE_SCRIPTS / "_course.py", *sorted((ROOT / "pyrovae").rglob("*.py"))]
 
 
@@ -85,8 +94,14 @@ def _digest(script: Path) -> str:
     return h.hexdigest()
 
 
+def output_name(script: Path) -> str:
+    """The folder under ``generated/`` of a script's figures: a chapter's file stem, a results
+    report's benchmark name (``generated/quality/``)."""
+    return script.parent.name if script.parent.parent == RESULTS_REPORTS else script.stem
+
+
 def _run(script: Path, generated: Path, cache: Path) -> str:
-    out = generated / script.stem
+    out = generated / output_name(script)
     digest = _digest(script)
     stamp = out / DIGEST_FILE
     if stamp.is_file() and stamp.read_text() == digest:
@@ -94,7 +109,7 @@ def _run(script: Path, generated: Path, cache: Path) -> str:
     if out.exists():
         shutil.rmtree(out)
     command = [sys.executable, str(script), "--out", str(out)]
-    if script != QUALITY_REPORT:
+    if script.parent.parent != RESULTS_REPORTS:
         command += ["--cache", str(cache / "models")] + (["--quick"] if quick() else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "MPLBACKEND": "Agg"}
