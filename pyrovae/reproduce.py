@@ -28,12 +28,15 @@ REPORT = "report.md"
 
 @dataclass(frozen=True)
 class Experiment:
-    """Built-in sweeps to run, in order, and ``draw(out) -> (figure paths, table header, rows)``."""
+    """Built-in sweeps to run, in order, and ``draw(out) -> (figure paths, tables as Markdown)``;
+    ``results(out)``, for the figures drawn from curves (Fig. 2, 3), the record they are drawn
+    from (:mod:`pyrovae.reports.paper_results`)."""
 
     name: str
     description: str
     sweeps: Sequence[str]
     draw: Callable[[Path], tuple]
+    results: Optional[Callable[[Path], dict]] = None
 
 
 # Experiment names follow the papers' figures (``kingma2014-fig2``), so they are kept apart
@@ -72,44 +75,52 @@ def _latent(point: dict) -> int:
 
 # ----------------------------------------------------------------------------- the experiments
 
-FIG2_SWEEPS = {"kingma2014-fig2-mnist": "MNIST", "kingma2014-fig2-frey": "Frey Face"}
+FIG2_SWEEPS = {"kingma2014-fig2-frey": "Frey Face", "kingma2014-fig2-mnist": "MNIST"}
 FIG3_SWEEPS = {"kingma2014-fig3-small": "N_train = 1000", "kingma2014-fig3-large": "N_train = 50000"}
 MNIST_2D_SWEEP = "kingma2014-mnist-2d"
 
 
-def _draw_fig2(out: Path):
-    from .reports.paper_figures import bound_curve, figure_2, method_label
+def _settings(run: Path) -> dict:
+    """What a curve's run was: the settings the docs page reports beside it."""
+    from .spec import load_config
+
+    spec = load_config(run)
+    return {"latent_dim": spec.model.latent_dim, "estimator": spec.train.estimator.name,
+            "optimizer": spec.train.optimizer.name, "lr": spec.train.optimizer.options.get("lr"),
+            "epochs_planned": spec.train.epochs, "train_size": spec.data.train_size}
+
+
+def _fig2_results(out: Path) -> dict:
+    from .reports.paper_figures import bound_curve
 
     panels: Dict[str, dict] = {}
     for sweep, dataset in FIG2_SWEEPS.items():
         for point, run in sorted(sweep_runs(out, sweep), key=lambda pr: _latent(pr[0])):
             curve = bound_curve(run)
             if curve is not None:
-                panels.setdefault(f"{dataset}, $N_z$ = {_latent(point)}", {})[point["train.estimator.name"]] = curve
-    rows = []
-    for title, curves in panels.items():
-        for method, c in curves.items():
-            rows.append([title.replace("$", ""), method_label(method)[0], f"{c['points'][-1]:.3g}",
-                         f"{c['train'][-1]:.2f}", f"{c['heldout'][-1]:.2f}", f"{max(c['heldout']):.2f}"])
-    header = ["panel", "method", "training points", "train bound (last epoch)", "held-out bound (last epoch)",
-              "best held-out bound"]
-    return [figure_2(panels, Path(out) / "figures" / "kingma2014-fig2.png")], header, rows
+                title = f"{dataset}, $N_z$ = {_latent(point)}"
+                panels.setdefault(title, {})[point["train.estimator.name"]] = {**curve, "settings": _settings(run)}
+    return {"figure": "kingma2014-fig2", "panels": panels}
 
 
-MARGINALS = "kingma2014_marginals.json"  # per run: IS and appendix-D estimates of the same model
+MARGINALS = "kingma2014_marginals.json"  # per run: IS, appendix-D and AIS estimates of the same model
 COMPARISON_POINTS = 30  # evenly spaced train and test points per estimate
+COMPARISON = {"is_samples": 1000, "appendix_d_samples": 200, "appendix_d_chains": 10, "appendix_d_warmup": 100,
+              "ais_steps": 1000, "ais_chains": 16}
 
 
 def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
-    """Importance sampling (1000 samples from q) and the appendix-D estimator (200 HMC samples)
-    of mean log p(x) on ``points`` evenly spaced train and test points of the run's current
-    model; cached in the run folder for the checkpoint's epoch, so a finished comparison is
-    not redone."""
+    """Mean log p(x) on ``points`` evenly spaced train and test points of the run's current
+    model by importance sampling (1000 samples from q), the appendix-D estimator (200 HMC
+    samples, 10 chains, 100 warm-up transitions) and AIS (1000 steps, 16 chains, from q),
+    with standard errors over the points; cached in the run folder for the checkpoint's
+    epoch and these settings, so a finished comparison is not redone."""
     import json
 
     import torch
 
     from .components.datasets import load_data
+    from .evaluation.ais import annealed_importance_sample
     from .evaluation.importance import log_marginal
     from .evaluation.posterior_density import appendix_d_log_marginal
     from .runs.checkpoint import load_checkpoint
@@ -120,47 +131,72 @@ def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
     cached = run / MARGINALS
     if cached.is_file():
         record = json.loads(cached.read_text())
-        if record.get("epoch") == epoch and record.get("points") == points:
+        if record.get("epoch") == epoch and record.get("points") == points and record.get("settings") == COMPARISON:
             return record
     spec, vae = load_run(run, best=False)
     data = load_data(spec.data).limited(spec.data.train_size)
-    record = {"epoch": epoch, "points": points}
+    record = {"epoch": epoch, "points": points, "settings": COMPARISON}
+    c = COMPARISON
     for split in ("train", "test"):
         x = data.split(split).x
         x = x[torch.linspace(0, x.shape[0] - 1, points).round().long()]
         torch.manual_seed(0)
-        importance = log_marginal(vae, x, num_samples=1000)
-        appendix_d = appendix_d_log_marginal(vae, x, num_samples=200, chains=10, warmup=100)
-        for name, estimate in (("is", importance), ("appendix_d", appendix_d)):
-            record[f"{split}_{name}"] = float(estimate.value.mean())
-            record[f"{split}_{name}_se"] = float(estimate.value.std() / points ** 0.5)
+        estimates = {
+            "is": log_marginal(vae, x, num_samples=c["is_samples"]).value,
+            "appendix_d": appendix_d_log_marginal(vae, x, num_samples=c["appendix_d_samples"], chains=c["appendix_d_chains"],
+                                                  warmup=c["appendix_d_warmup"]).value,
+            "ais": annealed_importance_sample(vae, x, steps=c["ais_steps"], chains=c["ais_chains"]).log_marginal.value}
+        for name, value in estimates.items():
+            record[f"{split}_{name}"] = float(value.mean())
+            record[f"{split}_{name}_se"] = float(value.std() / points ** 0.5)
     write_atomic(cached, json.dumps(record, indent=2) + "\n")
     return record
 
 
-def _draw_fig3(out: Path):
-    from .reports.paper_figures import figure_3, marginal_curve, method_label
+def _fig3_results(out: Path) -> dict:
+    from .reports.paper_figures import marginal_curve
+
     panels: Dict[str, dict] = {}
-    rows = []
+    comparison = []
     for sweep, title in FIG3_SWEEPS.items():
         for point, run in sweep_runs(out, sweep):
             curve = marginal_curve(run)
             if curve is None:
                 continue
             method = point["train.estimator.name"]
-            panels.setdefault(title, {})[method] = curve
-            row = [title, method_label(method)[0], f"{curve['points'][-1]:.3g}",
-                   f"{curve['test'][-1]:.2f} ± {curve['std_error'][-1]:.2f}"]
+            panels.setdefault(title, {})[method] = {**curve, "settings": _settings(run)}
             if sweep == "kingma2014-fig3-small":
-                m = compare_marginals(run)
-                row += [m["epoch"]] + [f"{m[k]:.2f} ± {m[k + '_se']:.2f}" for k in
-                                   ("train_is", "train_appendix_d", "test_is", "test_appendix_d")]
-            else:
-                row += [""] * 5
-            rows.append(row)
-    header = ["panel", "method", "training points", "test log p(x), curve (IS, 500 points)",
-              "epochs at comparison", "train IS", "train appendix D", "test IS", "test appendix D"]
-    return [figure_3(panels, Path(out) / "figures" / "kingma2014-fig3.png")], header, rows
+                comparison.append({"method": method, **compare_marginals(run)})
+    return {"figure": "kingma2014-fig3", "panels": panels, "comparison": comparison}
+
+
+def _drawn_from_results(name: str):
+    """The ``draw`` of an experiment with a results record: write the record into
+    ``OUT/results/``, then draw the figure and the tables from it as recorded, exactly as
+    ``benchmarks/paper/report.py`` draws them from the committed record."""
+    def draw(out: Path):
+        from .reports.markdown import markdown_table
+        from .reports.paper_results import draw as draw_figure
+        from .reports.paper_results import read_results, tables, write_results
+
+        results = read_results(write_results(Path(out) / "results", EXPERIMENTS[name].results(out)).parent, name)
+        figure = draw_figure(results, Path(out) / "figures" / f"{name}.png")
+        return [figure], "\n\n".join(markdown_table(*table) for table in tables(results).values())
+    return draw
+
+
+def record(name: str, out, folder) -> Path:
+    """Write the results record of experiment ``name`` from the runs in ``out`` (as far as
+    they got; nothing is trained) into ``folder``, e.g. ``benchmarks/paper/results``."""
+    from .reports.paper_results import write_results
+
+    experiment = get_experiment(name)
+    if experiment.results is None:
+        raise PyrovaeError(f"{name} is drawn from trained models, which are not recorded; record one of: "
+                           f"{', '.join(n for n, e in EXPERIMENTS.items() if e.results is not None)}")
+    if not any(sweep_runs(Path(out), sweep) for sweep in experiment.sweeps):
+        raise PyrovaeError(f"{out} holds no run of {name}; give the --out folder the experiment ran in")
+    return write_results(folder, experiment.results(Path(out)))
 
 
 def _trained_aevb_models(out: Path, sweeps: Dict[str, str], latent_sizes: Sequence[int]) -> Dict[str, object]:
@@ -190,17 +226,19 @@ def _model_rows(models: Dict[str, object], out: Path, sweeps: Dict[str, str]) ->
 
 
 def _draw_fig4(out: Path):
+    from .reports.markdown import markdown_table
     from .reports.paper_figures import figure_4
 
     sweeps = {MNIST_2D_SWEEP: "MNIST", "kingma2014-fig2-frey": "Frey Face"}
     models = _trained_aevb_models(out, sweeps, [2])
     if not models:
         raise PyrovaeError("no trained 2-D model to draw yet; run the experiment (or let it run longer) first")
-    return ([figure_4(models, Path(out) / "figures" / "kingma2014-fig4.png")], ["model", "epochs", "best held-out bound"],
-            _model_rows(models, out, sweeps))
+    return ([figure_4(models, Path(out) / "figures" / "kingma2014-fig4.png")],
+            markdown_table(["model", "epochs", "best held-out bound"], _model_rows(models, out, sweeps)))
 
 
 def _draw_fig5(out: Path):
+    from .reports.markdown import markdown_table
     from .reports.paper_figures import figure_5
 
     sweeps = {MNIST_2D_SWEEP: "MNIST", "kingma2014-fig2-mnist": "MNIST", "kingma2014-fig2-frey": "Frey Face"}
@@ -209,14 +247,15 @@ def _draw_fig5(out: Path):
         raise PyrovaeError("no trained model to sample from yet; run the experiment (or let it run longer) first")
     order = sorted(models, key=lambda t: (t.split(",")[0], int(t.rsplit("=", 1)[1])))
     models = {t: models[t] for t in order}
-    return ([figure_5(models, Path(out) / "figures" / "kingma2014-fig5.png")], ["model", "epochs", "best held-out bound"],
-            _model_rows(models, out, sweeps))
+    return ([figure_5(models, Path(out) / "figures" / "kingma2014-fig5.png")],
+            markdown_table(["model", "epochs", "best held-out bound"], _model_rows(models, out, sweeps)))
 
 
 _add(Experiment("kingma2014-fig2", "Fig. 2: AEVB against wake-sleep, lower bound vs training points (MNIST and Frey Face).",
-                list(FIG2_SWEEPS), _draw_fig2))
+                list(FIG2_SWEEPS), _drawn_from_results("kingma2014-fig2"), _fig2_results))
 _add(Experiment("kingma2014-fig3", "Fig. 3: estimated log p(x) vs training points for 1000 and 50000 training points "
-                                   "(AEVB, wake-sleep, MCEM).", list(FIG3_SWEEPS), _draw_fig3))
+                                   "(AEVB, wake-sleep, MCEM).", list(FIG3_SWEEPS), _drawn_from_results("kingma2014-fig3"),
+                _fig3_results))
 _add(Experiment("kingma2014-fig4", "Fig. 4: learned 2-D manifolds of MNIST and Frey Face (shares Fig. 2's Frey Face runs).",
                 [MNIST_2D_SWEEP, "kingma2014-fig2-frey"], _draw_fig4))
 _add(Experiment("kingma2014-fig5", "Fig. 5: random samples for N_z in {2, 5, 10, 20} (shares Fig. 2's runs).",
@@ -241,6 +280,8 @@ def parse_pairs(items: Sequence[str], option: str) -> Dict[str, object]:
 def experiment_sweep(sweep: str, overrides: Dict[str, object], only: Dict[str, object]):
     """The built-in sweep ``sweep`` with ``overrides`` added to every run and its grid cut to
     the values ``only`` lists (keys the grid lacks are ignored); None when no run is left."""
+    import yaml
+
     from .sweeps.spec import load_sweep
 
     spec = load_sweep(sweep)
@@ -254,12 +295,14 @@ def experiment_sweep(sweep: str, overrides: Dict[str, object], only: Dict[str, o
             spec.grid[key] = [v for v in spec.grid[key] if v in wanted]
             if not spec.grid[key]:
                 return None
+            spec.when = {c: s for c, s in spec.when.items() if c.partition("=")[0].strip() != key
+                         or yaml.safe_load(c.partition("=")[2]) in spec.grid[key]}
     spec.runs()  # validates every run's config with the overrides
     return spec
 
 
 def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: Sequence[str] = (),
-              workers: Optional[int] = None, log: Callable[[str], None] = print) -> Path:
+              workers: Optional[int] = None, threads: Optional[int] = None, log: Callable[[str], None] = print) -> Path:
     """Run (or continue) the experiment ``name`` in ``out`` within ``budget`` (seconds or text
     like ``60m``; the sittings of all its sweeps together), then draw its figure and write its
     section of ``out/report.md``. Returns the report's path.
@@ -267,7 +310,7 @@ def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: 
     ``overrides`` (``KEY=VALUE``) change every run; ``only`` (``KEY=V`` or ``KEY=[V1, V2]``)
     keeps those values of a grid key (fewer latent sizes, say). Either makes a different
     sweep: a folder started with other settings is refused, not mixed."""
-    from .reports.markdown import markdown_table, replace_section
+    from .reports.markdown import replace_section
     from .sweeps.sweep import parse_budget, prepare_sweep, run_sweep
 
     experiment = get_experiment(name)
@@ -284,13 +327,13 @@ def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: 
             prepare_sweep(spec, out / spec.name)
             log(f"budget spent: sweep {spec.name} not run in this sitting; run the command again to continue")
             continue
-        run_sweep(spec, out / spec.name, budget=left, workers=workers, log=log)
-    figures, header, rows = experiment.draw(out)
+        run_sweep(spec, out / spec.name, budget=left, workers=workers, threads=threads, log=log)
+    figures, tables = experiment.draw(out)
     pictures = "\n".join(f"![{name}]({Path(f).relative_to(out)})" for f in figures)
     changes = " ".join([*(f"--set {o}" for o in overrides), *(f"--only {o}" for o in only)])
     changes = f" with `{changes}`" if changes else ""
     body = (f"{experiment.description}\n\nSweeps: {', '.join(f'`{s}`' for s in experiment.sweeps)}"
-            f"{changes}; last sitting {_minutes(time.time() - started)}.\n\n{markdown_table(header, rows)}\n\n{pictures}")
+            f"{changes}; last sitting {_minutes(time.time() - started)}.\n\n{tables}\n\n{pictures}")
     report = replace_section(out / REPORT, name, body)
     log(f"{name}: figure {figures[0]}; report {report}")
     return report
@@ -327,6 +370,9 @@ def add_command(subparsers) -> None:
     p.add_argument("--only", action="append", default=[], metavar="KEY=VALUES",
                    help="keep only these grid values, e.g. --only 'model.latent_dim=[3, 20]' (repeatable)")
     p.add_argument("--workers", type=int, metavar="N", help="runs at a time (default: the cores)")
+    p.add_argument("--record", metavar="DIR", help="train nothing: write the results the runs in --out have reached "
+                                                  "(curves, tables) into DIR, e.g. benchmarks/paper/results")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads per run (default: the cores shared out)")
     p.set_defaults(func=_command)
 
 
@@ -336,5 +382,10 @@ def _command(args) -> None:
         return
     if not args.name:
         raise PyrovaeError(f"name an experiment: pyrovae reproduce NAME --out DIR; built-in: {', '.join(EXPERIMENTS)}")
+    if args.record:
+        if not args.out:
+            raise PyrovaeError("--record needs the experiment folder: pyrovae reproduce NAME --out DIR --record RESULTS")
+        print(f"recorded {record(args.name, args.out, args.record)}")
+        return
     reproduce(args.name, args.out or Path("runs") / args.name, budget=args.budget, overrides=args.set,
-              only=args.only, workers=args.workers)
+              only=args.only, workers=args.workers, threads=args.threads)

@@ -50,6 +50,12 @@ def tiny_sweep(grid, seeds=(0,), **changes):
     ({"base": "quickstart", "evaluate": {"num_sample": 5}}, "did you mean 'num_samples'?"),
     ({"base": "quickstart", "curve": {"evry": 5}}, "did you mean 'every'?"),
     ({"grid": {}}, "a sweep needs a 'base'"),
+    ({"base": "quickstart", "grid": {"model.latent_dim": [2, 3]}, "when": {"model.latent=2": {"train.epochs": 1}}},
+     "must be GRIDKEY=VALUE with a key of the grid (model.latent_dim)"),
+    ({"base": "quickstart", "grid": {"model.latent_dim": [2, 3]}, "when": {"model.latent_dim=4": {"train.epochs": 1}}},
+     "4 is not a value of grid key model.latent_dim (2, 3)"),
+    ({"base": "quickstart", "grid": {"model.latent_dim": [2]}, "when": {"model.latent_dim=2": {"train.epoch": 1}}},
+     "did you mean 'train.epochs'?"),
 ])
 def test_a_bad_sweep_is_one_line_saying_what_to_do(raw, message):
     with pytest.raises(PyrovaeError) as error:
@@ -69,6 +75,20 @@ def test_runs_are_the_grid_product_with_seeds_innermost_and_validated_configs():
     assert (last["model"]["prior"]["name"], last["model"]["latent_dim"], last["seed"]) == ("mog", 3, 5)
     assert last["model"]["prior"]["num_components"] == 10  # the new prior's defaults, not the old one's options
     assert last["model"]["encoder"]["hidden"] == [8] and last["train"]["progress"] is False
+
+
+def test_when_ties_settings_to_one_grid_value_without_multiplying_the_grid(tmp_path):
+    raw = tiny_sweep({"model.latent_dim": [2, 3], "train.estimator.name": ["pathwise", "wake_sleep"]})
+    raw["when"] = {"train.estimator.name=wake_sleep": {"train.optimizer.lr": 0.0005}}
+    spec = load_sweep(raw)
+    rates = {r.folder: r.config["train"]["optimizer"]["lr"] for r in spec.runs()}
+    assert rates == {"latent_dim=2,estimator=pathwise/seed_0": 0.001, "latent_dim=2,estimator=wake_sleep/seed_0": 0.0005,
+                     "latent_dim=3,estimator=pathwise/seed_0": 0.001, "latent_dim=3,estimator=wake_sleep/seed_0": 0.0005}
+    from pyrovae.sweeps.sweep import prepare_sweep
+
+    prepare_sweep(spec, tmp_path / "s")  # stored with its 'when', and recognized as the same sweep again
+    assert prepare_sweep(load_sweep(raw), tmp_path / "s").to_dict() == spec.to_dict()
+    assert "when" in yaml.safe_load((tmp_path / "s" / "sweep.yaml").read_text())
 
 
 def test_budget_text():

@@ -1,7 +1,9 @@
 """Chapter 8, the paper's experiments: Kingma & Welling's Fig. 2 setup in miniature. The
 paper's MNIST architecture (500 tanh units, Adagrad, weight decay from the N(0, I) prior on
 the parameters) trained for a few epochs per latent size, the lower bound plotted against
-the number of training points evaluated, as in the paper.
+the number of training points evaluated, as in the paper. Then Fig. 4 (the learned 2-D
+manifolds of MNIST and Frey Face) and Fig. 5 (samples for N_z in {2, 5, 10, 20}) from models
+trained here at build-time budgets, drawn by the same code as ``pyrovae reproduce``.
 
     python3 examples/course/ch8_paper_experiments.py --out runs/course/ch8_paper_experiments
 """
@@ -10,8 +12,13 @@ from pathlib import Path
 
 from _course import arguments, binarized_mnist, markdown_table, plt, save, trained, write_numbers
 
+from pyrovae.components.datasets import load_data
+from pyrovae.reports.paper_figures import figure_4, figure_5
+from pyrovae.spec import load_config
+
 ROOT = Path(__file__).resolve().parents[2]
 PAPER_PAGE = ROOT / "docs" / "paper.md"
+FREY_EPOCHS = 300  # 4.7 x 10^5 training points: half a minute on one core
 
 
 def main():
@@ -22,8 +29,12 @@ def main():
         data = data.limited(1000)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rows = []
-    for size in sizes:
-        spec, _, metrics = trained("mnist_aevb", [f"model.latent_dim={size}", f"train.epochs={epochs}"], data, args.cache)
+    mnist_models = {}
+    for size in sorted({2, *sizes}):
+        spec, vae, metrics = trained("mnist_aevb", [f"model.latent_dim={size}", f"train.epochs={epochs}"], data, args.cache)
+        mnist_models[size] = (vae, metrics)
+        if size not in sizes:  # N_z = 2 is for Fig. 4 and 5 only
+            continue
         header, *lines = [line.split(",") for line in metrics]
         step, valid = header.index("step"), header.index("valid_elbo")
         seen = [int(line[step]) * spec.train.batch_size for line in lines]
@@ -44,6 +55,31 @@ def main():
             "The full-length runs use the same configs with the paper's budgets: "
             "`pyrovae train mnist_aevb --set model.latent_dim=N --out runs/aevb-N`.")
     write_numbers(args.out, "link", link)
+    manifolds_and_samples(args, mnist_models, epochs * len(data.train))
+
+
+def _last_bound(metrics) -> float:
+    header, *lines = [line.split(",") for line in metrics]
+    return float(lines[-1][header.index("valid_elbo")])
+
+
+def manifolds_and_samples(args, mnist_models, mnist_points):
+    """Fig. 4 and Fig. 5 from the MNIST models above and a 2-D Frey Face model trained here."""
+    frey = load_data(load_config("frey_aevb").data)
+    frey_epochs = 2 if args.quick else FREY_EPOCHS
+    if args.quick:
+        frey = frey.limited(200)
+    _, frey_vae, frey_metrics = trained("frey_aevb", ["model.latent_dim=2", f"train.epochs={frey_epochs}"], frey,
+                                        args.cache)
+    figure_4({"Frey Face, $N_z$ = 2": frey_vae, "MNIST, $N_z$ = 2": mnist_models[2][0]},
+             args.out / "kingma2014-fig4.png")
+    figure_5({f"MNIST, $N_z$ = {size}": vae for size, (vae, _) in mnist_models.items() if size in (2, 5, 10, 20)},
+             args.out / "kingma2014-fig5.png")
+    rows = [["Frey Face, N_z = 2", f"{frey_epochs * len(frey.train):,}", f"{_last_bound(frey_metrics):.2f}"]]
+    rows += [[f"MNIST, N_z = {size}", f"{mnist_points:,}", f"{_last_bound(metrics):.2f}"]
+             for size, (_, metrics) in mnist_models.items() if size in (2, 5, 10, 20)]
+    write_numbers(args.out, "fig45_models", markdown_table(
+        ["model", "training points", "validation bound (nats per point)"], rows))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The figures of Kingma & Welling (2014), drawn from run folders.
+"""The figures of Kingma & Welling (2014): Fig. 2 and 3 drawn from curves (plain data, read
+from run folders by :func:`bound_curve` and :func:`marginal_curve`, or from committed results,
+:mod:`.paper_results`), Fig. 4 and 5 from trained models.
 
 - Fig. 2: the lower bound (nats per data point) of AEVB and of wake-sleep against the number
   of training points evaluated, on a log axis, train and held-out; one panel per data set
@@ -56,8 +58,8 @@ def read_csv(path: Path) -> List[dict]:
 
 
 def bound_curve(run_dir: Path) -> Optional[dict]:
-    """A run's Fig. 2 curve: training points, train and held-out (validation) bound per epoch;
-    None for a run without a finished epoch."""
+    """A run's Fig. 2 curve: epochs, training points, train and held-out (validation) bound and
+    training seconds so far, per epoch; None for a run without a finished epoch."""
     from ..spec import load_config
 
     run_dir = Path(run_dir)
@@ -67,12 +69,13 @@ def bound_curve(run_dir: Path) -> Optional[dict]:
     if not rows:
         return None
     spec = load_config(run_dir)
-    return {"spec": spec, "points": training_points(spec, [int(r["epoch"]) for r in rows]),
-            "train": [float(r["train_elbo"]) for r in rows], "heldout": [float(r["valid_elbo"]) for r in rows]}
+    epochs = [int(r["epoch"]) for r in rows]
+    return {"epochs": epochs, "points": training_points(spec, epochs), "train": [float(r["train_elbo"]) for r in rows],
+            "heldout": [float(r["valid_elbo"]) for r in rows], "seconds": [float(r["seconds"]) for r in rows]}
 
 
 def marginal_curve(run_dir: Path, filename: str = "curve.csv") -> Optional[dict]:
-    """A run's Fig. 3 curve: training points and estimated test log p(x) with its standard error."""
+    """A run's Fig. 3 curve: epochs, training points and estimated test log p(x) with its standard error."""
     from ..spec import load_config
 
     path = Path(run_dir) / filename
@@ -82,9 +85,9 @@ def marginal_curve(run_dir: Path, filename: str = "curve.csv") -> Optional[dict]
     if not rows:
         return None
     spec = load_config(run_dir)
-    return {"spec": spec, "points": training_points(spec, [int(r["epoch"]) for r in rows]),
-            "test": [float(r["test_log_px"]) for r in rows],
-            "std_error": [float(r["std_error"]) for r in rows]}
+    epochs = [int(r["epoch"]) for r in rows]
+    return {"epochs": epochs, "points": training_points(spec, epochs), "test": [float(r["test_log_px"]) for r in rows],
+            "std_error": [float(r["std_error"]) for r in rows], "seconds": [float(r["train_seconds"]) for r in rows]}
 
 
 def _panel_axes(n: int, title: str, width: float = 3.6, height: float = 3.0):

@@ -7,6 +7,8 @@ base: quickstart                 # a built-in config, a config file (relative to
 set: {train.epochs: 3}           # overrides every run shares (optional)
 grid:                            # the Cartesian product of these values, in this order
   model.prior.name: [standard_normal, mog, vamp]
+when:                            # optional: overrides that go with one value of a grid key
+  model.prior.name=vamp: {train.optimizer.lr: 0.0005}
 seeds: [0, 1, 2]                 # or a count: 3 means 0, 1, 2
 evaluate: {split: test, num_samples: 1000, max_points: 1000}   # `pyrovae evaluate` options; false: no evaluation
 curve: {every: 10, num_samples: 500, points: 1000}              # optional: test log p(x) every 10 epochs
@@ -14,7 +16,8 @@ curve: {every: 10, num_samples: 500, points: 1000}              # optional: test
 
 Every run's config is built and validated (against the registries, as ``pyrovae train``
 does) when the sweep is loaded, so a typo in any grid value is one line before any work
-starts. A sweep folder stores the spec with its base config written out in full, so the
+starts. ``when`` ties settings to a grid value (a step size chosen per training method, say)
+without multiplying the grid. A sweep folder stores the spec with its base config written out in full, so the
 folder alone is enough to resume it.
 """
 
@@ -31,7 +34,7 @@ import yaml
 from ..errors import PyrovaeError, did_you_mean
 from ..spec import ExperimentSpec, load_config
 
-SWEEP_KEYS = ("name", "base", "set", "grid", "seeds", "evaluate", "curve")
+SWEEP_KEYS = ("name", "base", "set", "grid", "when", "seeds", "evaluate", "curve")
 CURVE_KEYS = {"every": 10, "num_samples": 500, "points": 1000}
 DEFAULT_EVALUATE = {"split": "test", "num_samples": 1000}
 # `pyrovae evaluate` options a sweep may set; the run folder, device and progress bar are the sweep's.
@@ -72,10 +75,14 @@ class SweepSpec:
     seeds: List[int]
     evaluate: Optional[Dict[str, Any]]
     curve: Optional[Dict[str, int]]
+    when: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"name": self.name, "base": self.base, "set": self.set, "grid": self.grid, "seeds": self.seeds,
-                "evaluate": self.evaluate if self.evaluate is not None else False, "curve": self.curve}
+        record = {"name": self.name, "base": self.base, "set": self.set, "grid": self.grid, "seeds": self.seeds,
+                  "evaluate": self.evaluate if self.evaluate is not None else False, "curve": self.curve}
+        if self.when:  # only when used, so folders of sweeps without it compare equal to their specs
+            record["when"] = self.when
+        return record
 
     def points(self) -> List[Dict[str, Any]]:
         """The grid points in order: the product of the grid's values, last key fastest."""
@@ -93,7 +100,12 @@ class SweepSpec:
         return plans
 
     def run_config(self, point: Dict[str, Any], seed: int) -> ExperimentSpec:
-        overrides = [f"{k}={_yaml_value(v)}" for k, v in {**self.set, **point}.items()] + [f"seed={seed}"]
+        tied = {}
+        for condition, settings in self.when.items():
+            key, value = _condition(condition)
+            if _yaml_value(point.get(key)) == _yaml_value(value):
+                tied.update(settings)
+        overrides = [f"{k}={_yaml_value(v)}" for k, v in {**self.set, **tied, **point}.items()] + [f"seed={seed}"]
         where = ", ".join(f"{k}={_value_text(v)}" for k, v in point.items()) or "the base config"
         try:
             spec = load_config(self.base, overrides)
@@ -144,6 +156,7 @@ def load_sweep(source: Union[str, Path, Dict[str, Any]]) -> SweepSpec:
     spec = SweepSpec(name=name, base=_base_config(raw["base"], folder), set=_mapping(raw.get("set"), "set"),
                      grid=_grid(raw.get("grid")), seeds=_seeds(raw.get("seeds", [0])),
                      evaluate=_evaluate(raw.get("evaluate", DEFAULT_EVALUATE)), curve=_curve(raw.get("curve")))
+    spec.when = _when(raw.get("when"), spec.grid)
     spec.runs()  # builds and validates every run's config
     return spec
 
@@ -175,6 +188,27 @@ def _grid(value: Any) -> Dict[str, List[Any]]:
         if len({_yaml_value(v) for v in values}) != len(values):
             raise PyrovaeError(f"sweep grid '{key}' lists a value twice; list each value once")
     return grid
+
+
+def _condition(condition: str) -> tuple:
+    """``KEY=VALUE`` of a ``when`` entry as (key, value read as YAML)."""
+    key, _, value = condition.partition("=")
+    return key.strip(), yaml.safe_load(value)
+
+
+def _when(value: Any, grid: Dict[str, List[Any]]) -> Dict[str, Dict[str, Any]]:
+    """``when`` entries checked: each names a grid key and one of its values."""
+    when = _mapping(value, "when")
+    for condition, settings in when.items():
+        key, wanted = _condition(condition)
+        if "=" not in condition or key not in grid:
+            raise PyrovaeError(f"sweep when '{condition}' must be GRIDKEY=VALUE with a key of the grid "
+                               f"({', '.join(grid) or 'the grid is empty'}), e.g. {{{next(iter(grid), 'key')}=value: {{...}}}}")
+        if _yaml_value(wanted) not in {_yaml_value(v) for v in grid[key]}:
+            raise PyrovaeError(f"sweep when '{condition}': {wanted!r} is not a value of grid key {key} "
+                               f"({', '.join(map(str, grid[key]))})")
+        when[condition] = _mapping(settings, f"when {condition}")
+    return when
 
 
 def _seeds(value: Any) -> List[int]:

@@ -1,0 +1,121 @@
+"""The paper's recorded results: ``benchmarks/paper/report.py`` draws Fig. 2 and Fig. 3 and
+their tables from a results folder, with the code ``pyrovae reproduce`` draws them with."""
+
+import json
+import math
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyrovae.reports.paper_results import read_results, thin, write_results
+
+REPO = Path(__file__).resolve().parents[1]
+REPORT = REPO / "benchmarks" / "paper" / "report.py"
+DPI = 110  # paper_figures._save
+
+
+def _curve(points, **values):
+    return {"epochs": list(range(1, len(points) + 1)), "points": points, **values, "seconds": [1.5 * p for p in points]}
+
+
+def _fig2():
+    aevb = _curve([100, 200, 300, 400], train=[-150.0, -120.0, -110.0, -105.0], heldout=[-151.0, -121.0, -112.0, -108.0])
+    wake_sleep = _curve([100, 200, 300], train=[-190.0, -170.0, -160.0], heldout=[-191.0, -171.0, -163.0])
+    frey = _curve([50, 100], train=[700.0, 800.0], heldout=[690.0, 780.0])
+    return {"figure": "kingma2014-fig2", "panels": {"MNIST, $N_z$ = 3": {"pathwise": aevb, "wake_sleep": wake_sleep},
+                                                    "Frey Face, $N_z$ = 2": {"pathwise": frey}}}
+
+
+def _fig3():
+    curve = _curve([1000, 2000], test=[-170.0, -165.5], std_error=[2.0, float("nan")])
+    comparison = {"method": "mcem", "epoch": 2, "points": 30}
+    for split, base in (("train", -150.0), ("test", -165.0)):
+        for offset, name in enumerate(("is", "appendix_d", "ais")):
+            comparison[f"{split}_{name}"], comparison[f"{split}_{name}_se"] = base + offset, 0.5
+    return {"figure": "kingma2014-fig3", "panels": {"N_train = 1000": {"mcem": curve}}, "comparison": [comparison]}
+
+
+def _png_size(path: Path):
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def _table(path: Path):
+    lines = path.read_text().strip().splitlines()
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_report_draws_each_figure_and_table_from_the_folder_it_is_given(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "out"
+    write_results(results, _fig2())
+    write_results(results, _fig3())
+    done = subprocess.run([sys.executable, str(REPORT), "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "MPLBACKEND": "Agg", "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    # Fig. 2 has two panels side by side (3.6 x 3.0 inches each, 0.5 for the title), Fig. 3 one (4.2 wide).
+    assert _png_size(out / "kingma2014-fig2.png") == (round(2 * 3.6 * DPI), round(3.5 * DPI))
+    assert _png_size(out / "kingma2014-fig3.png") == (round(4.2 * DPI), round(3.5 * DPI))
+
+    curves = _table(out / "kingma2014-fig2-curves.md")
+    assert curves[0] == ["MNIST, N_z = 3", "AEVB", "400", "-105.00", "-108.00", "-108.00", "600 s"]
+    assert [row[:3] for row in curves[1:]] == [["MNIST, N_z = 3", "wake-sleep", "300"], ["Frey Face, N_z = 2", "AEVB", "100"]]
+    # Both methods at the furthest point both reached (300), only on panels that have both.
+    assert _table(out / "kingma2014-fig2-common.md") == [
+        ["MNIST, N_z = 3", "300", "-110.00", "-112.00", "-160.00", "-163.00", "+51.00"]]
+
+    fig3 = _table(out / "kingma2014-fig3-curves.md")
+    assert fig3 == [["N_train = 1000", "MCEM", "2e+03", "-165.50 ± nan", "3000 s"]]
+    assert _table(out / "kingma2014-fig3-comparison.md") == [
+        ["MCEM", "2", "train (30 points)", "-150.00 ± 0.50", "-149.00 ± 0.50", "-148.00 ± 0.50"],
+        ["MCEM", "2", "test (30 points)", "-165.00 ± 0.50", "-164.00 ± 0.50", "-163.00 ± 0.50"]]
+
+
+def test_a_missing_record_is_a_one_line_error(tmp_path):
+    done = subprocess.run([sys.executable, str(REPORT), "--results", str(tmp_path), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": ""})
+    assert done.returncode != 0
+    assert done.stderr.strip().count("\n") == 0 and "--record" in done.stderr
+
+
+def test_recorded_curves_are_thinned_evenly_in_log_points_keeping_both_ends(tmp_path):
+    points = list(range(10, 100_001, 10))  # 10^4 epochs, linear in points
+    curve = _curve(points, train=[float(p) for p in points], heldout=[float(-p) for p in points])
+    curve["settings"] = {"lr": 0.02}
+    small = thin(curve, max_points=40)
+    assert small["points"][0] == 10 and small["points"][-1] == 100_000 and len(small["points"]) <= 40
+    assert small["settings"] == {"lr": 0.02}
+    assert all(small["train"][i] == small["points"][i] for i in range(len(small["points"])))  # columns stay aligned
+    decades = [sum(10 ** d <= p < 10 ** (d + 1) for p in small["points"]) for d in (1, 2, 3, 4)]
+    assert min(decades) >= 5, decades  # every decade drawn, not only the last (where 90% of epochs are)
+    write_results(tmp_path, {"figure": "kingma2014-fig2", "panels": {"p": {"pathwise": curve}}})
+    record = json.loads((tmp_path / "kingma2014-fig2.json").read_text())
+    assert len(record["panels"]["p"]["pathwise"]["points"]) <= 150
+    write_results(tmp_path, _fig3())  # a NaN standard error is recorded as null (JSON has no NaN) and read back as NaN
+    stored = json.loads((tmp_path / "kingma2014-fig3.json").read_text())
+    assert stored["panels"]["N_train = 1000"]["mcem"]["std_error"] == [2.0, None]
+    assert math.isnan(read_results(tmp_path, "kingma2014-fig3")["panels"]["N_train = 1000"]["mcem"]["std_error"][1])
+
+
+@pytest.mark.slow
+def test_recorded_results_draw_the_tables_reproduce_wrote(tmp_path):
+    """A small Fig. 2 reproduction, recorded, then drawn by report.py: the same tables."""
+    from pyrovae.reproduce import record, reproduce
+
+    out = tmp_path / "fig2"
+    small = ["train.epochs=2", "data.train_size=200", "model.encoder.hidden=[8]", "model.decoder.hidden=[8]"]
+    text = reproduce("kingma2014-fig2", out, overrides=small, only=["model.latent_dim=2"], workers=1,
+                     log=lambda _: None).read_text()
+    results = tmp_path / "results"
+    record("kingma2014-fig2", out, results)
+    write_results(results, _fig3())  # report.py draws both figures
+    done = subprocess.run([sys.executable, str(REPORT), "--results", str(results), "--out", str(tmp_path / "drawn")],
+                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "MPLBACKEND": "Agg", "PATH": ""})
+    assert done.returncode == 0, done.stderr
+    for table in ("curves", "common"):
+        drawn = (tmp_path / "drawn" / f"kingma2014-fig2-{table}.md").read_text().strip()
+        assert drawn in text
+    assert "| Frey Face, N_z = 2 | AEVB | 400 |" in text
