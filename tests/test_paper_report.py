@@ -61,7 +61,7 @@ def test_report_draws_each_figure_and_table_from_the_folder_it_is_given(tmp_path
     assert _png_size(out / "kingma2014-fig3.png") == (round(4.2 * DPI), round(3.5 * DPI))
 
     curves = _table(out / "kingma2014-fig2-curves.md")
-    assert curves[0] == ["MNIST, N_z = 3", "AEVB", "400", "-105.00", "-108.00", "-108.00", "600 s"]
+    assert curves[0] == ["MNIST, N_z = 3", "AEVB", "400", "-105.00", "-108.00", "-108.00 (400)", "600 s"]
     assert [row[:3] for row in curves[1:]] == [["MNIST, N_z = 3", "wake-sleep", "300"], ["Frey Face, N_z = 2", "AEVB", "100"]]
     # Both methods at the furthest point both reached (300), only on panels that have both.
     assert _table(out / "kingma2014-fig2-common.md") == [

@@ -59,7 +59,8 @@ def read_csv(path: Path) -> List[dict]:
 
 def bound_curve(run_dir: Path) -> Optional[dict]:
     """A run's Fig. 2 curve: epochs, training points, train and held-out (validation) bound and
-    training seconds so far, per epoch; None for a run without a finished epoch."""
+    training seconds so far, per epoch, and the best held-out bound with its training points
+    (kept when a recorded curve is thinned); None for a run without a finished epoch."""
     from ..spec import load_config
 
     run_dir = Path(run_dir)
@@ -70,8 +71,10 @@ def bound_curve(run_dir: Path) -> Optional[dict]:
         return None
     spec = load_config(run_dir)
     epochs = [int(r["epoch"]) for r in rows]
-    return {"epochs": epochs, "points": training_points(spec, epochs), "train": [float(r["train_elbo"]) for r in rows],
-            "heldout": [float(r["valid_elbo"]) for r in rows], "seconds": [float(r["seconds"]) for r in rows]}
+    points, heldout = training_points(spec, epochs), [float(r["valid_elbo"]) for r in rows]
+    best = max(range(len(heldout)), key=heldout.__getitem__)
+    return {"epochs": epochs, "points": points, "train": [float(r["train_elbo"]) for r in rows], "heldout": heldout,
+            "seconds": [float(r["seconds"]) for r in rows], "best_heldout": heldout[best], "best_heldout_points": points[best]}
 
 
 def marginal_curve(run_dir: Path, filename: str = "curve.csv") -> Optional[dict]:
