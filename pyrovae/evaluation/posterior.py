@@ -460,7 +460,7 @@ def inspect_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, mc
     q = guide_gaussians(vae, x, y)
     qstar = timed("optimal_gaussian", optimal_gaussian, vae, x, y, steps=svi_steps)
     decomposition = timed("decomposition", gap_decomposition, vae, x, y, q, qstar, elbo_samples, is_samples,
-                          max_memory)
+                          max_memory=max_memory)
     grids = timed("grid", grid_posterior, vae, x, y, grid_nodes, max_memory) if vae.latent_dim == 2 else None
     chains = comparisons = None
     if mcmc is not None:
