@@ -154,6 +154,8 @@ def figure_3(panels: Dict[str, Dict[str, dict]], path: Path) -> Path:
     """Fig. 3: ``panels`` maps a title (``N_train = 1000``) to ``{method: marginal_curve}``."""
     if not panels:
         raise PyrovaeError("no marginal-likelihood estimates to draw yet; run the experiment longer first")
+    from matplotlib.ticker import NullFormatter
+
     fig, axes = _panel_axes(len(panels), "Estimated test log p(x) against training points (Kingma & Welling Fig. 3)",
                             width=4.2)
     for ax, (title, curves) in zip(axes, panels.items()):
@@ -162,6 +164,7 @@ def figure_3(panels: Dict[str, Dict[str, dict]], path: Path) -> Path:
             ax.errorbar(curve["points"], curve["test"], yerr=[2 * s if math.isfinite(s) else 0 for s in curve["std_error"]],
                         fmt="o-", ms=3, color=colour, label=f"{label} test")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short range
         ax.set_title(title)
         ax.set_xlabel("training points evaluated")
         ax.set_ylabel("marginal log-likelihood (nats per point)")
