@@ -2,6 +2,7 @@
 when missing or damaged, and downloads are verified."""
 
 import gzip
+import os
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,8 @@ def test_missing_files_name_the_folder_searched_and_how_to_get_them(tmp_path):
 def test_a_truncated_idx_file_is_refused(tmp_path):
     folder = tmp_path / "mnist"
     folder.mkdir()
-    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_test" / "t10k-images-idx3-ubyte.gz"
+    shared = Path(os.environ.get("PYROVAE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    source = shared / "mnist_test" / "t10k-images-idx3-ubyte.gz"
     with gzip.open(source) as f:
         raw = f.read()
     assert read_idx(source).shape == (10000, 28, 28)
