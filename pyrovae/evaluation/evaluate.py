@@ -22,7 +22,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import pyro
 import torch
@@ -37,9 +37,10 @@ from ..runs.files import WriteFailed, write_atomic
 from ..runs.train import load_run
 from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, STARTS, AISResult, annealed_importance_sample, check_settings
 from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
+from .blocks import BLOCK_POINTS, sample_in_blocks
 from .chunking import DEFAULT_MAX_MEMORY, parse_memory
 from .diagnostics import Estimate, active_units
-from .importance import ImportanceResult, Proposal, importance_sample
+from .importance import ImportanceResult, Proposal
 from .references import LinearGaussian, quadrature_log_marginal
 
 EVALUATION = "evaluation.json"
@@ -69,9 +70,17 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
                  max_points: Optional[int] = None, seed: int = 0, elbo_particles: int = 10,
                  quadrature: bool = False, device: str = "cpu", progress: bool = False, method: str = "is",
                  steps: int = 1000, chains: int = 16, leapfrog: int = DEFAULT_LEAPFROG, ais_start: str = "guide",
-                 simulated: int = 100, proposal_scale: float = 1.0, proposal_df: Optional[float] = None) -> dict:
+                 simulated: int = 100, proposal_scale: float = 1.0, proposal_df: Optional[float] = None,
+                 sampler: Optional[Callable[..., ImportanceResult]] = None) -> dict:
     """Evaluate the run in ``run_dir`` on ``split`` (for ``bdmc``: on ``simulated`` points
-    simulated from the model) with ``method``; save and return the summary."""
+    simulated from the model) with ``method``; save and return the summary.
+
+    Importance sampling goes in blocks of points, each point with draws seeded from ``seed``
+    and its index in the split (:mod:`.blocks`), in this process, or by ``sampler`` when one
+    is given: :class:`pyrovae.sweeps.split_evaluation.SplitSampler` shares the blocks out
+    over a sweep engine's workers, with the same per-point results. It is called with the
+    keywords ``run_dir``, ``split``, ``indices``, ``num_samples``, ``bounds``,
+    ``max_memory``, ``proposal`` and ``seed``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PyrovaeError(f"no run folder {run_dir}; train one with 'pyrovae train CONFIG --out {run_dir}'")
@@ -95,9 +104,20 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
               "seed": seed}
+    if sampler is not None and (method != "is" or split == "train"):
+        raise PyrovaeError("evaluation split over workers covers importance sampling (--method is) of the valid and "
+                           "test splits; leave out --workers and --engine for this one")
     if method == "is":
-        summary = {**common, "subset": subset, **_importance_evaluation(vae, x, y, num_samples, max_bytes,
-                                                                        elbo_particles, quadrature, proposal, progress)}
+        indices = subset.get("indices", range(x.shape[0]))  # a point's draws depend on its index in the split
+        bounds = bound_sizes(num_samples)
+        if sampler is None:
+            result = sample_in_blocks(vae, x, y, indices, num_samples, bounds, max_bytes, proposal, seed,
+                                      progress=progress)
+        else:
+            result = sampler(run_dir=run_dir, split=split, indices=list(indices), num_samples=num_samples,
+                             bounds=bounds, max_memory=max_bytes, proposal=proposal, seed=seed)
+        summary = {**common, "subset": subset, "block_points": BLOCK_POINTS,
+                   **_importance_evaluation(vae, x, y, result, elbo_particles, quadrature, max_bytes, proposal)}
     elif method == "ais":
         indices = subset.get("indices", range(x.shape[0]))  # a point's draws depend on its index in the split
         result = annealed_importance_sample(vae, x, y, steps, chains, leapfrog, ais_start, seed=seed,
@@ -123,10 +143,10 @@ def entry_name(summary: dict) -> str:
     return summary["split"] if summary.get("method", "is") == "is" else f"{summary['split']} ({summary['method']})"
 
 
-def _importance_evaluation(vae, x, y, num_samples, max_bytes, elbo_particles, quadrature, proposal, progress) -> dict:
-    result = importance_sample(vae, x, y, num_samples, bounds=bound_sizes(num_samples), max_memory=max_bytes,
-                               khat=True, progress=progress, proposal=proposal)
-    summary = {"num_points": x.shape[0], "num_samples": num_samples, "proposal": proposal.describe(),
+def _importance_evaluation(vae, x, y, result: ImportanceResult, elbo_particles, quadrature, max_bytes, proposal) -> dict:
+    """The summary of the importance-sampling ``result`` of ``x``, with the Pyro ELBOs, the
+    active units, bits per dimension and an exact reference where one exists."""
+    summary = {"num_points": x.shape[0], "num_samples": result.num_samples, "proposal": proposal.describe(),
                **_importance_summary(result)}
     summary["elbo"] = {**_pyro_elbos(vae, x, y, elbo_particles), "particles": elbo_particles,
                        "importance_samples": summary["iwae"][0]["mean"]}
@@ -432,6 +452,11 @@ def print_summary(s: dict) -> None:
 # ----------------------------------------------------------------------------- command line
 
 def _command(args) -> None:
+    sampler = None
+    if any(value is not None for value in (args.engine, args.workers, args.address, args.threads)):
+        from ..sweeps.split_evaluation import SplitSampler  # the engines of 'pyrovae sweep'
+
+        sampler = SplitSampler(args.engine or "local", args.workers, args.address, args.threads)
     try:
         summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
                                max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
@@ -439,7 +464,7 @@ def _command(args) -> None:
                                progress=not args.quiet and sys.stderr.isatty(),  # no bar in a log file
                                method=args.method, steps=args.steps, chains=args.chains, leapfrog=args.leapfrog,
                                ais_start=args.ais_start, simulated=args.simulated,
-                               proposal_scale=args.proposal_scale, proposal_df=args.proposal_df)
+                               proposal_scale=args.proposal_scale, proposal_df=args.proposal_df, sampler=sampler)
     except EvaluationNotSaved as exc:  # nothing computed is lost: print all of it, then the error
         print_summary(exc.summary)
         print("full results (evaluation.json could not be written):")
@@ -487,4 +512,12 @@ def add_command(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    parallel = p.add_argument_group("data-parallel importance sampling (the engines of 'pyrovae sweep'; the same "
+                                     "results as one process for the same seed and threads per worker)")
+    parallel.add_argument("--engine", help="local (worker processes here) or ray; default local when --workers is given")
+    parallel.add_argument("--workers", type=int, metavar="N", help="blocks of points sampled at a time "
+                                                                  "(default: the cores or the cluster's CPUs)")
+    parallel.add_argument("--threads", type=int, metavar="T", help="torch threads per worker (default: cores / "
+                                                                  "workers locally, 1 on Ray)")
+    parallel.add_argument("--address", metavar="ADDR", help="the Ray cluster (auto: the one 'ray start' made here)")
     p.set_defaults(func=_command)

@@ -90,6 +90,15 @@ class SweepResults:
         }
 
 
+def results_from_dict(spec: SweepSpec, data: Dict[str, Any]) -> SweepResults:
+    """The :class:`SweepResults` that ``results.json`` (``to_dict``) holds, for the sweep
+    ``spec``: how a report is drawn again from committed results, without the run folders."""
+    runs = [RunResult(r["folder"], r["point"], r["seed"], r["state"], r["value"], r["epochs"], r["train_seconds"])
+            for r in data["runs"]]
+    points = [PointSummary(p["label"], p["point"], p["values"], p["seeds"], p["runs"]) for p in data["points"]]
+    return SweepResults(spec, data["metric"], runs, points)
+
+
 def metric_name(spec: SweepSpec) -> str:
     if spec.evaluate is None:
         return "best validation ELBO (nats)"
