@@ -104,9 +104,9 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
               "seed": seed}
-    if sampler is not None and (method != "is" or split == "train"):
+    if sampler is not None and (method != "is" or split == "train" or device != "cpu"):
         raise PyrovaeError("evaluation split over workers covers importance sampling (--method is) of the valid and "
-                           "test splits; leave out --workers and --engine for this one")
+                           "test splits on CPU; leave out --workers and --engine for this one")
     if method == "is":
         indices = subset.get("indices", range(x.shape[0]))  # a point's draws depend on its index in the split
         bounds = bound_sizes(num_samples)
