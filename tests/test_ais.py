@@ -105,8 +105,8 @@ def test_simulated_points_do_not_depend_on_how_many_are_simulated(linear):
 
 @pytest.mark.parametrize("overrides, kind, start", [
     (["model.prior.name=mog", "model.prior.num_components=3"], "binary", "guide"),
-    (["model.prior.name=vamp", "model.prior.num_pseudo_inputs=5"], "binary", "prior"),
-    (["model.likelihood.name=discretized_logistic"], "8bit", "guide"),
+    pytest.param(["model.prior.name=vamp", "model.prior.num_pseudo_inputs=5"], "binary", "prior", marks=pytest.mark.slow),
+    pytest.param(["model.likelihood.name=discretized_logistic"], "8bit", "guide", marks=pytest.mark.slow),
 ])
 def test_ais_agrees_with_quadrature_for_other_priors_and_likelihoods(overrides, kind, start):
     spec = load_config("quickstart", ["model.latent_dim=2", "model.encoder.hidden=[8]", "model.decoder.hidden=[8]",

@@ -116,3 +116,33 @@ def test_the_jit_passes_labels_to_a_conditional_vae(mnist_data):
             losses.append([svi.step(x[i:i + 50], y[i:i + 50], 1.0) for i in (0, 50)])
         assert not torch.equal(vae.encode(x[:5], y[:5])[0], vae.encode(x[:5], (y[:5] + 1) % 10)[0])
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_pyro_validation_checks_the_first_step_and_is_off_after_it(mnist_data):
+    """The first step runs with Pyro's checks (a program with an invalid distribution fails
+    there with Pyro's message); later steps run without them, and validation is restored
+    for the rest of the process after each step."""
+    spec = load_config("quickstart", tiny_overrides())
+    vae = build_vae(spec, mnist_data)
+    pyro.clear_param_store()
+    seen = []
+    model = vae.model
+
+    def watched_model(*args):
+        seen.append(pyro.infer.is_validation_enabled() and torch.distributions.Distribution._validate_args)
+        model(*args)
+
+    vae.model = watched_model
+    svi = TrainingSVI(vae, OPTIMIZERS.build("adam"), build_estimator(spec.train.estimator))
+    xb = mnist_data.train.x[:20]
+    with pyro.validation_enabled(True):
+        for _ in range(3):
+            svi.step(xb, None, 1.0)
+        assert pyro.infer.is_validation_enabled()
+    assert seen == [True, False, False]
+
+    broken = build_vae(spec, mnist_data)
+    broken.decode = lambda z, y=None: pyro.distributions.Bernoulli(probs=torch.full_like(xb, 2.0)).to_event(1)
+    pyro.clear_param_store()
+    with pyro.validation_enabled(True), pytest.raises(ValueError, match="probs"):
+        TrainingSVI(broken, OPTIMIZERS.build("adam"), build_estimator(spec.train.estimator)).step(xb, None, 1.0)
