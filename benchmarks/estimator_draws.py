@@ -36,7 +36,7 @@ from pyrovae import load_config
 from pyrovae.components.datasets import load_data
 from pyrovae.inference.estimators import ESTIMATORS
 from pyrovae.lab.gradient_stats import gradient_moments
-from pyrovae.lab.variance import parse_estimators, run_variance
+from pyrovae.lab.variance import measurable_estimators, parse_estimators, run_variance
 from pyrovae.runs.train import build_vae
 
 
@@ -96,7 +96,7 @@ def _laboratory_draws(estimator, vae, args, n):
 
 
 def variance_ratios(draws: int, snapshots, out) -> dict:
-    run_variance("quickstart", parse_estimators(",".join(ESTIMATORS.names())), draws=draws,
+    run_variance("quickstart", parse_estimators(",".join(measurable_estimators())), draws=draws,
                  snapshots=snapshots, out=out, overrides=["train.device=cpu"], progress=True)
     results = json.loads((out / "variance.json").read_text())
     ratios = {}
@@ -116,7 +116,7 @@ def main():
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--blocks", type=int, default=10, help="turns the timed loops take")
     parser.add_argument("--snapshots", default="0,1,10", help="epochs of the variance part; 'none' skips it")
-    parser.add_argument("--estimators", default=",".join(ESTIMATORS.names()), help="comma-separated names to time")
+    parser.add_argument("--estimators", default=",".join(measurable_estimators()), help="comma-separated names to time")
     parser.add_argument("--variance-out", help="keep the variance run here (default: a temporary folder)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()

@@ -146,7 +146,7 @@ def on_pre_build(config, **kwargs):
 
 
 def on_files(files, config, **kwargs):
-    """Add the generated figures to the site's files, under ``course/generated/``, and the
+    """Add the generated figures to the site's files, under ``generated/``, and the
     API reference page."""
     generated = _state["generated"]
     for path in sorted(generated.rglob("*.png")):

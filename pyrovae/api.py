@@ -136,21 +136,24 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
 def load(run) -> Run:
     """The :class:`Run` in the folder ``run``, its VAE with the best-validation parameters."""
     from .runs.checkpoint import CHECKPOINT, load_checkpoint
+    from .runs.folder import stopped_early
     from .runs.train import load_run
 
     folder = _folder(run)
     spec, vae = load_run(folder)
     state = load_checkpoint(folder / CHECKPOINT)
-    return Run(folder, spec, vae, state["epoch"], state["best_valid_elbo"],
-               stopped_early=state["epoch"] < spec.train.epochs)
+    return Run(folder, spec, vae, state["epoch"], state["best_valid_elbo"], stopped_early=stopped_early(state, spec))
 
 
 def evaluate(run, split: str = "test", num_samples: int = 5000, max_points: Optional[int] = None,
              seed: int = 0, **options) -> Evaluation:
-    """``pyrovae evaluate``: importance-sampled log p(x), IWAE bounds and diagnostics of the
-    run (a folder or a :class:`Run`) on ``split``; ``max_points`` evaluates a random subset
-    chosen with ``seed``. Other ``options`` as the command's flags (``max_memory``,
-    ``elbo_particles``, ``quadrature``, ``device``, ``progress``)."""
+    """``pyrovae evaluate``: log p(x) of the run (a folder or a :class:`Run`) on ``split`` with
+    its diagnostics, by importance sampling with IWAE bounds (the default), AIS or BDMC;
+    ``max_points`` evaluates a random subset chosen with ``seed``. Other ``options`` as the
+    command's flags, see :func:`pyrovae.evaluation.evaluate.evaluate_run` (``method`` "is",
+    "ais" or "bdmc", ``steps``, ``chains``, ``leapfrog``, ``ais_start``, ``simulated``,
+    ``proposal_scale``, ``proposal_df``, ``max_memory``, ``elbo_particles``, ``quadrature``,
+    ``device``, ``progress``)."""
     from .evaluation.evaluate import evaluate_run
 
     folder = _folder(run)

@@ -30,6 +30,16 @@ def warn(message: str) -> None:
     warnings.warn(message, PyrovaeWarning, stacklevel=3)
 
 
+def positive_int(value, what: str, minimum: int = 1) -> int:
+    """``value`` if it is an integer of at least ``minimum`` (bools are not counted as
+    integers), else a :class:`PyrovaeError` naming ``what``: the one check of every count a
+    user sets (epochs, samples, particles, steps, grid nodes, ...)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise PyrovaeError(f"{what} must be {need}, got {value!r}")
+    return value
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ``" (did you mean 'x'?)"`` suffix naming the closest choice, or ``""`` if none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

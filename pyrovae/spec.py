@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union, get_args, get_ori
 
 import yaml
 
-from .errors import PyrovaeError, did_you_mean
+from .errors import PyrovaeError, did_you_mean, positive_int
 
 
 @dataclass
@@ -380,9 +380,9 @@ def validate(spec: ExperimentSpec) -> None:
     if spec.data.binarize not in BINARIZE_CHOICES:
         raise PyrovaeError(f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, "
                            f"got '{spec.data.binarize}'{did_you_mean(spec.data.binarize, BINARIZE_CHOICES)}")
-    _positive(spec.model.latent_dim, "model.latent_dim")
-    _positive(spec.train.batch_size, "train.batch_size")
-    _positive(spec.train.epochs, "train.epochs")
+    positive_int(spec.model.latent_dim, "model.latent_dim")
+    positive_int(spec.train.batch_size, "train.batch_size")
+    positive_int(spec.train.epochs, "train.epochs")
     if not 0 <= spec.seed <= MAX_SEED:
         raise PyrovaeError(f"seed must be an integer from 0 to {MAX_SEED}, got {spec.seed}")
     lr = spec.train.optimizer.options.get("lr")
@@ -391,9 +391,9 @@ def validate(spec: ExperimentSpec) -> None:
     if spec.train.kl_warmup_epochs < 0:
         raise PyrovaeError(f"train.kl_warmup_epochs must be >= 0, got {spec.train.kl_warmup_epochs}")
     if spec.train.early_stopping_patience is not None:
-        _positive(spec.train.early_stopping_patience, "train.early_stopping_patience")
+        positive_int(spec.train.early_stopping_patience, "train.early_stopping_patience")
     if spec.data.train_size is not None:
-        _positive(spec.data.train_size, "data.train_size")
+        positive_int(spec.data.train_size, "data.train_size")
     if spec.train.log is not None and spec.train.log not in LOG_CHOICES:
         raise PyrovaeError(f"train.log must be one of {', '.join(LOG_CHOICES)} (or left out), got "
                            f"'{spec.train.log}'{did_you_mean(spec.train.log, LOG_CHOICES)}")
@@ -401,6 +401,3 @@ def validate(spec: ExperimentSpec) -> None:
         raise PyrovaeError(f"train.device must be auto, cpu, cuda or cuda:N, got '{spec.train.device}'")
 
 
-def _positive(value: int, key: str) -> None:
-    if value < 1:
-        raise PyrovaeError(f"{key} must be a positive integer, got {value}")

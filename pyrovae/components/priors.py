@@ -15,7 +15,7 @@ from torch import nn
 from torch.distributions import constraints
 from torch.nn import functional as F
 
-from ..errors import PyrovaeError
+from ..errors import PyrovaeError, positive_int
 from ..registry import Registry
 
 PRIORS = Registry("prior", inputs=("latent_dim", "encode", "data_shape"))
@@ -117,7 +117,7 @@ def learned_normal(latent_dim, encode=None, data_shape=None):
 @PRIORS.register("mog")
 def mog(latent_dim, encode=None, data_shape=None, *, num_components=10, init_spread=1.0):
     """Trainable mixture of K diagonal Gaussians."""
-    _check_count(num_components, "num_components")
+    positive_int(num_components, "model.prior.num_components")
     return MixtureOfGaussians(latent_dim, num_components, init_spread)
 
 
@@ -125,13 +125,10 @@ def mog(latent_dim, encode=None, data_shape=None, *, num_components=10, init_spr
 def vamp(latent_dim, encode=None, data_shape=None, *, num_pseudo_inputs=500,
          init_mean=0.05, init_std=0.01):
     """VampPrior: mixture of the guide at K trainable pseudo-inputs."""
-    _check_count(num_pseudo_inputs, "num_pseudo_inputs")
+    positive_int(num_pseudo_inputs, "model.prior.num_pseudo_inputs")
     if encode is None:
         raise PyrovaeError("the vamp prior needs an unconditional encoder; "
                            "set model.conditional=false or choose another prior")
     return VampPrior(latent_dim, encode, data_shape, num_pseudo_inputs, init_mean, init_std)
 
 
-def _check_count(value, key: str) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise PyrovaeError(f"model.prior.{key} must be a positive integer, got {value!r}")

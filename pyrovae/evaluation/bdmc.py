@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from ..errors import PyrovaeError
+from ..errors import PyrovaeError, positive_int
 from ..inference.point_random import point_seed
 from .ais import (
     DEFAULT_LEAPFROG,
@@ -27,7 +27,6 @@ from .ais import (
 )
 from .chunking import DEFAULT_MAX_MEMORY
 from .diagnostics import Estimate
-from .log_joint import positive_int
 
 # Separate random streams for the simulation and the two directions of the same points.
 SIMULATION_STREAM, FORWARD_STREAM, REVERSE_STREAM = 0, 1, 2

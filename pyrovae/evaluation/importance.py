@@ -35,7 +35,7 @@ import torch
 from pyro import poutine
 from tqdm.auto import tqdm
 
-from ..errors import PyrovaeError
+from ..errors import PyrovaeError, positive_int
 from ..inference.point_random import point_seed
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, iwae_from_groups, log_mean_exp, pareto_khat
@@ -44,7 +44,6 @@ from .log_joint import (
     evaluation_mode,
     guide_distribution,
     log_prior_and_likelihood,
-    positive_int,
     prepare,
     site_log_probs,
 )

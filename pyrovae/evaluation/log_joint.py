@@ -99,9 +99,3 @@ def prepare(vae, x, y):
     return x, y
 
 
-
-def positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PyrovaeError(f"{what} must be a positive integer, got {value!r}")
-    return value
-

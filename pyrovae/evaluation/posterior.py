@@ -37,10 +37,10 @@ from pyro.infer.autoguide.initialization import init_to_value
 from pyro.ops.stats import effective_sample_size
 from pyro.optim import ClippedAdam
 
-from ..errors import PyrovaeError
+from ..errors import PyrovaeError, positive_int
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, log_mean_exp, pareto_khat
-from .log_joint import evaluation_mode, log_joint, positive_int, prepare
+from .log_joint import evaluation_mode, log_joint, prepare
 from .modes import DEFAULT_MIN_MASS, DEFAULT_SADDLE_RATIO, Mode, find_modes
 from .references import locate_posterior, log_joint_on_grid, quadrature_log_marginal
 
@@ -460,7 +460,7 @@ def inspect_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, mc
     q = guide_gaussians(vae, x, y)
     qstar = timed("optimal_gaussian", optimal_gaussian, vae, x, y, steps=svi_steps)
     decomposition = timed("decomposition", gap_decomposition, vae, x, y, q, qstar, elbo_samples, is_samples,
-                          max_memory)
+                          max_memory=max_memory)
     grids = timed("grid", grid_posterior, vae, x, y, grid_nodes, max_memory) if vae.latent_dim == 2 else None
     chains = comparisons = None
     if mcmc is not None:

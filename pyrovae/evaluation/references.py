@@ -43,13 +43,17 @@ class LinearGaussian:
         return linear and gaussian and isinstance(vae.prior, StandardNormal)
 
     @classmethod
-    def from_vae(cls, vae) -> "LinearGaussian":
+    def from_vae(cls, vae, differentiable: bool = False) -> "LinearGaussian":
+        """The model ``vae`` is (see :meth:`describes`), in float64; with ``differentiable``
+        its quantities stay in the autograd graph of the decoder's parameters."""
         if not cls.describes(vae):
             raise PyrovaeError("the closed form needs the linear-Gaussian VAE of the linear_gaussian config "
                                "(decoder mlp with hidden: [], likelihood gaussian_fixed with mean_activation: "
                                "identity, prior standard_normal); for a 1-D or 2-D latent space use quadrature")
-        head = vae.decoder.head
-        return cls(head.weight.detach().double(), head.bias.detach().double(), float(vae.likelihood.fixed_scale))
+        weight, bias = vae.decoder.head.weight, vae.decoder.head.bias
+        if not differentiable:
+            weight, bias = weight.detach(), bias.detach()
+        return cls(weight.double(), bias.double(), float(vae.likelihood.fixed_scale))
 
     @classmethod
     def from_extras(cls, extras: Dict[str, torch.Tensor]) -> "LinearGaussian":
@@ -101,17 +105,13 @@ def exact_log_marginal(vae, x: torch.Tensor) -> torch.Tensor:
     return LinearGaussian.from_vae(vae).log_marginal(x)
 
 
-@torch.inference_mode()
-def exact_elbo(vae, x: torch.Tensor) -> torch.Tensor:
-    """The closed-form ELBO of a linear-Gaussian VAE's own guide per row of ``x``."""
-    model = LinearGaussian.from_vae(vae)
-    loc, scale = vae.encode(x.to(next(vae.parameters())))
-    return model.elbo(x, loc, torch.diag_embed(scale.double() ** 2))
-
-
-def exact_posterior(vae, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Mean and covariance of the exact posterior p(z|x) of a linear-Gaussian VAE."""
-    return LinearGaussian.from_vae(vae).posterior(x)
+def exact_elbo(vae, x: torch.Tensor, differentiable: bool = False) -> torch.Tensor:
+    """The closed-form ELBO of a linear-Gaussian VAE's own guide per row of ``x``; with
+    ``differentiable`` a function of every parameter (decoder and encoder) for autograd."""
+    with torch.set_grad_enabled(differentiable):
+        model = LinearGaussian.from_vae(vae, differentiable)
+        loc, scale = vae.encode(x.to(next(vae.parameters())))
+        return model.elbo(x, loc, torch.diag_embed(scale.double() ** 2))
 
 
 # ----------------------------------------------------------------------------- quadrature

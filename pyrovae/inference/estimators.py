@@ -16,7 +16,7 @@ from typing import Sequence
 
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-from ..errors import PyrovaeError
+from ..errors import PyrovaeError, positive_int
 from ..registry import Registry
 from .mcem import MonteCarloEM
 from .surrogates import IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction, StickingTheLanding
@@ -26,10 +26,7 @@ ESTIMATORS = Registry("estimator")
 
 
 def _check_particles(num_particles, minimum: int = 1) -> int:
-    if not isinstance(num_particles, int) or isinstance(num_particles, bool) or num_particles < minimum:
-        raise PyrovaeError(f"estimator option num_particles must be an integer >= {minimum}, "
-                           f"got {num_particles!r}")
-    return num_particles
+    return positive_int(num_particles, "estimator option num_particles", minimum)
 
 
 def _check_beta(beta) -> float:
@@ -195,18 +192,12 @@ def mcem(*, hmc_steps=1, num_leapfrog=10, target_accept=0.9, updates_per_sample=
     samples (grad_phi log q(z_i | x_i)) for evaluation only.
     """
     for name, value in [("hmc_steps", hmc_steps), ("num_leapfrog", num_leapfrog), ("updates_per_sample", updates_per_sample)]:
-        _check_count(name, value)
+        positive_int(value, f"estimator option {name}")
     if not isinstance(target_accept, (int, float)) or not 0 < target_accept < 1:
         raise PyrovaeError(f"estimator option target_accept must be a number in (0, 1), got {target_accept!r}")
     if not isinstance(step_size, (int, float)) or step_size <= 0:
         raise PyrovaeError(f"estimator option step_size must be a positive number, got {step_size!r}")
     return MonteCarloEM(hmc_steps, num_leapfrog, float(target_accept), updates_per_sample, float(step_size))
-
-
-def _check_count(name, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise PyrovaeError(f"estimator option {name} must be a positive integer, got {value!r}")
-    return value
 
 
 def build_estimator(spec):

@@ -23,7 +23,7 @@ import pyro
 import torch
 from pyro.infer import Trace_ELBO
 
-from ..evaluation.references import LinearGaussian
+from ..evaluation.references import LinearGaussian, exact_elbo
 from ..inference.surrogates import IWAE
 
 BIAS_LEVEL = 0.05  # family-wise level of the Bonferroni-corrected bias test, per parameter group
@@ -107,23 +107,12 @@ def gradient_moments(estimator, vae, args: Sequence, draws: int, seed: int) -> M
 
 # ----------------------------------------------------------------------------- references
 
-def exact_elbo(vae, x: torch.Tensor) -> Optional[torch.Tensor]:
-    """The ELBO of ``vae``'s guide summed over ``x``, in closed form and differentiable in
-    every parameter, when the model is linear-Gaussian (:class:`~pyrovae.evaluation.references.LinearGaussian`,
-    any encoder); else None."""
-    if not LinearGaussian.describes(vae):
-        return None
-    head = vae.decoder.head
-    model = LinearGaussian(head.weight.double(), head.bias.double(), float(vae.likelihood.fixed_scale))
-    loc, scale = vae.encode(x)
-    return model.elbo(x, loc, torch.diag_embed(scale.double().pow(2))).sum()
-
-
 def reference_gradient(vae, args: Sequence, bound_particles: int, draws: int, seed: int) -> Reference:
     """The expected gradient of the loss of the ELBO (``bound_particles = 1``) or of the
-    K-sample bound: exact where :func:`exact_elbo` applies, else :func:`monte_carlo_reference`."""
-    exact = exact_elbo(vae, args[0]) if bound_particles == 1 else None
-    if exact is not None:
+    K-sample bound: exact for the ELBO of a linear-Gaussian model (:func:`~pyrovae.evaluation.references.exact_elbo`),
+    else :func:`monte_carlo_reference`."""
+    if bound_particles == 1 and LinearGaussian.describes(vae):
+        exact = exact_elbo(vae, args[0], differentiable=True).sum()
         grad = flat_gradient(-exact, list(vae.parameters())).double()
         return Reference(grad, torch.zeros_like(grad), "exact (linear-Gaussian ELBO)")
     return monte_carlo_reference(vae, args, bound_particles, draws, seed)

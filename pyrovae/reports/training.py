@@ -8,7 +8,7 @@ import yaml
 from ..components.datasets import load_data
 from ..runs.checkpoint import load_checkpoint
 from ..runs.csvlog import read_rows
-from ..runs.folder import METRICS
+from ..runs.folder import METRICS, stopped_early
 from ..runs.train import TrainResult, load_run
 from . import plots
 from .markdown import markdown_table, update_section
@@ -23,6 +23,7 @@ def make_figures(result: TrainResult) -> dict:
     test set's latent means (coloured by label where labels exist) and the manifold."""
     vae, data, folder = result.vae, result.data, result.out_dir / FIGURES
     device = next(vae.parameters()).device
+    was_training = vae.training
     vae.eval()
     figures = {"training curves": plots.training_curves(read_metrics(result.out_dir), folder / "training_curves.png")}
     if len(data.data_shape) == 3:  # images
@@ -37,7 +38,7 @@ def make_figures(result: TrainResult) -> dict:
                                               "means of p(x|z), z from the prior")
         if vae.latent_dim == 2:
             figures.update(_latent_figures(vae, data, folder, device))
-    vae.train()
+    vae.train(was_training)
     return figures
 
 
@@ -67,10 +68,8 @@ def result_of_folder(run_dir) -> tuple:
     run_dir = Path(run_dir)
     spec, vae = load_run(run_dir)
     state = load_checkpoint(run_dir)
-    patience = spec.train.early_stopping_patience
-    stopped_early = (state["epoch"] < spec.train.epochs and patience is not None
-                     and state["epochs_since_best"] >= patience)
-    result = TrainResult(vae, load_data(spec.data), run_dir, state["epoch"], state["best_valid_elbo"], stopped_early)
+    result = TrainResult(vae, load_data(spec.data), run_dir, state["epoch"], state["best_valid_elbo"],
+                         stopped_early(state, spec))
     return spec, result
 
 

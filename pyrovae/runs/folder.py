@@ -70,6 +70,13 @@ def load_resume_config(run_dir: Path, overrides: Sequence[str] = (), plugins: Se
     return load_config(run_dir, overrides, plugins)
 
 
+def stopped_early(state: dict, spec) -> bool:
+    """Whether the run whose checkpoint holds ``state`` ended by early stopping: patience
+    used up (a run merely interrupted before its last epoch has not stopped early)."""
+    patience = spec.train.early_stopping_patience
+    return patience is not None and state["epochs_since_best"] >= patience
+
+
 def metrics_history(run_dir: Path, state: Optional[dict]) -> List[dict]:
     """The metrics rows of the epochs checkpoint ``state`` has finished (none without one).
 

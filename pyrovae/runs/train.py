@@ -195,19 +195,19 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     lr_factor_in_use = 1.0  # the optimizer was built with the config's lr
     log = open_log(spec.train.log, out_dir)
 
-    for epoch in range(record["epoch"], spec.train.epochs):
-        started = time.perf_counter()
-        factor = lr_factor(epoch)
-        lr = spec.train.optimizer.options["lr"] * factor
-        if factor != lr_factor_in_use:  # only on a change, so clipped_adam's own decay is left alone
-            optimizer.set_lr(lr)
-            lr_factor_in_use = factor
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
-        order = order.to(device)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",
-                   disable=not (spec.train.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
-        epoch_loss, seen, weight = 0.0, 0, 1.0
-        with pyro.validation_enabled(False):  # the data were validated once above
+    try:  # the TensorBoard log is closed however training ends
+        for epoch in range(record["epoch"], spec.train.epochs):
+            started = time.perf_counter()
+            factor = lr_factor(epoch)
+            lr = spec.train.optimizer.options["lr"] * factor
+            if factor != lr_factor_in_use:  # only on a change, so clipped_adam's own decay is left alone
+                optimizer.set_lr(lr)
+                lr_factor_in_use = factor
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
+            order = order.to(device)
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",
+                       disable=not (spec.train.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
+            epoch_loss, seen, weight = 0.0, 0, 1.0
             for i in bar:
                 idx = order[i * batch:(i + 1) * batch]
                 xb = data.training_batch(train_x[idx])
@@ -225,41 +225,41 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                 seen += idx.shape[0]
                 if i % 20 == 0:
                     bar.set_postfix(elbo=f"{-epoch_loss / seen:.2f}")
-        record["seconds"] += time.perf_counter() - started
-        train_elbo = -epoch_loss / seen
-        valid_elbo = split_elbo(vae, valid_x, valid_y, loss=validation_loss)
-        if not math.isfinite(valid_elbo):
-            raise TrainingDiverged(f"the validation ELBO became {valid_elbo} after epoch {epoch + 1}; "
-                                   f"{_what_is_kept(ckpt_path, record['epoch'])}")
-        record["epoch"] = epoch + 1
-        if valid_elbo > record["best_valid_elbo"]:
-            record["best_valid_elbo"], record["epochs_since_best"] = valid_elbo, 0
-            best_state = {k: v.detach().clone() for k, v in vae.state_dict().items()}
-        elif record["epoch"] > spec.train.kl_warmup_epochs:  # patience counts once warm-up is over
-            record["epochs_since_best"] += 1
-        history.append({"epoch": epoch + 1, "step": record["step"], "kl_weight": weight, "lr": lr,
-                        "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]})
-        with _kept_on_failure(ckpt_path, epoch), staged_writes() as files:
-            if config_pending:
-                files.write(out_dir / CONFIG, config_text(spec))
-            files.write(ckpt_path, checkpoint_bytes({
-                **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
-                "rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "estimator": estimator_state(loss), "metrics": history}))
-            files.write(out_dir / METRICS, metrics_text(history))
-        config_pending = False
+            record["seconds"] += time.perf_counter() - started
+            train_elbo = -epoch_loss / seen
+            valid_elbo = split_elbo(vae, valid_x, valid_y, loss=validation_loss)
+            if not math.isfinite(valid_elbo):
+                raise TrainingDiverged(f"the validation ELBO became {valid_elbo} after epoch {epoch + 1}; "
+                                       f"{_what_is_kept(ckpt_path, record['epoch'])}")
+            record["epoch"] = epoch + 1
+            if valid_elbo > record["best_valid_elbo"]:
+                record["best_valid_elbo"], record["epochs_since_best"] = valid_elbo, 0
+                best_state = {k: v.detach().clone() for k, v in vae.state_dict().items()}
+            elif record["epoch"] > spec.train.kl_warmup_epochs:  # patience counts once warm-up is over
+                record["epochs_since_best"] += 1
+            history.append({"epoch": epoch + 1, "step": record["step"], "kl_weight": weight, "lr": lr,
+                            "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]})
+            with _kept_on_failure(ckpt_path, epoch), staged_writes() as files:
+                if config_pending:
+                    files.write(out_dir / CONFIG, config_text(spec))
+                files.write(ckpt_path, checkpoint_bytes({
+                    **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
+                    "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "estimator": estimator_state(loss), "metrics": history}))
+                files.write(out_dir / METRICS, metrics_text(history))
+            config_pending = False
+            if log is not None:
+                log.epoch(epoch + 1, record["step"], history[-1], vae, data)
+            if spec.train.progress:
+                tqdm.write(f"epoch {epoch + 1}: train ELBO {train_elbo:.2f}, valid ELBO {valid_elbo:.2f} nats")
+            patience = spec.train.early_stopping_patience
+            if patience is not None and record["epochs_since_best"] >= patience:
+                stopped_early = True
+                break
+    finally:
         if log is not None:
-            log.epoch(epoch + 1, record["step"], history[-1], vae, data)
-        if spec.train.progress:
-            tqdm.write(f"epoch {epoch + 1}: train ELBO {train_elbo:.2f}, valid ELBO {valid_elbo:.2f} nats")
-        patience = spec.train.early_stopping_patience
-        if patience is not None and record["epochs_since_best"] >= patience:
-            stopped_early = True
-            break
-
-    if log is not None:
-        log.close()
+            log.close()
     if best_state is not None:
         vae.load_state_dict(best_state)
     return TrainResult(vae, data, out_dir, record["epoch"], record["best_valid_elbo"], stopped_early)

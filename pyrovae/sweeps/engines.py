@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import PyrovaeError
+from ..errors import PyrovaeError, positive_int
 from ..registry import Registry
 
 OnDone = Callable[[Dict[str, Any], Dict[str, Any]], None]
@@ -224,8 +224,8 @@ def _python_path() -> Dict[str, str]:
 
 def _check_counts(workers: Optional[int], threads: Optional[int]) -> None:
     for value, flag in ((workers, "--workers"), (threads, "--threads")):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise PyrovaeError(f"{flag} must be a positive integer, got {value}")
+        if value is not None:
+            positive_int(value, flag)
 
 
 @ENGINES.register("local")
