@@ -4,6 +4,7 @@ acceptance sweep through the local engine and a real local Ray cluster with a wo
 
 import csv
 import json
+import math
 import os
 import re
 import signal
@@ -20,7 +21,7 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.reports.sweep_report import results_table
 from pyrovae.runs.checkpoint import load_checkpoint
 from pyrovae.sweeps import load_sweep, read_results, resume_sweep, run_folder, run_sweep, sweep_status
-from pyrovae.sweeps.job import RUN_LOCK, run_job
+from pyrovae.sweeps.job import RUN_LOCK, read_curve, run_job
 from pyrovae.sweeps.results import results_from_dict
 from pyrovae.sweeps.sweep import format_status, parse_budget
 
@@ -51,6 +52,8 @@ def tiny_sweep(grid, seeds=(0,), **changes):
     ({"base": "quickstart", "seeds": -1}, "must be positive"),
     ({"base": "quickstart", "evaluate": {"num_sample": 5}}, "did you mean 'num_samples'?"),
     ({"base": "quickstart", "curve": {"evry": 5}}, "did you mean 'every'?"),
+    ({"base": "quickstart", "evaluate": {"method": "bdmc"}}, "evaluate.method must be one of is, ais"),
+    ({"base": "quickstart", "evaluate": {"steps": 0}}, "sweep evaluate.steps must be a positive integer"),
     ({"grid": {}}, "a sweep needs a 'base'"),
 ])
 def test_a_bad_sweep_is_one_line_saying_what_to_do(raw, message):
@@ -140,6 +143,26 @@ def test_local_sweep_matches_pyrovae_train_records_a_failure_and_resumes_only_wh
 
     with pytest.raises(PyrovaeError, match="holds a different sweep"):
         run_sweep(tiny_sweep({"model.latent_dim": [3]}), tmp_path / "sweep", log=lambda line: None)
+
+
+def test_a_sweep_evaluated_by_ais_compares_each_runs_ais_estimate(tmp_path):
+    sweep = {**tiny_sweep({}), "evaluate": {"method": "ais", "steps": 3, "chains": 2, "max_points": 4}}
+    statuses = run_sweep(sweep, tmp_path / "sweep", workers=1, threads=1, log=lambda line: None)
+    assert [s.state for s in statuses] == ["done"]
+    results = read_results(tmp_path / "sweep")
+    entry = json.loads((run_folder(tmp_path / "sweep", {}, 0) / "evaluation.json").read_text())["test (ais)"]
+    assert results.points[0].values == [entry["log_marginal"]["mean"]]
+    assert "AIS, 3 steps x 2 chains" in results.metric
+
+
+def test_a_curve_gets_one_whole_row_per_curve_epoch(tmp_path):
+    sweep = {**tiny_sweep({}, **{"train.epochs": 3}), "evaluate": False,
+             "curve": {"every": 1, "num_samples": 4, "points": 5}}
+    assert [s.state for s in run_sweep(sweep, tmp_path / "sweep", workers=1, threads=1, log=lambda line: None)] == ["done"]
+    rows = read_curve(run_folder(tmp_path / "sweep", {}, 0))
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and all(r["points"] == 5 and r["samples"] == 4 for r in rows)
+    assert all(math.isfinite(r["test_log_px"]) and r["test_log_px"] < 0 for r in rows)
+    assert [r["wall_seconds"] for r in rows] == sorted(r["wall_seconds"] for r in rows)
 
 
 def test_a_run_paused_by_the_budget_resumes_to_the_same_parameters(tmp_path):
