@@ -15,7 +15,7 @@ from .errors import PyrovaeError, PyrovaeWarning
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
 COMMAND_MODULES: List[str] = [
-    "pyrovae.evaluation.evaluate",
+    "pyrovae.evaluation.evaluate_command",
     "pyrovae.lab.variance",
     "pyrovae.sweeps.command",
     "pyrovae.reports.rebuild",
