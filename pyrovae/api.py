@@ -68,7 +68,7 @@ class Evaluation:
         return self.summary["log_marginal"]["mean"]
 
     def __repr__(self) -> str:
-        from .evaluation.evaluate import points_phrase
+        from .reports.evaluation_report import points_phrase
 
         s = self.summary
         method = s.get("method", "is")

@@ -15,7 +15,7 @@ from .errors import PyrovaeError, PyrovaeWarning
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
 COMMAND_MODULES: List[str] = [
-    "pyrovae.evaluation.evaluate",
+    "pyrovae.evaluation.evaluate_command",
     "pyrovae.lab.variance",
     "pyrovae.sweeps.command",
     "pyrovae.reports.rebuild",
@@ -31,13 +31,15 @@ def _list(args) -> None:
     from .inference.optim import LR_SCHEDULES, OPTIMIZERS
     from .plugins import load_plugins
     from .spec import builtin_configs
+    from .sweeps.engines import ENGINES
+    from .sweeps.spec import builtin_sweeps
 
     load_plugins(args.plugin)
     for title, registry, key in [
         ("priors", PRIORS, "model.prior.name"), ("likelihoods", LIKELIHOODS, "model.likelihood.name"),
         ("networks", NETWORKS, "model.encoder.name / model.decoder.name"), ("datasets", DATASETS, "data.name"),
         ("estimators", ESTIMATORS, "train.estimator.name"), ("optimizers", OPTIMIZERS, "train.optimizer.name"),
-        ("lr schedules", LR_SCHEDULES, "train.lr_schedule.name"),
+        ("lr schedules", LR_SCHEDULES, "train.lr_schedule.name"), ("sweep engines", ENGINES, "pyrovae sweep --engine"),
     ]:
         print(f"{title} ({key}):")
         for entry in registry:
@@ -46,6 +48,7 @@ def _list(args) -> None:
             print(f"  {entry.name:<22} {entry.description}" + (f"  [options: {options}]" if options else "") + origin)
         print()
     print("built-in configs: " + ", ".join(builtin_configs()))
+    print("built-in sweeps: " + ", ".join(builtin_sweeps()))
 
 
 def _train(args) -> None:
@@ -62,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pyrovae {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("list", help="every prior, likelihood, network, dataset, estimator, optimizer and lr schedule; "
-                                    "the built-in configs",
+    p = sub.add_parser("list", help="every prior, likelihood, network, dataset, estimator, optimizer, lr schedule and "
+                                    "sweep engine; the built-in configs and sweeps",
                        description="List every registered component name with its options.")
     _add_plugin_option(p)
     p.set_defaults(func=_list)

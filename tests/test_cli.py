@@ -12,6 +12,7 @@ from pyrovae.cli import main
 from pyrovae.components import LIKELIHOODS, NETWORKS, PRIORS
 from pyrovae.components.datasets import DATASETS
 from pyrovae.inference.estimators import ESTIMATORS
+from pyrovae.sweeps.engines import ENGINES
 
 
 def _set(overrides):
@@ -21,10 +22,11 @@ def _set(overrides):
 def test_list_names_every_registered_component(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for registry in (PRIORS, LIKELIHOODS, NETWORKS, DATASETS, ESTIMATORS):
+    for registry in (PRIORS, LIKELIHOODS, NETWORKS, DATASETS, ESTIMATORS, ENGINES):
         for name in registry.names():
             assert f"  {name} " in out
     assert "quickstart" in out and "num_components=10" in out
+    assert "built-in sweeps: " in out and "quickstart_priors" in out
 
 
 def test_train_writes_a_complete_run_folder_and_resumes(tmp_path, capsys):

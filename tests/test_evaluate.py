@@ -104,6 +104,10 @@ def test_ais_and_bdmc_get_their_own_entries_checked_against_the_closed_form(line
     report = (linear_run / REPORT).read_text()
     assert "AIS, 50 steps" in report and "BDMC, 20 steps" in report
     assert "upper bound: reverse AIS" in report
+    # the report is made again from the folder's files, AIS and BDMC sections included
+    (linear_run / REPORT).unlink()
+    assert main(["report", str(linear_run)]) == 0
+    assert (linear_run / REPORT).read_text() == report
 
 
 def test_the_headline_withholds_the_monte_carlo_error_when_many_points_are_unreliable(linear_run):

@@ -4,6 +4,7 @@ acceptance sweep through the local engine and a real local Ray cluster with a wo
 
 import csv
 import json
+import math
 import os
 import re
 import signal
@@ -17,9 +18,11 @@ import yaml
 
 from pyrovae.cli import main as cli_main
 from pyrovae.errors import PyrovaeError
+from pyrovae.reports.sweep_report import results_table
 from pyrovae.runs.checkpoint import load_checkpoint
 from pyrovae.sweeps import load_sweep, read_results, resume_sweep, run_folder, run_sweep, sweep_status
-from pyrovae.sweeps.job import RUN_LOCK, run_job
+from pyrovae.sweeps.job import RUN_LOCK, read_curve, run_job
+from pyrovae.sweeps.results import results_from_dict
 from pyrovae.sweeps.sweep import format_status, parse_budget
 
 # Floating-point sums depend on the number of torch threads: the reference runs use one, like
@@ -49,6 +52,8 @@ def tiny_sweep(grid, seeds=(0,), **changes):
     ({"base": "quickstart", "seeds": -1}, "must be positive"),
     ({"base": "quickstart", "evaluate": {"num_sample": 5}}, "did you mean 'num_samples'?"),
     ({"base": "quickstart", "curve": {"evry": 5}}, "did you mean 'every'?"),
+    ({"base": "quickstart", "evaluate": {"method": "bdmc"}}, "evaluate.method must be one of is, ais"),
+    ({"base": "quickstart", "evaluate": {"steps": 0}}, "sweep evaluate.steps must be a positive integer"),
     ({"grid": {}}, "a sweep needs a 'base'"),
     ({"base": "quickstart", "grid": {"model.latent_dim": [2, 3]}, "when": {"model.latent=2": {"train.epochs": 1}}},
      "must be GRIDKEY=VALUE with a key of the grid (model.latent_dim)"),
@@ -147,6 +152,9 @@ def test_local_sweep_matches_pyrovae_train_records_a_failure_and_resumes_only_wh
     assert results.points[0].n == 1 and results.points[1].n == 0
     assert results.points[0].values[0] == json.loads((good / "evaluation.json").read_text())["test"]["log_marginal"]["mean"]
     assert "| `" in (tmp_path / "sweep" / "report.md").read_text()
+    stored = results_from_dict(load_sweep(tmp_path / "sweep" / "sweep.yaml"),
+                               json.loads((tmp_path / "sweep" / "results.json").read_text()))
+    assert results_table(stored) == results_table(results) and stored.to_dict() == results.to_dict()
 
     finished = (good / "checkpoint.pt").stat().st_mtime_ns
     again = resume_sweep(tmp_path / "sweep", workers=2, threads=1, log=lambda line: None)
@@ -155,6 +163,26 @@ def test_local_sweep_matches_pyrovae_train_records_a_failure_and_resumes_only_wh
 
     with pytest.raises(PyrovaeError, match="holds a different sweep"):
         run_sweep(tiny_sweep({"model.latent_dim": [3]}), tmp_path / "sweep", log=lambda line: None)
+
+
+def test_a_sweep_evaluated_by_ais_compares_each_runs_ais_estimate(tmp_path):
+    sweep = {**tiny_sweep({}), "evaluate": {"method": "ais", "steps": 3, "chains": 2, "max_points": 4}}
+    statuses = run_sweep(sweep, tmp_path / "sweep", workers=1, threads=1, log=lambda line: None)
+    assert [s.state for s in statuses] == ["done"]
+    results = read_results(tmp_path / "sweep")
+    entry = json.loads((run_folder(tmp_path / "sweep", {}, 0) / "evaluation.json").read_text())["test (ais)"]
+    assert results.points[0].values == [entry["log_marginal"]["mean"]]
+    assert "AIS, 3 steps x 2 chains" in results.metric
+
+
+def test_a_curve_gets_one_whole_row_per_curve_epoch(tmp_path):
+    sweep = {**tiny_sweep({}, **{"train.epochs": 3}), "evaluate": False,
+             "curve": {"every": 1, "num_samples": 4, "points": 5}}
+    assert [s.state for s in run_sweep(sweep, tmp_path / "sweep", workers=1, threads=1, log=lambda line: None)] == ["done"]
+    rows = read_curve(run_folder(tmp_path / "sweep", {}, 0))
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and all(r["points"] == 5 and r["samples"] == 4 for r in rows)
+    assert all(math.isfinite(r["test_log_px"]) and r["test_log_px"] < 0 for r in rows)
+    assert [r["wall_seconds"] for r in rows] == sorted(r["wall_seconds"] for r in rows)
 
 
 def test_a_run_paused_by_the_budget_resumes_to_the_same_parameters(tmp_path):
@@ -193,9 +221,71 @@ def test_sweep_command_line(tmp_path, capsys):
     assert "did you mean 'ray'" in capsys.readouterr().err
 
 
+def test_sigterm_to_a_sweep_leaves_resumable_runs_and_resume_finishes_it(tmp_path):
+    """How a background sweep is stopped (kill PID, a scheduler's SIGTERM): the driver stops
+    its workers, which leaves every started run interrupted (its last epoch's checkpoint, no
+    lock held) and the command exits 130; --resume then finishes every run, the stopped one
+    with the same parameters and metrics as one `pyrovae train` run."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(tiny_sweep({"model.latent_dim": [2, 3]}, **{"train.epochs": 6,
+                                                                                 "data.train_size": 1000})))
+    sweep_dir = tmp_path / "sweep"
+    command = [sys.executable, "-m", "pyrovae.cli", "sweep", str(path), "--out", str(sweep_dir), "--workers", "2",
+               "--threads", "1"]
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    caught = None
+    while caught is None and driver.poll() is None:
+        for metrics in sweep_dir.glob("runs/*/seed_0/metrics.csv"):
+            if len(metrics.read_text().splitlines()) >= 2 and not (metrics.parent / "sweep_run.json").exists():
+                caught = metrics.parent
+                break
+        time.sleep(0.02)
+    assert caught is not None, "the sweep ended before a run was caught mid-run"
+    driver.send_signal(signal.SIGTERM)
+    _, err = driver.communicate()
+    assert driver.returncode == 130 and "continue with --resume" in err
+
+    statuses = {s.plan.folder: s for s in sweep_status(sweep_dir)}
+    stopped = statuses[str(caught.relative_to(sweep_dir / "runs"))]
+    assert stopped.state == "interrupted" and (caught / "checkpoint.pt").exists()
+    assert all(s.state in ("interrupted", "pending", "done") for s in statuses.values())  # no worker runs on
+    assert 1 <= load_checkpoint(caught)["epoch"] < 6
+
+    again = resume_sweep(sweep_dir, workers=2, threads=1, log=lambda line: None)
+    assert [s.state for s in again] == ["done", "done"]
+    assert_same_run(caught, _train_reference(stopped.plan.config, tmp_path / "reference"))
+
+
+def test_the_docs_sweeps_are_drawn_from_their_committed_results(tmp_path):
+    """benchmarks/sweeps/report.py (run by the site build) draws every recorded sweep's figure
+    and tables from its committed sweep.yaml and results.json, with the sweep report's code."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    recorded = sorted((root / "benchmarks" / "sweeps" / "results").glob("*/results.json"))
+    assert {p.parent.name for p in recorded} >= {"quickstart_priors", "mnist_standard_seeds"}
+    subprocess.run([sys.executable, str(root / "benchmarks" / "sweeps" / "report.py"), "--out", str(tmp_path)],
+                   check=True, env={**os.environ, "MPLBACKEND": "Agg"})
+    for path in recorded:
+        results = json.loads(path.read_text())
+        assert (tmp_path / f"{results['sweep']}.png").stat().st_size > 0
+        table = (tmp_path / f"{results['sweep']}.md").read_text()
+        for point in results["points"]:
+            assert f"{point['mean']:.2f} ± {point['sd']:.2f}" in table
+            assert all(f"{v:.2f}" in table for v in point["values"])
+
+
 # ----------------------------------------------------------------------------- acceptance (slow)
 
-ACCEPTANCE_GRID = {"model.prior.name": ["standard_normal", "mog"], "model.latent_dim": [2, 3]}
+def acceptance_sweep() -> dict:
+    """The sweep that benchmarks/sweeps/workers_wall_clock.py times, on this test's data."""
+    sweep = yaml.safe_load((Path(__file__).parents[1] / "benchmarks" / "sweeps" / "acceptance_sweep.yaml").read_text())
+    assert sweep["evaluate"] == EVALUATE  # what _train_reference evaluates with
+    return {**sweep, "set": {**sweep["set"], "data.root": DATA_ROOT}}
 
 
 def _kill_one_worker_mid_run(sweep_dir: Path, killed: list, stop: threading.Event) -> None:
@@ -225,15 +315,22 @@ def _run_with_a_kill(sweep: dict, sweep_dir: Path, **options) -> tuple:
     return statuses, killed
 
 
+def start_local_ray(ray) -> None:
+    """A real local Ray instance of 2 CPUs for this test (never a mock), started as the ray
+    engine starts a private one."""
+    from pyrovae.sweeps.engines import start_ray
+
+    assert not ray.is_initialized()
+    start_ray(num_cpus=2, env={"PYROVAE_DATA": DATA_ROOT})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["local", "ray"])
 def test_acceptance_2x2_grid_2_seeds_killed_worker_resumed_identical_to_pyrovae_train(tmp_path, engine):
-    sweep = tiny_sweep(ACCEPTANCE_GRID, seeds=[0, 1], **{"train.epochs": 4, "data.train_size": 1000})
+    sweep = acceptance_sweep()
     if engine == "ray":
         ray = pytest.importorskip("ray", reason="the ray engine needs Ray: pip install 'pyrovae[ray]'")
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-                                           "PYROVAE_DATA": DATA_ROOT}})
+        start_local_ray(ray)
     try:
         statuses, killed = _run_with_a_kill(sweep, tmp_path / "sweep", engine=engine, workers=2, threads=1)
         assert len(killed) == 1, "no run was caught mid-run"
@@ -266,23 +363,57 @@ def trained_run(tmp_path_factory):
     return out
 
 
-def _same_points(a, b) -> None:
-    for name in ("log_marginal", "elbo"):
-        assert torch.equal(getattr(a, name).value, getattr(b, name).value)
-        assert torch.equal(getattr(a, name).std_error, getattr(b, name).std_error)
-    for name in ("log_likelihood", "kl", "ess", "khat"):  # k-hat is NaN where K is too small for it
-        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0, equal_nan=True)
-    assert all(torch.equal(a.iwae[k].value, b.iwae[k].value) for k in a.iwae)
+SPLIT_EVALUATION = {"num_samples": 16, "max_points": 250}  # three blocks of points: 100, 100, 50
 
 
-def test_evaluation_split_over_workers_equals_one_process(trained_run):
-    from pyrovae.sweeps.split_evaluation import evaluate_points_parallel
+def _without_seconds(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "seconds"}
 
-    options = {"num_samples": 16, "max_points": 30, "block_points": 7, "threads": 1}
-    one, indices, summary = evaluate_points_parallel(trained_run, workers=1, **options)
-    two, indices_two, _ = evaluate_points_parallel(trained_run, workers=2, **options)
-    assert indices == indices_two and len(indices) == 30 and one.log_marginal.value.shape == (30,)
-    _same_points(one, two)
-    assert summary["log_marginal"]["mean"] == pytest.approx(float(one.log_marginal.value.mean()))
-    with pytest.raises(PyrovaeError, match="valid and test splits"):
-        evaluate_points_parallel(trained_run, split="train")
+
+def test_importance_draws_belong_to_each_point_not_to_its_batch(trained_run):
+    """With a seed, a point's estimate depends on its index in the split, not on which points
+    share its batch (up to float32 rounding of matrix products of other shapes)."""
+    from pyrovae.components.datasets import load_data
+    from pyrovae.evaluation.importance import importance_sample
+    from pyrovae.runs.train import load_run
+
+    spec, vae = load_run(trained_run)
+    x = load_data(spec.data).split("test").x[:60]
+    whole = importance_sample(vae, x, num_samples=32, seed=4, indices=range(500, 560))
+    tail = importance_sample(vae, x[37:], num_samples=32, seed=4, indices=range(537, 560), max_memory="200KB")
+    torch.testing.assert_close(tail.log_marginal.value, whole.log_marginal.value[37:], rtol=0, atol=1e-4)
+    other_seed = importance_sample(vae, x, num_samples=32, seed=5, indices=range(500, 560))
+    assert (other_seed.log_marginal.value - whole.log_marginal.value).abs().mean() > 1e-2
+
+
+def test_evaluate_split_over_local_workers_equals_one_process(trained_run, tmp_path, capsys):
+    from pyrovae.evaluation.evaluate import evaluate_run
+    from pyrovae.sweeps.split_evaluation import SplitSampler
+
+    one = _without_seconds(evaluate_run(trained_run, **SPLIT_EVALUATION))
+    assert one["num_points"] == 250 and one["block_points"] == 100
+    split = evaluate_run(trained_run, **SPLIT_EVALUATION, sampler=SplitSampler(workers=2, threads=1))
+    assert _without_seconds(split) == one  # every number, per-point lists (unreliable points) included
+
+    assert cli_main(["evaluate", str(trained_run), "--num-samples", "16", "--max-points", "250", "--workers", "2",
+                     "--threads", "1", "--quiet"]) == 0
+    assert _without_seconds(json.loads((trained_run / "evaluation.json").read_text())["test"]) == one
+    for args, message in [(["--split", "train"], "valid and test splits"), (["--method", "ais"], "--method is"),
+                          (["--workers", "0"], "--workers must be a positive integer")]:
+        assert cli_main(["evaluate", str(trained_run), "--workers", "2", *args]) == 2
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_split_over_a_local_ray_cluster_equals_one_process(trained_run):
+    ray = pytest.importorskip("ray", reason="the ray engine needs Ray: pip install 'pyrovae[ray]'")
+    from pyrovae.evaluation.evaluate import evaluate_run
+    from pyrovae.sweeps.split_evaluation import SplitSampler
+
+    one = _without_seconds(evaluate_run(trained_run, **SPLIT_EVALUATION))
+    start_local_ray(ray)
+    try:
+        split = evaluate_run(trained_run, **SPLIT_EVALUATION, sampler=SplitSampler("ray", workers=2, threads=1))
+    finally:
+        ray.shutdown()
+    assert _without_seconds(split) == one

@@ -4,10 +4,11 @@
     python3 benchmarks/quality/report.py              # the docs section
     python3 benchmarks/quality/report.py --out DIR    # only the figure, into DIR
 
-Reads ``benchmarks/quality/results/*.json``; writes the "Published log-likelihoods" section
-of ``docs/benchmarks.md``. The curve figure, ``quality_curves.png``, is drawn when the docs
-site is built (``docs_tools/site_hooks.py`` runs this script with ``--out``), so no copy of it
-is kept in the repository.
+Reads ``benchmarks/quality/results/*.json``, and the seed-to-seed spread of a config where a
+built-in sweep measured it (``SEED_SWEEPS``, recorded in ``benchmarks/sweeps/results/``);
+writes the "Published log-likelihoods" section of ``docs/benchmarks.md``. The curve figure,
+``quality_curves.png``, is drawn when the docs site is built (``docs_tools/site_hooks.py`` runs
+this script with ``--out``), so no copy of it is kept in the repository.
 """
 
 import argparse
@@ -21,6 +22,9 @@ from pyrovae.reports.plots import save_figure
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parents[1] / "docs"
 SECTION = "Published log-likelihoods"
+# Configs whose seed-to-seed spread a built-in sweep measured, under a shorter protocol:
+# the sweep's recorded results (benchmarks/sweeps/report.py --record) by config.
+SEED_SWEEPS = {"mnist_vae_standard": HERE.parent / "sweeps" / "results" / "mnist_standard_seeds"}
 
 
 class Published(NamedTuple):
@@ -47,6 +51,25 @@ def load_results() -> list:
     return sorted(results, key=lambda r: order.index(r["config"]) if r["config"] in order else len(order))
 
 
+def seed_spread(config: str) -> Optional[dict]:
+    """The seed-to-seed standard deviation of test log p(x) a built-in sweep measured for
+    ``config``, with its protocol, or ``None``."""
+    folder = SEED_SWEEPS.get(config)
+    if folder is None or not (folder / "results.json").exists():
+        return None
+    import yaml
+
+    results = json.loads((folder / "results.json").read_text())
+    sweep = yaml.safe_load((folder / "sweep.yaml").read_text())
+    point = results["points"][0]
+    return {"sweep": results["sweep"], "sd": point["sd"], "n": len(point["values"]),
+            "epochs": sweep["set"]["train.epochs"], "evaluate": sweep["evaluate"]}
+
+
+def _spread_cell(spread: Optional[dict]) -> str:
+    return "" if spread is None else f"{spread['sd']:.2f} ({spread['n']} seeds, {spread['epochs']} epochs)"
+
+
 def _minutes(seconds: Optional[float]) -> str:
     return "?" if seconds is None else f"{seconds / 60:.1f} min"
 
@@ -64,16 +87,29 @@ def _row(r: dict) -> list:
     bits = test["bits_per_dim"]
     return [f"`{r['config']}`", "" if published.value is None else f"{published.value:.2f}",
             f"{lp['mean']:.2f} ± {lp['std_error']:.2f}", gap, f"{test['elbo']['pathwise']:.2f}",
-            "" if bits is None else f"{bits:.3f}", test["num_points"], run, _minutes(r.get("wall_seconds")),
-            _minutes(r["evaluate_seconds"])]
+            _spread_cell(seed_spread(r["config"])), "" if bits is None else f"{bits:.3f}", test["num_points"], run,
+            _minutes(r.get("wall_seconds")), _minutes(r["evaluate_seconds"])]
 
 
 def section(results: list) -> str:
     """The docs section: protocol, table, sources of the published values, curve figure."""
-    header = ["config", "published", "pyrovae log p(x)", "difference", "test ELBO", "bits/dim", "test images",
-              "epochs", "training (wall)", "evaluation (wall)"]
+    header = ["config", "published", "pyrovae log p(x)", "difference", "test ELBO", "seed-to-seed sd", "bits/dim",
+              "test images", "epochs", "training (wall)", "evaluation (wall)"]
     sources = "\n".join(f"- `{r['config']}`: {PUBLISHED[r['config']].source}" for r in results
                         if r["config"] in PUBLISHED)
+    spreads = []
+    for r in results:
+        spread = seed_spread(r["config"])
+        if spread is not None:
+            e = spread["evaluate"]
+            spreads.append(f"`{r['config']}`: the standard deviation over {spread['n']} training seeds of test log "
+                           f"p(x), measured by the built-in sweep `{spread['sweep']}` "
+                           f"([sweeps](sweeps.md#seed-to-seed-spread-of-the-standard-prior-vae)) under a budget "
+                           f"protocol: the same architecture trained {spread['epochs']} epochs (KL warm-up "
+                           f"shortened), K = {e['num_samples']} importance samples on {e['max_points']} test images "
+                           f"chosen at random, the same images for every seed. It is the spread early in training, "
+                           f"not at convergence.")
+    spread_text = "Seed-to-seed spread: " + " ".join(spreads) + "\n\n" if spreads else ""
     return f"""Each built-in config below reproduces a published setup (its comments cite the paper).
 `benchmarks/quality/reproduce.py CONFIG --budget TIME` trains it in resumable sittings of the
 built-in sweep `quality_CONFIG` ([sweeps](sweeps.md)), which at the end (or `--record` at any
@@ -86,11 +122,11 @@ its 2 cores.
 
 {markdown_table(header, [_row(r) for r in results])}
 
-Published values:
+{spread_text}Published values:
 
 {sources}
 
-![test log-likelihood during training](generated/report/quality_curves.png)
+![test log-likelihood during training](generated/quality/quality_curves.png)
 """
 
 

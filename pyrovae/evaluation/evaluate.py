@@ -14,15 +14,16 @@ the delta-method error then understates the uncertainty. ``--method ais`` estima
 per point by annealed importance sampling (:mod:`.ais`); ``--method bdmc`` sandwiches
 log p(x) of data simulated from the model between forward and reverse AIS (:mod:`.bdmc`).
 Results go to ``evaluation.json`` (one entry per split and method), the "Evaluation"
-section of ``report.md`` and, for importance sampling, a figure of the bounds against K.
+section of ``report.md`` and, for importance sampling, a figure of the bounds against K
+(:mod:`pyrovae.reports.evaluation_report` writes those two; :mod:`.evaluate_command` is the
+command line).
 """
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import pyro
 import torch
@@ -32,14 +33,14 @@ from ..components.likelihoods import DATA_KINDS
 from ..errors import PyrovaeError, did_you_mean
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
-from ..reports.markdown import markdown_table, update_section
 from ..runs.files import WriteFailed, write_atomic
 from ..runs.train import load_run
-from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, STARTS, AISResult, annealed_importance_sample, check_settings
+from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, AISResult, annealed_importance_sample, check_settings
 from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
+from .blocks import BLOCK_POINTS, sample_in_blocks
 from .chunking import DEFAULT_MAX_MEMORY, parse_memory
 from .diagnostics import Estimate, active_units
-from .importance import ImportanceResult, Proposal, importance_sample
+from .importance import ImportanceResult, Proposal
 from .references import LinearGaussian, quadrature_log_marginal
 
 EVALUATION = "evaluation.json"
@@ -69,9 +70,17 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
                  max_points: Optional[int] = None, seed: int = 0, elbo_particles: int = 10,
                  quadrature: bool = False, device: str = "cpu", progress: bool = False, method: str = "is",
                  steps: int = 1000, chains: int = 16, leapfrog: int = DEFAULT_LEAPFROG, ais_start: str = "guide",
-                 simulated: int = 100, proposal_scale: float = 1.0, proposal_df: Optional[float] = None) -> dict:
+                 simulated: int = 100, proposal_scale: float = 1.0, proposal_df: Optional[float] = None,
+                 sampler: Optional[Callable[..., ImportanceResult]] = None) -> dict:
     """Evaluate the run in ``run_dir`` on ``split`` (for ``bdmc``: on ``simulated`` points
-    simulated from the model) with ``method``; save and return the summary."""
+    simulated from the model) with ``method``; save and return the summary.
+
+    Importance sampling goes in blocks of points, each point with draws seeded from ``seed``
+    and its index in the split (:mod:`.blocks`), in this process, or by ``sampler`` when one
+    is given: :class:`pyrovae.sweeps.split_evaluation.SplitSampler` shares the blocks out
+    over a sweep engine's workers, with the same per-point results. It is called with the
+    keywords ``run_dir``, ``split``, ``indices``, ``num_samples``, ``bounds``,
+    ``max_memory``, ``proposal`` and ``seed``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PyrovaeError(f"no run folder {run_dir}; train one with 'pyrovae train CONFIG --out {run_dir}'")
@@ -95,9 +104,20 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
               "seed": seed}
+    if sampler is not None and (method != "is" or split == "train" or device != "cpu"):
+        raise PyrovaeError("evaluation split over workers covers importance sampling (--method is) of the valid and "
+                           "test splits on CPU; leave out --workers and --engine for this one")
     if method == "is":
-        summary = {**common, "subset": subset, **_importance_evaluation(vae, x, y, num_samples, max_bytes,
-                                                                        elbo_particles, quadrature, proposal, progress)}
+        indices = subset.get("indices", range(x.shape[0]))  # a point's draws depend on its index in the split
+        bounds = bound_sizes(num_samples)
+        if sampler is None:
+            result = sample_in_blocks(vae, x, y, indices, num_samples, bounds, max_bytes, proposal, seed,
+                                      progress=progress)
+        else:
+            result = sampler(run_dir=run_dir, split=split, indices=list(indices), num_samples=num_samples,
+                             bounds=bounds, max_memory=max_bytes, proposal=proposal, seed=seed)
+        summary = {**common, "subset": subset, "block_points": BLOCK_POINTS,
+                   **_importance_evaluation(vae, x, y, result, elbo_particles, quadrature, max_bytes, proposal)}
     elif method == "ais":
         indices = subset.get("indices", range(x.shape[0]))  # a point's draws depend on its index in the split
         result = annealed_importance_sample(vae, x, y, steps, chains, leapfrog, ais_start, seed=seed,
@@ -123,10 +143,10 @@ def entry_name(summary: dict) -> str:
     return summary["split"] if summary.get("method", "is") == "is" else f"{summary['split']} ({summary['method']})"
 
 
-def _importance_evaluation(vae, x, y, num_samples, max_bytes, elbo_particles, quadrature, proposal, progress) -> dict:
-    result = importance_sample(vae, x, y, num_samples, bounds=bound_sizes(num_samples), max_memory=max_bytes,
-                               khat=True, progress=progress, proposal=proposal)
-    summary = {"num_points": x.shape[0], "num_samples": num_samples, "proposal": proposal.describe(),
+def _importance_evaluation(vae, x, y, result: ImportanceResult, elbo_particles, quadrature, max_bytes, proposal) -> dict:
+    """The summary of the importance-sampling ``result`` of ``x``, with the Pyro ELBOs, the
+    active units, bits per dimension and an exact reference where one exists."""
+    summary = {"num_points": x.shape[0], "num_samples": result.num_samples, "proposal": proposal.describe(),
                **_importance_summary(result)}
     summary["elbo"] = {**_pyro_elbos(vae, x, y, elbo_particles), "particles": elbo_particles,
                        "importance_samples": summary["iwae"][0]["mean"]}
@@ -156,16 +176,6 @@ def _split_data(spec, vae, split: str, max_points: Optional[int], seed: int):
         x = data.training_batch(x)
     y = part.y[index] if vae.num_classes else None
     return x, y, subset
-
-
-def points_phrase(s: dict) -> str:
-    """Which points were evaluated, in words: ``all 10000 points`` or ``2000 of 10000 points
-    chosen at random (seed 0; their indices are in evaluation.json)``."""
-    subset = s.get("subset") or {"chosen": "all", "of": s["num_points"]}
-    if subset["chosen"] == "all":
-        return f"all {subset['of']} points"
-    return (f"{s['num_points']} of {subset['of']} points chosen at random (seed {subset['seed']}; "
-            f"their indices are in {EVALUATION})")
 
 
 def _mean_and_error(t: torch.Tensor) -> dict:
@@ -278,104 +288,7 @@ def _reference(vae, x, y, estimate: Estimate, quadrature: bool, max_memory: int,
             "share_within_3_std_errors": float((diff.abs() <= 3 * estimate.std_error + error).double().mean())}
 
 
-# ----------------------------------------------------------------------------- output
-
-def summary_rows(s: dict) -> List[Tuple[str, str]]:
-    """The summary as (quantity, value) rows, for the terminal and for report.md."""
-    rows = {"is": _importance_rows, "ais": _ais_rows, "bdmc": _bdmc_rows}[s.get("method", "is")](s)
-    rows.append(("seconds", f"{s['seconds']:.1f}"))
-    return rows
-
-
-def _importance_rows(s: dict) -> List[Tuple[str, str]]:
-    lp, ess, units = s["log_marginal"], s["ess"], s["active_units"]
-    bad = s["unreliable"]
-    rows = [(f"log p(x), importance sampled (K = {s['num_samples']})", f"{lp['mean']:.3f} ± {lp['std_error']:.3f}"),
-            (f"unreliable points (Pareto k-hat > {bad['khat_above']})",
-             f"{bad['count']} of {s['num_points']} ({100 * bad['share']:.0f}%)")]
-    if lp["mc_error_trusted"]:
-        rows.append(("Monte Carlo error per point (mean) / of the mean",
-                     f"{lp['mc_error_mean']:.3g} / {lp['mc_error_of_mean']:.3g}"))
-    else:
-        rows.append(("Monte Carlo error", "not known: the weights of too many points have infinite variance, so the "
-                                          "delta-method error understates it; use --method ais"))
-    if s.get("proposal", "the guide q(z|x)") != "the guide q(z|x)":
-        rows.append(("proposal", s["proposal"]))
-    rows += [(f"IWAE_{b['k']}", f"{b['mean']:.3f}") for b in s["iwae"]]
-    rows += [(f"ELBO, {name} ({loss}, {s['elbo']['particles']} particles)", f"{s['elbo'][name]:.3f}")
-             for name, loss in ELBO_ESTIMATORS.items()]
-    rows += [("gap log p(x) - ELBO (mean KL to the posterior)", f"{s['gap']['mean']:.3f} ± {s['gap']['std_error']:.3f}"),
-             ("rate KL(q(z|x) || p(z))", f"{s['rate']:.3f}"),
-             ("distortion -E_q log p(x|z)", f"{s['distortion']:.3f}"),
-             ("ESS / K: mean, median, min", f"{ess['mean']:.3f}, {ess['median']:.3f}, {ess['min']:.3g}")]
-    if s["pareto_khat"] is not None:
-        k = s["pareto_khat"]
-        rows.append(("Pareto k-hat: mean, max, share > 0.7", f"{k['mean']:.3f}, {k['max']:.3f}, {k['share_above_0.7']:.3f}"))
-    rows.append((f"active units (variance of E_q[z_j] > {units['threshold']})", f"{units['count']} of {units['latent_dim']}"))
-    if s["bits_per_dim"] is not None:
-        rows.append(("bits per dimension", f"{s['bits_per_dim']:.4f}"))
-    return rows + _reference_rows(s, "importance sampled", "is")
-
-
-def _ais_rows(s: dict) -> List[Tuple[str, str]]:
-    lp = s["log_marginal"]
-    rows = [(f"log p(x), AIS ({s['steps']} steps, {s['chains']} chains from the {s['start']})",
-             f"{lp['mean']:.3f} ± {lp['std_error']:.3f}"),
-            ("Monte Carlo error of the mean (over chains)", f"{lp['mc_error_of_mean']:.3g}"),
-            ("spread of the chains' log-weights: mean, max", f"{s['spread']['mean']:.3f}, {s['spread']['max']:.3f}"),
-            ("ESS / chains: mean, min", f"{s['ess']['mean']:.3f}, {s['ess']['min']:.3f}"),
-            (f"HMC acceptance ({s['leapfrog']} leapfrog steps, target {s['target_accept']})", f"{s['accept_rate']:.3f}")]
-    return rows + _reference_rows(s, "AIS", "ais")
-
-
-def _bdmc_rows(s: dict) -> List[Tuple[str, str]]:
-    lower, upper, gap = s["lower"], s["upper"], s["gap"]
-    rows = [(f"lower bound: forward AIS ({s['steps']} steps, {s['chains']} chains)",
-             f"{lower['mean']:.3f} (Monte Carlo error {lower['mc_error_of_mean']:.3g})"),
-            ("upper bound: reverse AIS from the simulating z",
-             f"{upper['mean']:.3f} (Monte Carlo error {upper['mc_error_of_mean']:.3g})"),
-            ("gap per point: mean ± standard error, median, max",
-             f"{gap['mean']:.3f} ± {gap['std_error']:.3f}, {gap['median']:.3f}, {gap['max']:.3f}"),
-            ("HMC acceptance, forward / reverse",
-             f"{s['accept_rate']['forward']:.3f} / {s['accept_rate']['reverse']:.3f}")]
-    if s["reference"] is not None:
-        ref = s["reference"]
-        rows += [(f"log p(x), {ref['method']}", f"{ref['mean']:.3f}"),
-                 ("share of points bracketed (within 3 standard errors)", f"{ref['share_bracketed']:.3f}")]
-    return rows
-
-
-def _reference_rows(s: dict, what: str, method: str) -> List[Tuple[str, str]]:
-    ref = s["reference"]
-    if ref is None:
-        return []
-    diff = ref[f"{method}_minus_reference"]
-    return [(f"log p(x), {ref['method']}", f"{ref['mean']:.3f}"),
-            (f"{what} - {ref['method']}: mean ± Monte Carlo error, mean |.|",
-             f"{diff['mean']:.3g} ± {diff['std_error_of_mean']:.2g}, {diff['mean_abs']:.3g}")]
-
-
-def _heading(s: dict) -> str:
-    method = s.get("method", "is")
-    if method == "is":
-        return f"{s['split']} split: {points_phrase(s)}, importance sampling, K = {s['num_samples']}"
-    if method == "ais":
-        return f"{s['split']} split: {points_phrase(s)}, AIS, {s['steps']} steps"
-    return f"{s['num_points']} points simulated from the model: BDMC, {s['steps']} steps"
-
-
-def draw_figure(run_dir: Path, s: dict) -> Path:
-    """``figures/bounds_vs_k_<split>.png``: the IWAE bounds of one summary against K."""
-    from ..reports import evaluation_figures  # matplotlib, loaded only to draw
-
-    references = {f"ELBO ({name})": s["elbo"][name] for name in ELBO_ESTIMATORS}
-    if s["reference"] is not None:
-        references[f"log p(x), {s['reference']['method']}"] = s["reference"]["mean"]
-    return evaluation_figures.bounds_vs_k([b["k"] for b in s["iwae"]], [b["mean"] for b in s["iwae"]],
-                                           [b["mc_error_of_mean"] for b in s["iwae"]], references,
-                                           run_dir / "figures" / f"bounds_vs_k_{s['split']}.png",
-                                           f"{s['split']} split, {s['num_points']} points")
-
+# ----------------------------------------------------------------------------- saving
 
 def read_evaluations(run_dir: Path) -> dict:
     """The summaries in ``run_dir/evaluation.json`` by split (none if it does not exist)."""
@@ -395,96 +308,8 @@ def _save(run_dir: Path, summary: dict) -> None:
     everything = read_evaluations(run_dir)
     everything[entry_name(summary)] = summary
     write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
+    from ..reports.evaluation_report import draw_figure, write_report  # reports read this module's constants
+
     if summary.get("method", "is") == "is":
         draw_figure(run_dir, summary)
     write_report(run_dir, everything)
-
-
-def write_report(run_dir: Path, everything: dict) -> Path:
-    """The report's Evaluation section from the summaries ``everything`` (by split and method)."""
-    parts = []
-    for s in everything.values():
-        part = f"### {_heading(s)}\n\n{markdown_table(['quantity', 'value'], _escape_pipes(summary_rows(s)))}"
-        if s.get("method", "is") == "is":
-            part += f"\n\n![bounds against K](figures/bounds_vs_k_{s['split']}.png)"
-        parts.append(part)
-    return update_section(run_dir, SECTION,
-                          "Importance sampling keeps one estimate per data point; ± is the standard error over "
-                          "data points, the Monte Carlo error is that of the sampling itself, trusted only where the "
-                          "weights' Pareto k-hat stays below 0.7. log p(x) >= IWAE_K >= ELBO. AIS anneals HMC chains "
-                          "from the guide to the posterior; BDMC brackets log p(x) of simulated data between forward "
-                          f"and reverse AIS. Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
-
-
-def _escape_pipes(rows):
-    """Rows safe inside a markdown table (q(z|x) would otherwise split a cell)."""
-    return [[cell.replace("|", "\\|") for cell in row] for row in rows]
-
-
-def print_summary(s: dict) -> None:
-    rows = summary_rows(s)
-    width = max(len(name) for name, _ in rows)
-    print(f"{_heading(s)}; nats per data point:")
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
-
-
-# ----------------------------------------------------------------------------- command line
-
-def _command(args) -> None:
-    try:
-        summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
-                               max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
-                               quadrature=args.quadrature, device=args.device,
-                               progress=not args.quiet and sys.stderr.isatty(),  # no bar in a log file
-                               method=args.method, steps=args.steps, chains=args.chains, leapfrog=args.leapfrog,
-                               ais_start=args.ais_start, simulated=args.simulated,
-                               proposal_scale=args.proposal_scale, proposal_df=args.proposal_df)
-    except EvaluationNotSaved as exc:  # nothing computed is lost: print all of it, then the error
-        print_summary(exc.summary)
-        print("full results (evaluation.json could not be written):")
-        print(json.dumps(exc.summary, indent=2))
-        raise
-    print_summary(summary)
-    print(f"saved {Path(args.run) / EVALUATION} and the {SECTION} section of {Path(args.run) / 'report.md'}")
-
-
-def add_command(subparsers) -> None:
-    """Add ``pyrovae evaluate`` to the command line."""
-    p = subparsers.add_parser(
-        "evaluate", help="log p(x) of a trained run: importance sampling, AIS or BDMC bounds",
-        description="Estimate log p(x) per data point by importance sampling from the guide (with IWAE bounds, "
-                    "ELBOs, rate, distortion, ESS, Pareto k-hat and active units), by annealed importance sampling, "
-                    "or bracket it between BDMC's bounds on simulated data; writes evaluation.json and the "
-                    "Evaluation section of report.md.")
-    p.add_argument("run", help="a run folder written by 'pyrovae train'")
-    p.add_argument("--method", default="is", choices=METHODS,
-                   help="is: importance sampling (default); ais: annealed importance sampling; "
-                        "bdmc: forward and reverse AIS on data simulated from the model")
-    p.add_argument("--num-samples", type=int, default=5000, metavar="K",
-                   help="importance samples per data point (default 5000)")
-    p.add_argument("--split", default="test", help=f"which data: {', '.join(SPLITS)} (default test)")
-    p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
-                   help=f"bound on the working memory, e.g. 512MB or 2GB (default {DEFAULT_MAX_MEMORY})")
-    p.add_argument("--max-points", type=int, metavar="N",
-                   help="evaluate N points of the split chosen at random with --seed (default: all)")
-    p.add_argument("--quadrature", action="store_true",
-                   help="also integrate log p(x) on a latent grid (1-D and 2-D latent spaces)")
-    p.add_argument("--elbo-particles", type=int, default=10, metavar="L",
-                   help="samples per point for the Pyro ELBO estimators (default 10)")
-    p.add_argument("--proposal-scale", type=float, default=1.0, metavar="C",
-                   help="importance sampling from the guide with its scale times C (default 1: the guide)")
-    p.add_argument("--proposal-df", type=float, metavar="NU",
-                   help="importance sampling from a Student-t with NU degrees of freedom around the guide")
-    p.add_argument("--steps", type=int, default=1000, help="AIS and BDMC: annealing steps (default 1000)")
-    p.add_argument("--chains", type=int, default=16, help="AIS and BDMC: chains per data point (default 16)")
-    p.add_argument("--leapfrog", type=int, default=DEFAULT_LEAPFROG,
-                   help=f"AIS and BDMC: leapfrog steps per HMC transition (default {DEFAULT_LEAPFROG})")
-    p.add_argument("--ais-start", default="guide", choices=STARTS,
-                   help="AIS and BDMC: anneal from the guide q(z|x) (default) or from the prior")
-    p.add_argument("--simulated", type=int, default=100, metavar="N",
-                   help="BDMC: number of data points simulated from the model (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_command)

@@ -18,6 +18,12 @@ sum_i log p(x_i) for independent data points.
 
 Samples are drawn in chunks whose memory stays under a bound the caller sets; all of it
 runs under ``torch.inference_mode()``, and log-weights are accumulated in float64.
+
+Given a ``seed``, every data point draws its K samples from a stream of its own, seeded from
+``seed`` and the point's index in its split (:func:`pyrovae.inference.point_random.point_seed`,
+as AIS does): a point's estimate is then the same whether the points are sampled at once, in
+chunks sized by the memory bound, or split over several workers and merged. Without one,
+the draws come from the global random state, one stream for all points.
 """
 
 from dataclasses import dataclass
@@ -30,6 +36,7 @@ from pyro import poutine
 from tqdm.auto import tqdm
 
 from ..errors import PyrovaeError, positive_int
+from ..inference.point_random import point_seed
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, iwae_from_groups, log_mean_exp, pareto_khat
 from .log_joint import (
@@ -83,11 +90,13 @@ class Proposal:
 GUIDE = Proposal()
 
 
-def _importance_terms(vae, x, y, num_samples: int, proposal: Proposal = GUIDE) -> Tuple[torch.Tensor, torch.Tensor]:
+def _importance_terms(vae, x, y, num_samples: int, proposal: Proposal = GUIDE,
+                      z: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``log p(x|z_k)`` and ``log p(z_k) - log r(z_k|x)`` for ``num_samples`` draws from the
-    proposal r (the guide q by default) per data point: two ``(num_samples, points)``
-    float64 tensors whose sum is log w."""
-    if proposal.is_guide:
+    proposal r (the guide q by default) per data point, or at the given draws ``z``
+    (``(num_samples, points, latent_dim)``): two ``(num_samples, points)`` float64 tensors
+    whose sum is log w."""
+    if z is None and proposal.is_guide:
         with pyro.plate(SAMPLE_PLATE, num_samples, dim=-2):
             guide = poutine.trace(vae.guide).get_trace(x, y)
             model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x, y)
@@ -95,9 +104,25 @@ def _importance_terms(vae, x, y, num_samples: int, proposal: Proposal = GUIDE) -
         _, log_q = site_log_probs(guide)
         return log_likelihood, log_prior - log_q
     r = proposal.distribution(guide_distribution(vae, x, y))
-    z = r.sample((num_samples,))
+    if z is None:
+        z = r.sample((num_samples,))
     log_prior, log_likelihood = log_prior_and_likelihood(vae, x, y, z)
     return log_likelihood, log_prior - r.log_prob(z).double()
+
+
+def _point_draws(vae, x, y, num_samples: int, proposal: Proposal, seed: int, indices: Sequence[int]) -> torch.Tensor:
+    """All ``num_samples`` draws from the proposal for each row of ``x``, each row's from the
+    stream of its index under ``seed``: ``(num_samples, points, latent_dim)``. The global
+    random state is left as it was."""
+    q = guide_distribution(vae, x, y)
+    loc, scale = q.mean, q.stddev
+    devices = [] if x.device.type == "cpu" else [x.device]
+    draws = []
+    for row, index in enumerate(indices):
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(point_seed(seed, int(index)))
+            draws.append(proposal.distribution(dist.Normal(loc[row], scale[row]).to_event(1)).sample((num_samples,)))
+    return torch.stack(draws, 1)
 
 
 @dataclass
@@ -131,7 +156,8 @@ def _summarize_batch(log_w, log_likelihood, kl, bounds, khat) -> dict:
 @evaluation_mode
 def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, num_samples: int = 5000,
                       bounds: Sequence[int] = (), max_memory=DEFAULT_MAX_MEMORY, khat: bool = False,
-                      progress: bool = False, proposal: Proposal = GUIDE) -> ImportanceResult:
+                      progress: bool = False, proposal: Proposal = GUIDE, seed: Optional[int] = None,
+                      indices: Optional[Sequence[int]] = None) -> ImportanceResult:
     """Importance-sample log p(x) (log p(x|y) for a conditional VAE) for every row of ``x``
     with ``num_samples`` draws from the guide, plus IWAE_k for each k in ``bounds``, the
     ELBO, rate, distortion, ESS and (with ``khat``) Pareto k-hat, all per data point.
@@ -140,6 +166,10 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
 
     Chunks of samples and batches of points are sized so that the working memory stays
     under ``max_memory`` (bytes, or a string such as ``"2GB"``).
+
+    With ``seed``, each point's draws come from its own stream, seeded from ``seed`` and its
+    index in ``indices`` (the rows' positions in their split; default 0..N-1), so any
+    chunking, and any split of the rows over processes, gives the same per-point results.
     """
     num_samples = positive_int(num_samples, "the number of samples")
     for k in bounds:
@@ -148,8 +178,14 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
                                f"raise the number of samples")
     x, y = prepare(vae, x, y)
     n = x.shape[0]
+    indices = list(range(n)) if indices is None else [int(i) for i in indices]
+    if len(indices) != n:
+        raise PyrovaeError(f"{len(indices)} indices for {n} data points; give one index per point")
+    stored = WEIGHT_COPIES * 8 * num_samples
+    if seed is not None:  # every point's draws, made before its chunks of samples
+        stored += num_samples * vae.latent_dim * x.element_size()
     cost = Cost.measure(lambda p, s: _importance_terms(vae, first_repeated(x, p), first_repeated(y, p), s, proposal))
-    plan = plan_chunks(cost, n, num_samples, as_bytes(max_memory), WEIGHT_COPIES * 8 * num_samples)
+    plan = plan_chunks(cost, n, num_samples, as_bytes(max_memory), stored)
 
     def batches():
         for start in range(0, n, plan.points):
@@ -157,8 +193,11 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
             log_w = torch.empty(xb.shape[0], num_samples, dtype=torch.float64, device=x.device)
             log_likelihood = torch.zeros(xb.shape[0], dtype=torch.float64, device=x.device)
             kl = torch.zeros_like(log_likelihood)
+            z = None if seed is None else _point_draws(vae, xb, yb, num_samples, proposal, seed,
+                                                         indices[start:start + plan.points])
             for s in range(0, num_samples, plan.samples):
-                lik, ratio = _importance_terms(vae, xb, yb, min(plan.samples, num_samples - s), proposal)
+                m = min(plan.samples, num_samples - s)
+                lik, ratio = _importance_terms(vae, xb, yb, m, proposal, None if z is None else z[s:s + m])
                 log_w[:, s:s + lik.shape[0]] = (lik + ratio).T
                 log_likelihood += lik.sum(0)
                 kl -= ratio.sum(0)

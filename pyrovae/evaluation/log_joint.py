@@ -40,6 +40,25 @@ def evaluation_mode(fn):
     return wrapper
 
 
+@contextlib.contextmanager
+def fixed_parameters(vae):
+    """Hold every parameter of ``vae`` fixed (no gradients, nothing registered with Pyro's
+    parameter store by ``pyro.module``) inside a private parameter store, restoring the
+    module's state afterwards: SVI and MCMC then see only the latent z."""
+    grads = [p.requires_grad for p in vae.parameters()]
+    training = vae.training
+    vae.train(False)
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    try:
+        with pyro.get_param_store().scope():
+            yield
+    finally:
+        for p, g in zip(vae.parameters(), grads):
+            p.requires_grad_(g)
+        vae.train(training)
+
+
 def site_log_probs(trace) -> Tuple[torch.Tensor, torch.Tensor]:
     """Sums of ``log_prob`` over the observed and over the latent sites of a trace, each in
     float64 with the trace's batch shape ``(samples, points)``. Every sample site of the

@@ -24,7 +24,6 @@ For each data point, with the trained decoder and prior held fixed:
 import functools
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
@@ -40,7 +39,7 @@ from pyro.optim import ClippedAdam
 from ..errors import PyrovaeError, positive_int
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, log_mean_exp, pareto_khat
-from .log_joint import evaluation_mode, log_joint, prepare
+from .log_joint import evaluation_mode, fixed_parameters, log_joint, prepare
 from .modes import DEFAULT_MIN_MASS, DEFAULT_SADDLE_RATIO, Mode, find_modes
 from .references import locate_posterior, log_joint_on_grid, quadrature_log_marginal
 
@@ -85,25 +84,6 @@ def guide_gaussians(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> G
     x, y = prepare(vae, x, y)
     loc, scale = vae.encode(x, y)
     return Gaussians.diagonal(loc, scale).as_double()
-
-
-@contextmanager
-def fixed_parameters(vae):
-    """Hold every parameter of ``vae`` fixed (no gradients, nothing registered with Pyro's
-    parameter store by ``pyro.module``) inside a private parameter store, restoring the
-    module's state afterwards: SVI and MCMC then see only the latent z."""
-    grads = [p.requires_grad for p in vae.parameters()]
-    training = vae.training
-    vae.train(False)
-    for p in vae.parameters():
-        p.requires_grad_(False)
-    try:
-        with pyro.get_param_store().scope():
-            yield
-    finally:
-        for p, g in zip(vae.parameters(), grads):
-            p.requires_grad_(g)
-        vae.train(training)
 
 
 def optimal_gaussian(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, family: str = "diagonal",

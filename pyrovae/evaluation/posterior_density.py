@@ -25,7 +25,7 @@ import torch
 from ..errors import PyrovaeError
 from ..inference.hmc import HMC
 from .diagnostics import Estimate
-from .log_joint import log_joint, prepare
+from .log_joint import fixed_parameters, log_joint, prepare
 
 MAX_LATENT_DIM = 4  # the paper's limit: "valid for latent dimension below 5"
 
@@ -41,15 +41,8 @@ def appendix_d_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = No
     if num_samples < chains or num_samples % chains:
         raise PyrovaeError(f"num_samples ({num_samples}) must be a positive multiple of chains ({chains})")
     x, y = prepare(vae, x, y)
-    was_training = vae.training
-    flags = [p.requires_grad for p in vae.parameters()]
-    vae.eval().requires_grad_(False)  # gradients with respect to z only
-    try:
+    with fixed_parameters(vae):  # gradients with respect to z only
         return _estimate(vae, x, y, num_samples // chains, chains, warmup, num_leapfrog, seed)
-    finally:
-        for p, flag in zip(vae.parameters(), flags):
-            p.requires_grad_(flag)
-        vae.train(was_training)
 
 
 def _estimate(vae, x, y, per_chain: int, chains: int, warmup: int, num_leapfrog: int, seed: int) -> Estimate:

@@ -39,17 +39,19 @@ def rebuild_report(run_dir) -> Path:
 
 
 def _write_sections(run_dir: Path) -> Path:
-    from ..evaluation import evaluate
+    from ..evaluation.evaluate import read_evaluations
     from ..lab import variance
+    from .evaluation_report import draw_figure, write_report
     from .training import result_of_folder, write_training_report
 
     spec, result = result_of_folder(run_dir)
     report = write_training_report(result, spec)
-    evaluations = evaluate.read_evaluations(run_dir)
+    evaluations = read_evaluations(run_dir)
     if evaluations:
         for summary in evaluations.values():
-            evaluate.draw_figure(run_dir, summary)
-        evaluate.write_report(run_dir, evaluations)
+            if summary.get("method", "is") == "is":  # AIS and BDMC summaries have no bounds figure
+                draw_figure(run_dir, summary)
+        write_report(run_dir, evaluations)
     if (run_dir / VARIANCE).is_file():
         try:
             results = json.loads((run_dir / VARIANCE).read_text())

@@ -1,26 +1,12 @@
-"""CSV logs (per-epoch metrics, benchmark curves).
-
-:func:`append_row` adds one row at a time, so a log written by an interrupted process
-keeps every finished row; :func:`csv_text` renders a whole table for files that are
-rewritten atomically instead (a run folder's ``metrics.csv``).
-"""
+"""CSV tables of a run folder (per-epoch metrics, a sweep run's curve): :func:`csv_text`
+renders a whole table, which is written atomically (``runs.files.write_atomic``), so an
+interrupted process leaves the previous complete file, never a torn last line;
+:func:`read_rows` reads one back."""
 
 import csv
 import io
 from pathlib import Path
 from typing import Iterable, List, Sequence
-
-
-def append_row(path: Path, columns: Sequence[str], row: dict) -> None:
-    """Append ``row`` to the CSV file ``path``, writing the header ``columns`` first if the
-    file is new."""
-    path = Path(path)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def csv_text(columns: Sequence[str], rows: Iterable[dict]) -> str:

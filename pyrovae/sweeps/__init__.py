@@ -31,6 +31,10 @@ The Python API (the ``pyrovae sweep`` command calls the same functions):
 - ``run_folder(sweep_dir, point, seed)``: the run folder of one grid point and seed.
 - ``load_sweep(source)``, ``builtin_sweeps()``: read and validate a sweep; the names of
   the built-in ones.
+
+The same engines split one evaluation: ``pyrovae evaluate RUN --workers N [--engine ray]``
+(:class:`pyrovae.sweeps.split_evaluation.SplitSampler`) shares the blocks of importance
+sampling out over their workers, with the same results as one process.
 """
 
 from pathlib import Path

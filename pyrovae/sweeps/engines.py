@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import PyrovaeError
+from ..errors import PyrovaeError, positive_int
 from ..registry import Registry
 
 OnDone = Callable[[Dict[str, Any], Dict[str, Any]], None]
@@ -159,12 +159,7 @@ class RayEngine:
                                "or use --engine local") from None
         self.ray = ray
         if not ray.is_initialized():
-            try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         runtime_env={"env_vars": _python_path()})
-            except ConnectionError as exc:
-                raise PyrovaeError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}; "
-                                   f"start one with 'ray start --head' or leave out --address") from None
+            start_ray(address)
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.threads = threads or 1
 
@@ -193,16 +188,51 @@ class RayEngine:
                 on_done(task, outcome)
 
 
+# A private Ray instance's object store: the tasks pass small dictionaries and per-point
+# tensors, and Ray's default (30% of the memory) takes long to set up on a busy machine.
+PRIVATE_OBJECT_STORE_BYTES = 256 * 2**20
+# Ray waits a fixed 30 s for its raylet to register; on a loaded machine it can miss that.
+RAY_START_ATTEMPTS = 3
+
+
+def start_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, env: Optional[Dict[str, str]] = None):
+    """Connect to the Ray cluster at ``address``, or start a private instance here (with
+    ``num_cpus`` CPUs, default all) when it is ``None``; Ray's workers started on this machine
+    see the driver's PYTHONPATH and ``env``. A private start that times out (the raylet missed
+    Ray's fixed 30-second registration window on a loaded machine) is tried again."""
+    import ray
+
+    private = {} if address else {"num_cpus": num_cpus, "object_store_memory": PRIVATE_OBJECT_STORE_BYTES}
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        try:
+            return ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                            runtime_env={"env_vars": {**_python_path(), **(env or {})}}, **private)
+        except ConnectionError as exc:
+            raise PyrovaeError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}; "
+                               f"start one with 'ray start --head' or leave out --address") from None
+        except Exception as exc:  # Ray raises a bare Exception when its node misses the start-up window
+            ray.shutdown()
+            if address or "timed out during startup" not in str(exc) or attempt == RAY_START_ATTEMPTS:
+                raise
+
+
 def _python_path() -> Dict[str, str]:
     """Workers Ray starts on this machine see the driver's PYTHONPATH (a source checkout)."""
     path = os.environ.get("PYTHONPATH")
     return {"PYTHONPATH": path} if path else {}
 
 
+def _check_counts(workers: Optional[int], threads: Optional[int]) -> None:
+    for value, flag in ((workers, "--workers"), (threads, "--threads")):
+        if value is not None:
+            positive_int(value, flag)
+
+
 @ENGINES.register("local")
 def local_engine(*, workers: Optional[int] = None, address: Optional[str] = None,
                  threads: Optional[int] = None) -> LocalEngine:
     """worker processes on this machine, as many as cores unless --workers says otherwise"""
+    _check_counts(workers, threads)
     if address is not None:
         raise PyrovaeError("--address is for --engine ray; the local engine runs on this machine")
     return LocalEngine(workers, threads)
@@ -212,4 +242,5 @@ def local_engine(*, workers: Optional[int] = None, address: Optional[str] = None
 def ray_engine(*, workers: Optional[int] = None, address: Optional[str] = None,
                threads: Optional[int] = None) -> RayEngine:
     """tasks on a Ray cluster (--address auto: the one 'ray start' made; none: a private one here)"""
+    _check_counts(workers, threads)
     return RayEngine(workers, address, threads)

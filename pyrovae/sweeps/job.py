@@ -33,7 +33,7 @@ import yaml
 
 from ..errors import PyrovaeError
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
-from ..runs.csvlog import append_row
+from ..runs.csvlog import csv_text, read_rows
 from ..runs.files import write_atomic
 from ..spec import ExperimentSpec, load_config
 
@@ -205,19 +205,17 @@ def _record_curve_point(run_dir: Path, result, progress: Dict[str, Any], curve: 
     n = estimate.value.shape[0]
     rows = read_curve(run_dir)
     wall = (rows[-1]["wall_seconds"] if rows else 0.0) + time.time() - chunk_started
-    append_row(run_dir / CURVE, CURVE_COLUMNS, {
+    rows.append({
         "epoch": progress["epochs"], "train_seconds": progress["train_seconds"], "wall_seconds": wall,
         "best_valid_elbo": progress["best_valid_elbo"], "test_log_px": float(estimate.value.mean()),
         "std_error": float(estimate.value.std() / math.sqrt(n)) if n > 1 else math.nan,
         "samples": curve["num_samples"], "points": n})
+    write_atomic(run_dir / CURVE, csv_text(CURVE_COLUMNS, rows))  # the whole file: never a torn last line
 
 
 def read_curve(run_dir: Path) -> list:
     """The rows of ``curve.csv`` as numbers (empty without a curve)."""
-    import csv
-
     path = Path(run_dir) / CURVE
     if not path.exists():
         return []
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [{k: float(v) for k, v in row.items()} for row in read_rows(path)]

@@ -1,6 +1,6 @@
 """A sweep's results: one number per finished run, summarized over seeds per grid point.
 
-The number is the test log p(x) the sweep's evaluation estimated (importance sampling,
+The number is the test log p(x) the sweep's evaluation estimated (importance sampling or AIS,
 mean over the evaluated points), or the best validation ELBO when the sweep does not
 evaluate. Per grid point: the mean over seeds, the seed-to-seed standard deviation $s$,
 and the standard error of the mean $s/\\sqrt{n}$. Between grid points $a$ and $b$ the
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..evaluation.evaluate import entry_name
 from .spec import SweepSpec
 from .sweep import RUNS, open_sweep, sweep_status
 
@@ -90,10 +91,23 @@ class SweepResults:
         }
 
 
+def results_from_dict(spec: SweepSpec, data: Dict[str, Any]) -> SweepResults:
+    """The :class:`SweepResults` that ``results.json`` (``to_dict``) holds, for the sweep
+    ``spec``: how a report is drawn again from committed results, without the run folders."""
+    runs = [RunResult(r["folder"], r["point"], r["seed"], r["state"], r["value"], r["epochs"], r["train_seconds"])
+            for r in data["runs"]]
+    points = [PointSummary(p["label"], p["point"], p["values"], p["seeds"], p["runs"]) for p in data["points"]]
+    return SweepResults(spec, data["metric"], runs, points)
+
+
 def metric_name(spec: SweepSpec) -> str:
-    if spec.evaluate is None:
+    """What the sweep compares: the best validation ELBO, or log p(x) by its evaluation."""
+    options = spec.evaluate
+    if options is None:
         return "best validation ELBO (nats)"
-    return f"{spec.evaluate['split']} log p(x) (nats, importance sampled, K = {spec.evaluate['num_samples']})"
+    if options["method"] == "ais":
+        return f"{options['split']} log p(x) (nats, AIS, {options['steps']} steps x {options['chains']} chains)"
+    return f"{options['split']} log p(x) (nats, importance sampled, K = {options['num_samples']})"
 
 
 def read_results(sweep_dir, spec: Optional[SweepSpec] = None) -> SweepResults:
@@ -111,7 +125,8 @@ def read_results(sweep_dir, spec: Optional[SweepSpec] = None) -> SweepResults:
             if spec.evaluate is None:
                 result.value = record.get("best_valid_elbo")
             else:
-                result.evaluation = json.loads((run_dir / "evaluation.json").read_text())[spec.evaluate["split"]]
+                entry = entry_name({"split": spec.evaluate["split"], "method": spec.evaluate["method"]})
+                result.evaluation = json.loads((run_dir / "evaluation.json").read_text())[entry]
                 result.value = result.evaluation["log_marginal"]["mean"]
         runs.append(result)
     points = []

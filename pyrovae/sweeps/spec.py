@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import yaml
 
-from ..errors import PyrovaeError, did_you_mean
+from ..errors import PyrovaeError, did_you_mean, positive_int
 from ..spec import ExperimentSpec, load_config
 
 SWEEP_KEYS = ("name", "base", "set", "grid", "when", "seeds", "evaluate", "curve")
@@ -39,6 +39,7 @@ CURVE_KEYS = {"every": 10, "num_samples": 500, "points": 1000}
 DEFAULT_EVALUATE = {"split": "test", "num_samples": 1000}
 # `pyrovae evaluate` options a sweep may set; the run folder, device and progress bar are the sweep's.
 _NOT_EVALUATE_OPTIONS = ("run_dir", "device", "progress")
+SWEEP_METHODS = ("is", "ais")  # evaluation methods whose log p(x) of the runs' split a sweep compares
 
 
 def evaluate_options() -> Dict[str, Any]:
@@ -58,10 +59,6 @@ class RunPlan:
     point: Dict[str, Any]
     seed: int
     config: Dict[str, Any] = field(repr=False)
-
-    @property
-    def point_label(self) -> str:
-        return self.folder.rsplit("/", 1)[0]
 
 
 @dataclass
@@ -234,11 +231,14 @@ def _evaluate(value: Any) -> Optional[Dict[str, Any]]:
             raise PyrovaeError(f"sweep evaluate has no option '{key}'{did_you_mean(key, valid)}; "
                                f"its options are: {', '.join(valid)}")
     resolved = {**valid, **options}
-    for key in ("num_samples", "elbo_particles"):
-        if not isinstance(resolved[key], int) or resolved[key] < 1:
-            raise PyrovaeError(f"sweep evaluate.{key} must be a positive integer, got {resolved[key]!r}")
-    if resolved["max_points"] is not None and (not isinstance(resolved["max_points"], int) or resolved["max_points"] < 1):
-        raise PyrovaeError(f"sweep evaluate.max_points must be a positive integer, got {resolved['max_points']!r}")
+    if resolved["method"] not in SWEEP_METHODS:
+        raise PyrovaeError(f"sweep evaluate.method must be one of {', '.join(SWEEP_METHODS)}, got "
+                           f"{resolved['method']!r} (bdmc bounds log p(x) of data simulated from the model, "
+                           f"not of the runs' split: run pyrovae evaluate --method bdmc on a run folder)")
+    for key in ("num_samples", "elbo_particles", "steps", "chains"):
+        positive_int(resolved[key], f"sweep evaluate.{key}")
+    if resolved["max_points"] is not None:
+        positive_int(resolved["max_points"], "sweep evaluate.max_points")
     return resolved
 
 

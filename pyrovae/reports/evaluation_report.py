@@ -1,0 +1,144 @@
+"""The "Evaluation" section of a run's report, the terminal summary and the bounds figure,
+from the summaries :mod:`pyrovae.evaluation.evaluate` saves in ``evaluation.json``."""
+
+from pathlib import Path
+from typing import List, Tuple
+
+from ..evaluation.evaluate import ELBO_ESTIMATORS, EVALUATION, SECTION
+from .markdown import markdown_table, update_section
+
+
+def points_phrase(s: dict) -> str:
+    """Which points were evaluated, in words: ``all 10000 points`` or ``2000 of 10000 points
+    chosen at random (seed 0; their indices are in evaluation.json)``."""
+    subset = s.get("subset") or {"chosen": "all", "of": s["num_points"]}
+    if subset["chosen"] == "all":
+        return f"all {subset['of']} points"
+    return (f"{s['num_points']} of {subset['of']} points chosen at random (seed {subset['seed']}; "
+            f"their indices are in {EVALUATION})")
+
+
+def summary_rows(s: dict) -> List[Tuple[str, str]]:
+    """The summary as (quantity, value) rows, for the terminal and for report.md."""
+    rows = {"is": _importance_rows, "ais": _ais_rows, "bdmc": _bdmc_rows}[s.get("method", "is")](s)
+    rows.append(("seconds", f"{s['seconds']:.1f}"))
+    return rows
+
+
+def _importance_rows(s: dict) -> List[Tuple[str, str]]:
+    lp, ess, units = s["log_marginal"], s["ess"], s["active_units"]
+    bad = s["unreliable"]
+    rows = [(f"log p(x), importance sampled (K = {s['num_samples']})", f"{lp['mean']:.3f} ± {lp['std_error']:.3f}"),
+            (f"unreliable points (Pareto k-hat > {bad['khat_above']})",
+             f"{bad['count']} of {s['num_points']} ({100 * bad['share']:.0f}%)")]
+    if lp["mc_error_trusted"]:
+        rows.append(("Monte Carlo error per point (mean) / of the mean",
+                     f"{lp['mc_error_mean']:.3g} / {lp['mc_error_of_mean']:.3g}"))
+    else:
+        rows.append(("Monte Carlo error", "not known: the weights of too many points have infinite variance, so the "
+                                          "delta-method error understates it; use --method ais"))
+    if s.get("proposal", "the guide q(z|x)") != "the guide q(z|x)":
+        rows.append(("proposal", s["proposal"]))
+    rows += [(f"IWAE_{b['k']}", f"{b['mean']:.3f}") for b in s["iwae"]]
+    rows += [(f"ELBO, {name} ({loss}, {s['elbo']['particles']} particles)", f"{s['elbo'][name]:.3f}")
+             for name, loss in ELBO_ESTIMATORS.items()]
+    rows += [("gap log p(x) - ELBO (mean KL to the posterior)", f"{s['gap']['mean']:.3f} ± {s['gap']['std_error']:.3f}"),
+             ("rate KL(q(z|x) || p(z))", f"{s['rate']:.3f}"),
+             ("distortion -E_q log p(x|z)", f"{s['distortion']:.3f}"),
+             ("ESS / K: mean, median, min", f"{ess['mean']:.3f}, {ess['median']:.3f}, {ess['min']:.3g}")]
+    if s["pareto_khat"] is not None:
+        k = s["pareto_khat"]
+        rows.append(("Pareto k-hat: mean, max, share > 0.7", f"{k['mean']:.3f}, {k['max']:.3f}, {k['share_above_0.7']:.3f}"))
+    rows.append((f"active units (variance of E_q[z_j] > {units['threshold']})", f"{units['count']} of {units['latent_dim']}"))
+    if s["bits_per_dim"] is not None:
+        rows.append(("bits per dimension", f"{s['bits_per_dim']:.4f}"))
+    return rows + _reference_rows(s, "importance sampled", "is")
+
+
+def _ais_rows(s: dict) -> List[Tuple[str, str]]:
+    lp = s["log_marginal"]
+    rows = [(f"log p(x), AIS ({s['steps']} steps, {s['chains']} chains from the {s['start']})",
+             f"{lp['mean']:.3f} ± {lp['std_error']:.3f}"),
+            ("Monte Carlo error of the mean (over chains)", f"{lp['mc_error_of_mean']:.3g}"),
+            ("spread of the chains' log-weights: mean, max", f"{s['spread']['mean']:.3f}, {s['spread']['max']:.3f}"),
+            ("ESS / chains: mean, min", f"{s['ess']['mean']:.3f}, {s['ess']['min']:.3f}"),
+            (f"HMC acceptance ({s['leapfrog']} leapfrog steps, target {s['target_accept']})", f"{s['accept_rate']:.3f}")]
+    return rows + _reference_rows(s, "AIS", "ais")
+
+
+def _bdmc_rows(s: dict) -> List[Tuple[str, str]]:
+    lower, upper, gap = s["lower"], s["upper"], s["gap"]
+    rows = [(f"lower bound: forward AIS ({s['steps']} steps, {s['chains']} chains)",
+             f"{lower['mean']:.3f} (Monte Carlo error {lower['mc_error_of_mean']:.3g})"),
+            ("upper bound: reverse AIS from the simulating z",
+             f"{upper['mean']:.3f} (Monte Carlo error {upper['mc_error_of_mean']:.3g})"),
+            ("gap per point: mean ± standard error, median, max",
+             f"{gap['mean']:.3f} ± {gap['std_error']:.3f}, {gap['median']:.3f}, {gap['max']:.3f}"),
+            ("HMC acceptance, forward / reverse",
+             f"{s['accept_rate']['forward']:.3f} / {s['accept_rate']['reverse']:.3f}")]
+    if s["reference"] is not None:
+        ref = s["reference"]
+        rows += [(f"log p(x), {ref['method']}", f"{ref['mean']:.3f}"),
+                 ("share of points bracketed (within 3 standard errors)", f"{ref['share_bracketed']:.3f}")]
+    return rows
+
+
+def _reference_rows(s: dict, what: str, method: str) -> List[Tuple[str, str]]:
+    ref = s["reference"]
+    if ref is None:
+        return []
+    diff = ref[f"{method}_minus_reference"]
+    return [(f"log p(x), {ref['method']}", f"{ref['mean']:.3f}"),
+            (f"{what} - {ref['method']}: mean ± Monte Carlo error, mean |.|",
+             f"{diff['mean']:.3g} ± {diff['std_error_of_mean']:.2g}, {diff['mean_abs']:.3g}")]
+
+
+def _heading(s: dict) -> str:
+    method = s.get("method", "is")
+    if method == "is":
+        return f"{s['split']} split: {points_phrase(s)}, importance sampling, K = {s['num_samples']}"
+    if method == "ais":
+        return f"{s['split']} split: {points_phrase(s)}, AIS, {s['steps']} steps"
+    return f"{s['num_points']} points simulated from the model: BDMC, {s['steps']} steps"
+
+
+def draw_figure(run_dir: Path, s: dict) -> Path:
+    """``figures/bounds_vs_k_<split>.png``: the IWAE bounds of one summary against K."""
+    from . import evaluation_figures  # matplotlib, loaded only to draw
+
+    references = {f"ELBO ({name})": s["elbo"][name] for name in ELBO_ESTIMATORS}
+    if s["reference"] is not None:
+        references[f"log p(x), {s['reference']['method']}"] = s["reference"]["mean"]
+    return evaluation_figures.bounds_vs_k([b["k"] for b in s["iwae"]], [b["mean"] for b in s["iwae"]],
+                                           [b["mc_error_of_mean"] for b in s["iwae"]], references,
+                                           run_dir / "figures" / f"bounds_vs_k_{s['split']}.png",
+                                           f"{s['split']} split, {s['num_points']} points")
+
+
+def write_report(run_dir: Path, everything: dict) -> Path:
+    """The report's Evaluation section from the summaries ``everything`` (by split and method)."""
+    parts = []
+    for s in everything.values():
+        part = f"### {_heading(s)}\n\n{markdown_table(['quantity', 'value'], _escape_pipes(summary_rows(s)))}"
+        if s.get("method", "is") == "is":
+            part += f"\n\n![bounds against K](figures/bounds_vs_k_{s['split']}.png)"
+        parts.append(part)
+    return update_section(run_dir, SECTION,
+                          "Importance sampling keeps one estimate per data point; ± is the standard error over "
+                          "data points, the Monte Carlo error is that of the sampling itself, trusted only where the "
+                          "weights' Pareto k-hat stays below 0.7. log p(x) >= IWAE_K >= ELBO. AIS anneals HMC chains "
+                          "from the guide to the posterior; BDMC brackets log p(x) of simulated data between forward "
+                          f"and reverse AIS. Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
+
+
+def _escape_pipes(rows):
+    """Rows safe inside a markdown table (q(z|x) would otherwise split a cell)."""
+    return [[cell.replace("|", "\\|") for cell in row] for row in rows]
+
+
+def print_summary(s: dict) -> None:
+    rows = summary_rows(s)
+    width = max(len(name) for name, _ in rows)
+    print(f"{_heading(s)}; nats per data point:")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
