@@ -119,3 +119,30 @@ def test_recorded_results_draw_the_tables_reproduce_wrote(tmp_path):
         drawn = (tmp_path / "drawn" / f"kingma2014-fig2-{table}.md").read_text().strip()
         assert drawn in text
     assert "| Frey Face, N_z = 2 | AEVB | 400 |" in text
+
+
+@pytest.mark.slow
+def test_the_estimator_comparison_is_cached_per_epoch_and_settings(tmp_path, monkeypatch):
+    """Fig. 3's appendix-D / IS / AIS comparison of a run is computed once for its epoch and
+    settings, and again when the settings change."""
+    from pyrovae import load_config
+    from pyrovae.reproduce import COMPARISON, MARGINALS, compare_marginals
+    from pyrovae.runs.train import train
+
+    spec = load_config("mnist_aevb", ["data.train_size=100", "model.latent_dim=2", "model.encoder.hidden=[8]",
+                                      "model.decoder.hidden=[8]", "train.epochs=1", "train.progress=false",
+                                      "train.device=cpu"])
+    train(spec, tmp_path / "run")
+    monkeypatch.setitem(COMPARISON, "is_samples", 20)
+    for key, value in (("appendix_d_samples", 20), ("appendix_d_warmup", 5), ("ais_steps", 10), ("ais_chains", 2)):
+        monkeypatch.setitem(COMPARISON, key, value)
+    first = compare_marginals(tmp_path / "run", points=3)
+    assert first["epoch"] == 1 and first["points"] == 3
+    for split in ("train", "test"):
+        for name in ("is", "appendix_d", "ais"):
+            assert math.isfinite(first[f"{split}_{name}"]) and first[f"{split}_{name}_se"] > 0
+    stamp = (tmp_path / "run" / MARGINALS).stat().st_mtime_ns
+    assert compare_marginals(tmp_path / "run", points=3) == first
+    assert (tmp_path / "run" / MARGINALS).stat().st_mtime_ns == stamp  # not recomputed
+    monkeypatch.setitem(COMPARISON, "ais_steps", 12)
+    assert compare_marginals(tmp_path / "run", points=3)["settings"]["ais_steps"] == 12
