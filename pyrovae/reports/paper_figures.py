@@ -88,7 +88,7 @@ def marginal_curve(run_dir: Path, filename: str = "curve.csv") -> Optional[dict]
     if not rows:
         return None
     spec = load_config(run_dir)
-    epochs = [int(r["epoch"]) for r in rows]
+    epochs = [int(float(r["epoch"])) for r in rows]  # curve.csv may write epochs as 2.0
     return {"epochs": epochs, "points": training_points(spec, epochs), "test": [float(r["test_log_px"]) for r in rows],
             "std_error": [float(r["std_error"]) for r in rows], "seconds": [float(r["train_seconds"]) for r in rows]}
 
