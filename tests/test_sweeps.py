@@ -179,7 +179,9 @@ def test_a_curve_gets_one_whole_row_per_curve_epoch(tmp_path):
     sweep = {**tiny_sweep({}, **{"train.epochs": 3}), "evaluate": False,
              "curve": {"every": 1, "num_samples": 4, "points": 5}}
     assert [s.state for s in run_sweep(sweep, tmp_path / "sweep", workers=1, threads=1, log=lambda line: None)] == ["done"]
-    rows = read_curve(run_folder(tmp_path / "sweep", {}, 0))
+    folder = run_folder(tmp_path / "sweep", {}, 0)
+    assert [line.split(",")[0] for line in (folder / "curve.csv").read_text().splitlines()] == ["epoch", "1", "2", "3"]
+    rows = read_curve(folder)
     assert [r["epoch"] for r in rows] == [1, 2, 3] and all(r["points"] == 5 and r["samples"] == 4 for r in rows)
     assert all(math.isfinite(r["test_log_px"]) and r["test_log_px"] < 0 for r in rows)
     assert [r["wall_seconds"] for r in rows] == sorted(r["wall_seconds"] for r in rows)

@@ -6,7 +6,7 @@ For each data point, with the trained decoder and prior held fixed:
 - samples of p(z|x) from Pyro's NUTS (or HMC) on the VAE's own Pyro model conditioned on
   that one point (any latent dimension);
 - for a 2-D latent space, the posterior tabulated on a grid and normalized by quadrature
-  (the same located box and log joint as :func:`~.references.quadrature_log_marginal`), its
+  (over the box quadrature integrated, with the same log joint), its
   moments and its separated modes (:mod:`.modes`);
 - q(z|x), the amortized guide, and q*(z|x), the best Gaussian of the same family for this
   one point, found by non-amortized SVI on the same model (the decoder fixed);
@@ -41,7 +41,7 @@ from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, first_r
 from .diagnostics import Estimate, log_mean_exp, pareto_khat
 from .log_joint import evaluation_mode, fixed_parameters, log_joint, prepare
 from .modes import DEFAULT_MIN_MASS, DEFAULT_SADDLE_RATIO, Mode, find_modes
-from .references import locate_posterior, log_joint_on_grid, quadrature_log_marginal
+from .references import log_joint_on_grid, quadrature_log_marginal, quadrature_with_box
 
 MCMC_KERNELS = ("nuts", "hmc")
 FAMILIES = ("diagonal", "full")
@@ -326,7 +326,7 @@ def grid_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nodes
                    max_memory=DEFAULT_MAX_MEMORY, min_mass: float = DEFAULT_MIN_MASS,
                    saddle_ratio: float = DEFAULT_SADDLE_RATIO) -> List[GridPosterior]:
     """The posterior of every row of ``x`` on a ``nodes`` x ``nodes`` grid over the box that
-    quadrature locates around its mass, normalized by quadrature's log p(x), with its
+    quadrature integrated (widened until the mass on its boundary is negligible), normalized by quadrature's log p(x), with its
     moments (trapezoidal rule) and its separated modes (:func:`.modes.find_modes`)."""
     if vae.latent_dim != 2:
         raise PyrovaeError(f"the grid posterior needs a 2-D latent space; this VAE has {vae.latent_dim} "
@@ -334,8 +334,7 @@ def grid_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nodes
     nodes = positive_int(nodes, "the number of grid nodes")
     x, y = prepare(vae, x, y)
     max_memory = as_bytes(max_memory)
-    log_px = quadrature_log_marginal(vae, x, y, max_memory=max_memory)
-    center, half = locate_posterior(vae, x, y, LOCATE_WIDTH, max_memory)
+    log_px, center, half = quadrature_with_box(vae, x, y, width=LOCATE_WIDTH, max_memory=max_memory)
     log_f = log_joint_on_grid(vae, x, y, center, half, nodes, max_memory)
     axis = torch.linspace(-1, 1, nodes, dtype=torch.float64)
     log_trapezoid = _trapezoid_log_weights(nodes)

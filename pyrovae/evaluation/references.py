@@ -200,7 +200,6 @@ def log_joint_on_grid(vae, x: torch.Tensor, y: Optional[torch.Tensor], center: t
     return _on_grid(vae, x, y, center, half, nodes, max_memory, lambda log_f, unit, c, h: log_f.T)
 
 
-@evaluation_mode
 def quadrature_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, points_per_axis: int = 32,
                             width: float = 8.0, tolerance: float = 1e-3,
                             max_memory=DEFAULT_MAX_MEMORY) -> Estimate:
@@ -216,6 +215,15 @@ def quadrature_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = No
     boundary. Where that share exceeds a tiny tolerance the box is doubled, where the two
     grids differ by more than ``tolerance`` nats the grid is refined; at most three times.
     """
+    return quadrature_with_box(vae, x, y, points_per_axis, width, tolerance, max_memory)[0]
+
+
+@evaluation_mode
+def quadrature_with_box(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, points_per_axis: int = 32,
+                        width: float = 8.0, tolerance: float = 1e-3, max_memory=DEFAULT_MAX_MEMORY):
+    """:func:`quadrature_log_marginal`, with the box it integrated each point over: the
+    estimate, the boxes' centers and half-widths ``(N, dim)`` (a grid over that box holds the
+    posterior's mass: its share on the box's boundary is below ``EDGE_TOLERANCE``)."""
     if vae.latent_dim not in (1, 2):
         raise PyrovaeError(f"quadrature integrates 1-D or 2-D latent spaces; this VAE has {vae.latent_dim} "
                            f"latent dimensions, use importance sampling (log_marginal)")
@@ -235,4 +243,4 @@ def quadrature_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = No
         todo = todo[widen | ((fine - coarse).abs() > tolerance)]
         if todo.numel() == 0:
             break
-    return Estimate(value, error)
+    return Estimate(value, error), center, half

@@ -203,8 +203,8 @@ def _record_curve_point(run_dir: Path, result, progress: Dict[str, Any], curve: 
                             num_samples=curve["num_samples"])
     result.vae.train()
     n = estimate.value.shape[0]
-    rows = read_curve(run_dir)
-    wall = (rows[-1]["wall_seconds"] if rows else 0.0) + time.time() - chunk_started
+    rows = read_rows(run_dir / CURVE) if (run_dir / CURVE).exists() else []  # as written: epochs stay integers
+    wall = (float(rows[-1]["wall_seconds"]) if rows else 0.0) + time.time() - chunk_started
     rows.append({
         "epoch": progress["epochs"], "train_seconds": progress["train_seconds"], "wall_seconds": wall,
         "best_valid_elbo": progress["best_valid_elbo"], "test_log_px": float(estimate.value.mean()),
