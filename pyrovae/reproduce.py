@@ -39,8 +39,8 @@ class Experiment:
     results: Optional[Callable[[Path], dict]] = None
 
 
-# Experiment names follow the papers' figures (``kingma2014-fig2``), so they are kept apart
-# from the component registries, whose names are identifiers used in configs.
+# Experiments are a fixed list of this module (each draws its own figure from its own sweeps),
+# not a component family users extend, so they are not a registry of pyrovae.registry.
 EXPERIMENTS: Dict[str, Experiment] = {}
 
 
@@ -130,7 +130,10 @@ def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
     epoch = int(load_checkpoint(run / "checkpoint.pt")["epoch"])
     cached = run / MARGINALS
     if cached.is_file():
-        record = json.loads(cached.read_text())
+        try:
+            record = json.loads(cached.read_text())
+        except (ValueError, UnicodeDecodeError):  # a damaged cache is computed again
+            record = {}
         if record.get("epoch") == epoch and record.get("points") == points and record.get("settings") == COMPARISON:
             return record
     spec, vae = load_run(run, best=False)

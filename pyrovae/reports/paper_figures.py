@@ -109,14 +109,11 @@ def _panel_axes(n: int, title: str, width: float = 3.6, height: float = 3.0):
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    """Lay the panels out and write the figure, at its own size, atomically (:func:`.plots.save_figure`)."""
+    from .plots import save_figure
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, crop=False)
 
 
 def figure_2(panels: Dict[str, Dict[str, dict]], path: Path) -> Path:

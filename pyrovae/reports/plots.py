@@ -23,13 +23,14 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Render ``fig`` and write it to ``path`` atomically (a figure is complete or absent)."""
+def save_figure(fig, path: Path, crop: bool = True) -> Path:
+    """Render ``fig`` and write it to ``path`` atomically (a figure is complete or absent);
+    ``crop`` trims the margins (``crop=False`` keeps the figure's own size)."""
     plt = pyplot()
     path = Path(path)
     buffer = io.BytesIO()
     try:
-        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight")
+        fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=110, bbox_inches="tight" if crop else None)
     finally:
         plt.close(fig)
     make_folder(path.parent)
