@@ -268,16 +268,10 @@ _add(Experiment("kingma2014-fig5", "Fig. 5: random samples for N_z in {2, 5, 10,
 # ----------------------------------------------------------------------------- running
 
 def parse_pairs(items: Sequence[str], option: str) -> Dict[str, object]:
-    """``KEY=VALUE`` items as a mapping, values read as YAML."""
-    import yaml
+    """``KEY=VALUE`` items as a mapping, values read as YAML (:func:`pyrovae.spec.parse_override`)."""
+    from .spec import parse_override
 
-    pairs = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise PyrovaeError(f"{option} '{item}' is not of the form key=value (e.g. {option} model.latent_dim=3)")
-        pairs[key.strip()] = yaml.safe_load(value)
-    return pairs
+    return dict(parse_override(item, option) for item in items)
 
 
 def experiment_sweep(sweep: str, overrides: Dict[str, object], only: Dict[str, object]):

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union, get_args, get_origin, get_type_hints
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -203,22 +203,22 @@ def apply_overrides(spec: ExperimentSpec, overrides: Sequence[str]) -> None:
     so ``model.prior.name=mog`` does not inherit the old prior's options. Name overrides
     are applied first so options given beside them stick.
     """
-    parsed = []
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise PyrovaeError(f"override '{item}' is not of the form key=value (e.g. model.latent_dim=2)")
-        parsed.append((key.strip(), _parse_value(text)))
+    parsed = [parse_override(item) for item in overrides]
     parsed.sort(key=lambda kv: not kv[0].endswith(".name"))
     for key, value in parsed:
         _set_dotted(spec, key, value)
 
 
-def _parse_value(text: str) -> Any:
+def parse_override(item: str, option: str = "override") -> Tuple[str, Any]:
+    """``KEY=VALUE`` as ``(key, value)``, the value read as YAML (text that is not YAML stays
+    text): how every command reads ``--set`` and its kin; ``option`` names the flag in errors."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise PyrovaeError(f"{option} '{item}' is not of the form key=value (e.g. model.latent_dim=2)")
     try:
-        return yaml.safe_load(text)
+        return key.strip(), yaml.safe_load(text)
     except yaml.YAMLError:
-        return text
+        return key.strip(), text
 
 
 def _set_dotted(spec: Any, key: str, value: Any) -> None:
