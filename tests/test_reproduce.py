@@ -38,6 +38,10 @@ def test_mistakes_are_one_line(capsys, tmp_path):
     assert "kingma2014-fig2" in capsys.readouterr().err
     assert main(["reproduce", "kingma2014-fig2", "--out", str(tmp_path), "--set", "model.latent_dim=4"]) == 2
     assert "--only" in capsys.readouterr().err
+    for option, item in [("--set", "train.estimator.name=[pathwise"), ("--only", "model.latent_dim")]:
+        assert main(["reproduce", "kingma2014-fig2", "--out", str(tmp_path), option, item]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("estimator" in err if option == "--set" else "key=value" in err)
     assert not any(tmp_path.iterdir())  # nothing started
 
 
