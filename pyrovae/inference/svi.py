@@ -13,7 +13,7 @@ recorded for another size).
 Pyro's validation (distribution arguments and supports, model and guide matching) runs on
 the first step only. It checks the program, which is the same at every step: a user's prior
 or likelihood with a wrong support or shape fails there with Pyro's message, and later steps
-skip checks that cost 10-15% of a small network's step. The data were checked when loaded
+skip checks that cost 10-20% of a small network's step. The data were checked when loaded
 (range, shape, NaN) and the training loop checks every step's loss for NaN, so nothing the
 checks would catch later goes unnoticed.
 

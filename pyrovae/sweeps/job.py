@@ -35,6 +35,7 @@ from ..errors import PyrovaeError
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import csv_text, read_rows
 from ..runs.files import write_atomic
+from ..runs.folder import stopped_early
 from ..spec import ExperimentSpec, load_config
 
 RUN_STATE = "sweep_run.json"
@@ -108,8 +109,7 @@ def training_progress(run_dir: Path, spec: ExperimentSpec) -> Dict[str, Any]:
     if not path.exists():
         return {"epochs": 0, "finished": False, "stopped_early": False, "train_seconds": 0.0}
     state = load_checkpoint(path)
-    patience = spec.train.early_stopping_patience
-    stopped = patience is not None and state["epochs_since_best"] >= patience
+    stopped = stopped_early(state, spec)
     return {"epochs": int(state["epoch"]), "finished": stopped or state["epoch"] >= spec.train.epochs,
             "stopped_early": stopped, "train_seconds": float(state["seconds"]),
             "best_valid_elbo": float(state["best_valid_elbo"])}
