@@ -8,6 +8,8 @@ The course's chapter scripts share one model cache for the session, as the site 
 so chapters that use the same model train it once.
 """
 
+import csv
+import math
 import os
 import subprocess
 import sys
@@ -47,3 +49,26 @@ def test_example_runs_at_its_smallest_settings(script, tmp_path, course_cache):
     figures = list(out.rglob("*.png"))
     assert figures, f"{script.name} wrote no figure into {out}"
     assert all(f.stat().st_size > 1000 for f in figures)
+
+
+def test_compare_estimators_trains_every_estimator_from_the_same_start(tmp_path):
+    """examples/compare_estimators.py at its smallest settings: every estimator asked for gets
+    a curve at the evaluation steps, all from the same initial parameters (the same step-0
+    ELBO), with finite validation ELBOs and training time that grows with the steps."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, str(EXAMPLES / "compare_estimators.py"), "--quick", "--out", str(out),
+                           "--estimators", "pathwise,score,iwae"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    with open(out / "curves.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    curves = {name: [r for r in rows if r["estimator"] == name] for name in ("pathwise", "score", "iwae")}
+    for name, curve in curves.items():
+        assert [int(r["step"]) for r in curve] == [0, 2, 4], name
+        assert all(math.isfinite(float(r["valid_elbo"])) and float(r["valid_elbo"]) < 0 for r in curve)
+        seconds = [float(r["seconds"]) for r in curve]
+        assert seconds[0] == 0 and seconds == sorted(seconds) and seconds[-1] > 0
+        assert f"{name} " in done.stdout
+    assert len({curve[0]["valid_elbo"] for curve in curves.values()}) == 1  # one initialization for all
+    assert (out / "compare_estimators.png").stat().st_size > 1000
