@@ -277,9 +277,7 @@ def parse_pairs(items: Sequence[str], option: str) -> Dict[str, object]:
 def experiment_sweep(sweep: str, overrides: Dict[str, object], only: Dict[str, object]):
     """The built-in sweep ``sweep`` with ``overrides`` added to every run and its grid cut to
     the values ``only`` lists (keys the grid lacks are ignored); None when no run is left."""
-    import yaml
-
-    from .sweeps.spec import load_sweep
+    from .sweeps.spec import load_sweep, when_condition
 
     spec = load_sweep(sweep)
     for key, value in overrides.items():
@@ -292,8 +290,8 @@ def experiment_sweep(sweep: str, overrides: Dict[str, object], only: Dict[str, o
             spec.grid[key] = [v for v in spec.grid[key] if v in wanted]
             if not spec.grid[key]:
                 return None
-            spec.when = {c: s for c, s in spec.when.items() if c.partition("=")[0].strip() != key
-                         or yaml.safe_load(c.partition("=")[2]) in spec.grid[key]}
+            spec.when = {c: s for c, s in spec.when.items()
+                         if when_condition(c)[0] != key or when_condition(c)[1] in spec.grid[key]}
     spec.runs()  # validates every run's config with the overrides
     return spec
 

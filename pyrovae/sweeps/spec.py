@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 from ..errors import PyrovaeError, did_you_mean, positive_int
-from ..spec import ExperimentSpec, load_config
+from ..spec import ExperimentSpec, load_config, parse_override
 
 SWEEP_KEYS = ("name", "base", "set", "grid", "when", "seeds", "evaluate", "curve")
 CURVE_KEYS = {"every": 10, "num_samples": 500, "points": 1000}
@@ -99,7 +99,7 @@ class SweepSpec:
     def run_config(self, point: Dict[str, Any], seed: int) -> ExperimentSpec:
         tied = {}
         for condition, settings in self.when.items():
-            key, value = _condition(condition)
+            key, value = when_condition(condition)
             if _yaml_value(point.get(key)) == _yaml_value(value):
                 tied.update(settings)
         overrides = [f"{k}={_yaml_value(v)}" for k, v in {**self.set, **tied, **point}.items()] + [f"seed={seed}"]
@@ -187,17 +187,16 @@ def _grid(value: Any) -> Dict[str, List[Any]]:
     return grid
 
 
-def _condition(condition: str) -> tuple:
-    """``KEY=VALUE`` of a ``when`` entry as (key, value read as YAML)."""
-    key, _, value = condition.partition("=")
-    return key.strip(), yaml.safe_load(value)
+def when_condition(condition: str) -> tuple:
+    """``KEY=VALUE`` of a ``when`` entry as (key, value read as YAML), as ``--set`` reads it."""
+    return parse_override(condition, "sweep when")
 
 
 def _when(value: Any, grid: Dict[str, List[Any]]) -> Dict[str, Dict[str, Any]]:
     """``when`` entries checked: each names a grid key and one of its values."""
     when = _mapping(value, "when")
     for condition, settings in when.items():
-        key, wanted = _condition(condition)
+        key, wanted = when_condition(condition) if "=" in condition else (condition, None)
         if "=" not in condition or key not in grid:
             raise PyrovaeError(f"sweep when '{condition}' must be GRIDKEY=VALUE with a key of the grid "
                                f"({', '.join(grid) or 'the grid is empty'}), e.g. {{{next(iter(grid), 'key')}=value: {{...}}}}")
