@@ -37,7 +37,7 @@ from pyrovae.components.datasets import load_data
 from pyrovae.inference.estimators import ESTIMATORS
 from pyrovae.lab.gradient_stats import gradient_moments
 from pyrovae.lab.variance import measurable_estimators, parse_estimators, run_variance
-from pyrovae.runs.train import build_vae
+from pyrovae.runs.loading import build_vae
 
 
 def blocked_seconds(loops: dict, draws: int, blocks: int) -> dict:

@@ -21,7 +21,7 @@ from pyrovae.components.datasets import load_data
 from pyrovae.evaluation.ais import annealed_importance_sample
 from pyrovae.evaluation.bdmc import bidirectional_monte_carlo
 from pyrovae.evaluation.importance import Proposal, importance_sample
-from pyrovae.runs.train import load_run
+from pyrovae.runs.loading import load_run
 
 
 def error_of_mean(std_errors: torch.Tensor) -> float:

@@ -50,7 +50,7 @@ from pyrovae.components.datasets import load_data
 from pyrovae.inference.estimators import build_estimator
 from pyrovae.inference.optim import OPTIMIZERS, JointOptim
 from pyrovae.inference.svi import TrainingSVI
-from pyrovae.runs.train import build_vae
+from pyrovae.runs.loading import build_vae
 
 # (label, latent dimension, hidden units, batch size)
 SETUPS = [("784-400-50, batch 20", 50, 400, 20), ("784-400-50, batch 100", 50, 400, 100),

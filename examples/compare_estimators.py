@@ -27,7 +27,7 @@ from pyrovae.inference.elbo import split_elbo
 from pyrovae.inference.estimators import ESTIMATORS, build_estimator
 from pyrovae.inference.optim import OPTIMIZERS
 from pyrovae.reports.plots import pyplot
-from pyrovae.runs.train import build_vae
+from pyrovae.runs.loading import build_vae
 
 VALIDATION_POINTS = 1000
 

@@ -1,8 +1,8 @@
 """The Python API: the subcommands as functions, for notebooks and scripts.
 
-``pyrovae.train``, ``pyrovae.evaluate``, ``pyrovae.variance`` and ``pyrovae.report`` call
-the same functions as ``pyrovae train``, ``evaluate``, ``variance`` and ``report`` (the
-command line is a thin layer over this module) and write the same run folders. Their results
+``pyrovae.train``, ``pyrovae.evaluate``, ``pyrovae.variance``, ``pyrovae.report`` and
+``pyrovae.sweep`` call the same functions as ``pyrovae train``, ``evaluate``, ``variance``,
+``report`` and ``sweep`` (:mod:`pyrovae.commands`) and write the same run folders. Their results
 print as one line, not as tensors; the trained model is ``run.vae`` (``run.vae.sample(16)``,
 ``run.vae.encode(x)``) and the data ``run.data``. See docs/python_api.md.
 """
@@ -110,25 +110,11 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
     file, a dict or an :class:`~pyrovae.spec.ExperimentSpec`; with ``resume`` a run folder)
     into the run folder ``out`` (default ``runs/<config name>``), with ``key=value``
     ``overrides`` and extra ``plugins``; write its figures and report; return the :class:`Run`."""
-    from .runs.folder import load_resume_config
-    from .runs.train import train as train_loop
-    from .spec import ExperimentSpec, load_config
+    from .commands import train as command
 
-    if isinstance(config, ExperimentSpec):
-        config = config.to_dict()
-    overrides = _as_list(overrides, "overrides")
-    plugins = _as_list(plugins, "plugins")
-    if resume:
-        if isinstance(config, dict):
-            raise PyrovaeError("resume=True needs a run folder as config (or out=RUN)")
-        folder = Path(out or config)
-        spec = load_resume_config(folder, overrides, plugins)
-    else:
-        spec = load_config(config, overrides, plugins)
-        folder = Path(out or Path("runs") / spec.name)
-    if quiet:
-        spec.train.progress = False
-    result = train_loop(spec, folder, resume=resume)  # writes the figures and report too
+    spec, folder = command.resolve_run(config, out, _as_list(overrides, "overrides"), _as_list(plugins, "plugins"),
+                                       resume, quiet)
+    result = command.train(spec, folder, resume=resume)
     return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
                result.data)
 
@@ -137,7 +123,7 @@ def load(run) -> Run:
     """The :class:`Run` in the folder ``run``, its VAE with the best-validation parameters."""
     from .runs.checkpoint import CHECKPOINT, load_checkpoint
     from .runs.folder import stopped_early
-    from .runs.train import load_run
+    from .runs.loading import load_run
 
     folder = _folder(run)
     spec, vae = load_run(folder)
@@ -154,10 +140,10 @@ def evaluate(run, split: str = "test", num_samples: int = 5000, max_points: Opti
     "ais" or "bdmc", ``steps``, ``chains``, ``leapfrog``, ``ais_start``, ``simulated``,
     ``proposal_scale``, ``proposal_df``, ``max_memory``, ``elbo_particles``, ``quadrature``,
     ``device``, ``progress``)."""
-    from .evaluation.evaluate import evaluate_run
+    from .commands.evaluate import evaluate as command
 
     folder = _folder(run)
-    return Evaluation(folder, evaluate_run(folder, split=split, num_samples=num_samples, max_points=max_points,
+    return Evaluation(folder, command(folder, split=split, num_samples=num_samples, max_points=max_points,
                                            seed=seed, **options))
 
 
@@ -170,7 +156,8 @@ def variance(source, estimators: Union[str, Sequence[str]] = "pathwise,analytic_
     command's flags (``batch_size``, ``seed``, ``reference_draws``)."""
     import json
 
-    from .lab.variance import parse_estimators, parse_snapshots, run_variance
+    from .commands.variance import variance as command
+    from .lab.variance import VARIANCE
 
     if isinstance(source, Run):
         source = source.folder
@@ -178,17 +165,33 @@ def variance(source, estimators: Union[str, Sequence[str]] = "pathwise,analytic_
         estimators = ",".join(estimators)
     if snapshots is not None and not isinstance(snapshots, str):
         snapshots = ",".join(str(s) for s in snapshots)
-    folder = run_variance(source, parse_estimators(estimators), draws=draws,
-                          snapshots=parse_snapshots(snapshots) if snapshots else None, out=out,
-                          overrides=_as_list(overrides, "overrides"), progress=progress, **options)
-    return VarianceResult(folder, json.loads((Path(folder) / "variance.json").read_text()))
+    folder, _ = command(source, estimators, snapshots, draws=draws, out=out,
+                        overrides=_as_list(overrides, "overrides"), progress=progress, **options)
+    return VarianceResult(folder, json.loads((folder / VARIANCE).read_text()))  # as saved: NaN is null
 
 
 def report(run) -> Path:
     """``pyrovae report``: (re)write the run folder's figures and ``report.md``; return its path."""
-    from .reports.rebuild import rebuild_report
+    from .commands.report import report as command
 
-    return rebuild_report(_folder(run))
+    return command(_folder(run))
+
+
+def sweep(source, out=None, resume: bool = False, **options) -> list:
+    """``pyrovae sweep``: one sitting of the sweep ``source`` (a file, a built-in sweep name, a
+    mapping or a :class:`~pyrovae.sweeps.SweepSpec`) in the folder ``out``; with ``resume``,
+    ``source`` is a sweep folder to continue. Finished runs are skipped, interrupted and paused
+    ones resumed, failed ones tried again; each run gets its report, the folder the sweep report.
+    ``options`` as the command's flags (``budget``, ``engine``, ``workers``, ``address``,
+    ``threads``, and ``log``, a function of one line). Returns each run's
+    :class:`~pyrovae.sweeps.RunStatus`."""
+    from .commands import sweep as command
+
+    if resume:
+        return command.resume(source, **options)
+    if out is None:
+        raise PyrovaeError("say where the sweep's runs go: pyrovae.sweep(source, out=DIR)")
+    return command.sweep(source, out, **options)
 
 
 def _folder(run) -> Path:

@@ -189,13 +189,6 @@ def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path]) -> None:
                     break
 
 
-def save_config(spec: ExperimentSpec, path: Union[str, Path]) -> None:
-    """Write the resolved config to ``path`` atomically."""
-    from .runs.files import write_atomic
-
-    write_atomic(path, config_text(spec))
-
-
 def apply_overrides(spec: ExperimentSpec, overrides: Sequence[str]) -> None:
     """Apply ``a.b.c=value`` overrides in place; values are parsed as YAML.
 

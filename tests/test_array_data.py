@@ -114,7 +114,7 @@ def test_the_data_range_is_checked_against_the_likelihood(tmp_path):
     images, _ = mnist_test_images(100)
     np.save(tmp_path / "grey.npy", images)
     spec = load_config("quickstart", ["data.name=array", f"data.path={tmp_path / 'grey.npy'}", "train.epochs=1"])
-    from pyrovae.runs.train import train
+    from pyrovae.training.train import train
 
     with pytest.raises(PyrovaeError, match="does not fit likelihood 'bernoulli'.*data.binarize=static"):
         train(spec, tmp_path / "run")

@@ -27,7 +27,7 @@ from pyrovae.inference.particles import NonReparameterizedNormal, ScoreFunctionS
 from pyrovae.lab.gradient_stats import flat_gradient, gradient_moments, parameter_groups, reference_gradient
 from pyrovae.model import VAE
 from pyrovae.runs.checkpoint import load_checkpoint, save_checkpoint
-from pyrovae.runs.train import train
+from pyrovae.training.train import train
 
 DRAWS = 400
 BATCH = 20

@@ -12,13 +12,16 @@ os.environ.setdefault("PYROVAE_DATA", str(Path(__file__).resolve().parents[2] / 
 
 from pyrovae import load_config  # noqa: E402
 from pyrovae.cli import main  # noqa: E402
+from pyrovae.commands.evaluate import evaluate  # noqa: E402
 from pyrovae.components.datasets import load_data  # noqa: E402
 from pyrovae.errors import PyrovaeError  # noqa: E402
-from pyrovae.evaluation.evaluate import EVALUATION, bits_per_dim, bound_sizes, evaluate_run  # noqa: E402
+from pyrovae.evaluation.evaluate import bits_per_dim, bound_sizes  # noqa: E402
 from pyrovae.evaluation.references import exact_log_marginal  # noqa: E402
 from pyrovae.model import VAE  # noqa: E402
 from pyrovae.reports.markdown import REPORT, update_section  # noqa: E402
-from pyrovae.runs.train import load_run, train  # noqa: E402
+from pyrovae.runs.evaluations import EVALUATION  # noqa: E402
+from pyrovae.runs.loading import load_run  # noqa: E402
+from pyrovae.training.train import train  # noqa: E402
 
 QUIET = ["train.progress=false", "train.device=cpu"]
 
@@ -44,7 +47,7 @@ def linear_run(tmp_path_factory):
 
 def test_evaluate_saves_the_full_report_with_consistent_numbers(mnist_run):
     update_section(mnist_run, "Training", "kept as it was")
-    s = evaluate_run(mnist_run, num_samples=200, max_points=20, quadrature=True)
+    s = evaluate(mnist_run, num_samples=200, max_points=20, quadrature=True)
     assert s["split"] == "test" and s["num_points"] == 20 and s["num_samples"] == 200
     assert [b["k"] for b in s["iwae"]] == [1, 10, 100, 200]
     means = [b["mean"] for b in s["iwae"]]
@@ -70,8 +73,8 @@ def test_evaluate_saves_the_full_report_with_consistent_numbers(mnist_run):
 
 
 def test_each_split_gets_its_own_entry(mnist_run):
-    evaluate_run(mnist_run, split="valid", num_samples=20, max_points=10)
-    evaluate_run(mnist_run, split="train", num_samples=20, max_points=10)
+    evaluate(mnist_run, split="valid", num_samples=20, max_points=10)
+    evaluate(mnist_run, split="train", num_samples=20, max_points=10)
     saved = json.loads((mnist_run / EVALUATION).read_text())
     assert {"valid", "train"} <= set(saved)
     report = (mnist_run / REPORT).read_text()
@@ -80,7 +83,7 @@ def test_each_split_gets_its_own_entry(mnist_run):
 
 
 def test_a_linear_gaussian_run_is_checked_against_its_closed_form(linear_run):
-    s = evaluate_run(linear_run, num_samples=2000, max_points=100)
+    s = evaluate(linear_run, num_samples=2000, max_points=100)
     ref = s["reference"]
     assert ref["method"] == "closed form" and ref["error_estimate_max"] == 0
     # Importance sampling is biased low, however poor the briefly trained guide.
@@ -91,11 +94,11 @@ def test_a_linear_gaussian_run_is_checked_against_its_closed_form(linear_run):
 
 
 def test_ais_and_bdmc_get_their_own_entries_checked_against_the_closed_form(linear_run):
-    ais = evaluate_run(linear_run, method="ais", steps=50, chains=8, max_points=20)
+    ais = evaluate(linear_run, method="ais", steps=50, chains=8, max_points=20)
     diff = ais["reference"]["ais_minus_reference"]
     assert ais["reference"]["method"] == "closed form" and abs(diff["mean"]) < 3 * diff["std_error_of_mean"]
     assert len(ais["per_point"]["log_marginal"]) == 20 and 0.5 < ais["accept_rate"] < 0.8
-    bdmc = evaluate_run(linear_run, method="bdmc", steps=20, chains=4, simulated=10)
+    bdmc = evaluate(linear_run, method="bdmc", steps=20, chains=4, simulated=10)
     assert bdmc["split"] == "simulated" and bdmc["num_points"] == 10
     assert bdmc["lower"]["mean"] - 3 * bdmc["lower"]["mc_error_of_mean"] < bdmc["reference"]["mean"]
     assert bdmc["upper"]["mean"] + 3 * bdmc["upper"]["mc_error_of_mean"] > bdmc["reference"]["mean"]
@@ -113,11 +116,11 @@ def test_ais_and_bdmc_get_their_own_entries_checked_against_the_closed_form(line
 def test_the_headline_withholds_the_monte_carlo_error_when_many_points_are_unreliable(linear_run):
     """A Student-t proposal with one degree of freedom and a tiny scale puts the weights'
     tail on nearly every point: the report says so instead of giving an error."""
-    s = evaluate_run(linear_run, num_samples=500, max_points=20, proposal_scale=0.2, proposal_df=1.0)
+    s = evaluate(linear_run, num_samples=500, max_points=20, proposal_scale=0.2, proposal_df=1.0)
     assert s["unreliable"]["share"] > 0.1 and not s["log_marginal"]["mc_error_trusted"]
     report = (linear_run / REPORT).read_text()
     assert "not known" in report and "Student-t (1 degrees of freedom)" in report
-    wide = evaluate_run(linear_run, num_samples=500, max_points=20, proposal_scale=2.0)
+    wide = evaluate(linear_run, num_samples=500, max_points=20, proposal_scale=2.0)
     assert wide["unreliable"]["share"] < s["unreliable"]["share"] / 2  # a wider proposal: lighter-tailed weights
     assert wide["log_marginal"]["mc_error_trusted"] == (wide["unreliable"]["share"] <= 0.1)
 
@@ -166,11 +169,11 @@ def test_user_mistakes_are_one_line_errors(mnist_run, tmp_path, capsys, args, me
 
 def test_user_mistakes_raise_pyrovae_error(mnist_run, tmp_path):
     with pytest.raises(PyrovaeError, match="train one"):
-        evaluate_run(tmp_path / "missing")
+        evaluate(tmp_path / "missing")
     with pytest.raises(PyrovaeError, match="memory bound"):
-        evaluate_run(mnist_run, max_memory="2XB")
+        evaluate(mnist_run, max_memory="2XB")
     with pytest.raises(PyrovaeError, match="choose one of: train, valid, test"):
-        evaluate_run(mnist_run, split="validation")
+        evaluate(mnist_run, split="validation")
     (tmp_path / "empty").mkdir()
     with pytest.raises(PyrovaeError, match="config.yaml"):
-        evaluate_run(tmp_path / "empty")
+        evaluate(tmp_path / "empty")

@@ -6,8 +6,8 @@ import pytest
 from conftest import mnist_test_images
 
 from pyrovae.errors import PyrovaeError
-from pyrovae.runs.train import train
 from pyrovae.spec import load_config
+from pyrovae.training.train import train
 
 # The Beta of examples/plugins, but claiming to fit all of [0, 1], as a first attempt might.
 CLOSED_BETA = '''

@@ -27,7 +27,7 @@ from pyrovae.evaluation.references import (  # noqa: E402
     quadrature_log_marginal,
 )
 from pyrovae.model import VAE  # noqa: E402
-from pyrovae.runs.train import train  # noqa: E402
+from pyrovae.training.train import train  # noqa: E402
 
 
 def mc_error_of_mean(std_errors: torch.Tensor) -> float:

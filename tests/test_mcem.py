@@ -15,7 +15,7 @@ from pyrovae.evaluation.references import LinearGaussian
 from pyrovae.inference.estimators import ESTIMATORS
 from pyrovae.lab.variance import parse_estimators, run_variance
 from pyrovae.runs.checkpoint import load_checkpoint
-from pyrovae.runs.train import train
+from pyrovae.training.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.inference.estimators import ESTIMATORS, build_estimator
 from pyrovae.inference.optim import OPTIMIZERS
 from pyrovae.inference.svi import TrainingSVI
-from pyrovae.runs.train import build_vae
+from pyrovae.runs.loading import build_vae
 
 STEPS = 5
 

@@ -103,7 +103,7 @@ def test_recorded_curves_are_thinned_evenly_in_log_points_keeping_both_ends(tmp_
 @pytest.mark.slow
 def test_recorded_results_draw_the_tables_reproduce_wrote(tmp_path):
     """A small Fig. 2 reproduction, recorded, then drawn by report.py: the same tables."""
-    from pyrovae.reproduce import record, reproduce
+    from pyrovae.commands.reproduce import record, reproduce
 
     out = tmp_path / "fig2"
     small = ["train.epochs=2", "data.train_size=200", "model.encoder.hidden=[8]", "model.decoder.hidden=[8]"]
@@ -126,8 +126,8 @@ def test_the_estimator_comparison_is_cached_per_epoch_and_settings(tmp_path, mon
     """Fig. 3's appendix-D / IS / AIS comparison of a run is computed once for its epoch and
     settings, and again when the settings change."""
     from pyrovae import load_config
-    from pyrovae.reproduce import COMPARISON, MARGINALS, compare_marginals
-    from pyrovae.runs.train import train
+    from pyrovae.commands.reproduce import COMPARISON, MARGINALS, compare_marginals
+    from pyrovae.training.train import train
 
     spec = load_config("mnist_aevb", ["data.train_size=100", "model.latent_dim=2", "model.encoder.hidden=[8]",
                                       "model.decoder.hidden=[8]", "train.epochs=1", "train.progress=false",

@@ -13,6 +13,7 @@ from conftest import tiny_overrides
 
 from pyrovae import VAE, load_config
 from pyrovae.cli import main
+from pyrovae.commands.posterior import parse_points
 from pyrovae.errors import PyrovaeError
 from pyrovae.evaluation.importance import importance_sample
 from pyrovae.evaluation.modes import find_modes, is_multimodal
@@ -25,9 +26,8 @@ from pyrovae.evaluation.posterior import (
     mcmc_posterior,
     optimal_gaussian,
 )
-from pyrovae.evaluation.posterior_command import parse_points
 from pyrovae.evaluation.references import LinearGaussian
-from pyrovae.runs.train import train
+from pyrovae.training.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,9 +15,9 @@ import torch
 
 from pyrovae import VAE, load_config
 from pyrovae.cli import main
+from pyrovae.commands.reproduce import EXPERIMENTS, experiment_sweep, reproduce
 from pyrovae.reports.paper_figures import bound_curve, manifold_image, manifold_lattice, tile
-from pyrovae.reproduce import EXPERIMENTS, experiment_sweep, reproduce
-from pyrovae.runs.train import train
+from pyrovae.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 # A Frey Face version of Fig. 2 small enough for a test: one latent size, tiny networks.

@@ -7,7 +7,8 @@ import pytest
 
 from pyrovae import load_config
 from pyrovae.errors import PyrovaeError
-from pyrovae.spec import builtin_configs, save_config
+from pyrovae.runs.folder import save_config
+from pyrovae.spec import builtin_configs
 
 
 def test_the_builtin_configs_load_and_are_fully_resolved():

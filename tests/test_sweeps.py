@@ -17,10 +17,12 @@ import torch
 import yaml
 
 from pyrovae.cli import main as cli_main
+from pyrovae.commands.sweep import resume as resume_sweep
+from pyrovae.commands.sweep import sweep as run_sweep
 from pyrovae.errors import PyrovaeError
 from pyrovae.reports.sweep_report import results_table
 from pyrovae.runs.checkpoint import load_checkpoint
-from pyrovae.sweeps import load_sweep, read_results, resume_sweep, run_folder, run_sweep, sweep_status
+from pyrovae.sweeps import load_sweep, read_results, run_folder, sweep_status
 from pyrovae.sweeps.job import RUN_LOCK, read_curve, run_job
 from pyrovae.sweeps.results import results_from_dict
 from pyrovae.sweeps.sweep import format_status, parse_budget
@@ -356,12 +358,12 @@ def test_acceptance_2x2_grid_2_seeds_killed_worker_resumed_identical_to_pyrovae_
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from pyrovae.runs.train import train
     from pyrovae.spec import load_config
+    from pyrovae.training.train import train
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("split") / "run"
-    train(load_config(tiny_sweep({})["base"], [f"{k}={v}" for k, v in TINY.items()]), out, report=False)
+    train(load_config(tiny_sweep({})["base"], [f"{k}={v}" for k, v in TINY.items()]), out)
     return out
 
 
@@ -377,7 +379,7 @@ def test_importance_draws_belong_to_each_point_not_to_its_batch(trained_run):
     share its batch (up to float32 rounding of matrix products of other shapes)."""
     from pyrovae.components.datasets import load_data
     from pyrovae.evaluation.importance import importance_sample
-    from pyrovae.runs.train import load_run
+    from pyrovae.runs.loading import load_run
 
     spec, vae = load_run(trained_run)
     x = load_data(spec.data).split("test").x[:60]

@@ -15,7 +15,8 @@ from pyrovae.errors import PyrovaeError
 from pyrovae.inference.elbo import split_elbo
 from pyrovae.inference.optim import iwae_stage
 from pyrovae.runs.checkpoint import exclusive_run, load_checkpoint, save_checkpoint
-from pyrovae.runs.train import MIN_KL_WEIGHT, TrainingDiverged, kl_weight, load_run, train
+from pyrovae.runs.loading import load_run
+from pyrovae.training.train import MIN_KL_WEIGHT, TrainingDiverged, kl_weight, train
 
 
 def _metrics(run):

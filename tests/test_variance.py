@@ -33,7 +33,8 @@ from pyrovae.lab.gradient_stats import (
 from pyrovae.lab.variance import parse_estimators
 from pyrovae.model import VAE
 from pyrovae.runs.checkpoint import load_checkpoint
-from pyrovae.runs.train import build_vae, train
+from pyrovae.runs.loading import build_vae
+from pyrovae.training.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

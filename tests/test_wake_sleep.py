@@ -18,7 +18,7 @@ from pyrovae.inference.surrogates import IWAE
 from pyrovae.inference.wake_sleep import dream, sleep_log_q
 from pyrovae.lab.gradient_stats import flat_gradient
 from pyrovae.lab.variance import parse_estimators, run_variance
-from pyrovae.runs.train import train
+from pyrovae.training.train import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -176,8 +176,8 @@ def test_trains_on_mnist(tmp_path, mnist_data):
 def test_variance_laboratory_sees_the_biased_encoder(tmp_path):
     """``pyrovae variance CONFIG --estimators wake_sleep``: against the exact ELBO gradient the
     decoder's draws are unbiased (mean t^2 near 1) and the encoder's are not."""
-    out = run_variance("linear_gaussian", parse_estimators("wake_sleep"), draws=300, out=tmp_path / "v",
-                       batch_size=50, progress=False)
+    out, _ = run_variance("linear_gaussian", parse_estimators("wake_sleep"), draws=300, out=tmp_path / "v",
+                          batch_size=50, progress=False)
     groups = json.loads((out / "variance.json").read_text())["snapshots"][0]["estimators"]["wake_sleep"]["groups"]
     assert groups["decoder"]["mean_t_squared"] < 2.0
     assert groups["encoder"]["mean_t_squared"] > 20.0

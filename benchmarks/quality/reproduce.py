@@ -21,11 +21,13 @@ import argparse
 import json
 from pathlib import Path
 
+from pyrovae.commands.evaluate import evaluate
+from pyrovae.commands.sweep import sweep
 from pyrovae.errors import PyrovaeError
-from pyrovae.evaluation.evaluate import EVALUATION, evaluate_run
+from pyrovae.runs.evaluations import EVALUATION
 from pyrovae.runs.files import write_atomic
 from pyrovae.spec import load_config
-from pyrovae.sweeps import load_sweep, run_folder, run_sweep, sweep_status
+from pyrovae.sweeps import load_sweep, run_folder, sweep_status
 from pyrovae.sweeps.job import read_curve, training_progress
 from pyrovae.sweeps.sweep import open_sweep
 
@@ -47,7 +49,7 @@ def record(config: str, sweep_dir: Path, results: Path = RESULTS) -> Path:
     if status.state == "done":  # trained to the end and evaluated by the sweep
         summary = json.loads((run_dir / EVALUATION).read_text())[spec.evaluate["split"]]
     else:  # cut short: evaluated the same way now
-        summary = evaluate_run(run_dir, **spec.evaluate)
+        summary = evaluate(run_dir, **spec.evaluate)
     curve = read_curve(run_dir)
     state = json.loads((run_dir / "sweep_run.json").read_text()) if (run_dir / "sweep_run.json").exists() else {}
     result = {
@@ -83,7 +85,7 @@ def main() -> None:
         if args.record:
             print(f"wrote {record(args.config, sweep_dir)}")
         else:
-            run_sweep(load_sweep(sweep_name(args.config)), sweep_dir, budget=args.budget, workers=1)
+            sweep(load_sweep(sweep_name(args.config)), sweep_dir, budget=args.budget, workers=1)
     except PyrovaeError as error:
         raise SystemExit(f"reproduce.py: error: {error}") from None
 

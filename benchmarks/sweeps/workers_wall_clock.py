@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from pyrovae.commands.sweep import sweep as run_sweep
 from pyrovae.runs.files import write_atomic
-from pyrovae.sweeps import run_sweep
 
 HERE = Path(__file__).resolve().parent
 

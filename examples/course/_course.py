@@ -25,8 +25,9 @@ from pyrovae.components.datasets import Dataset, Split, data_root, find_file, lo
 from pyrovae.errors import PyrovaeError
 from pyrovae.reports.markdown import markdown_table
 from pyrovae.reports.plots import pyplot, save_figure
-from pyrovae.runs.train import load_run, train
+from pyrovae.runs.loading import load_run
 from pyrovae.spec import load_config
+from pyrovae.training.train import train
 
 plt = pyplot()  # the scripts draw their own figures
 DEFAULT_CACHE = Path(".cache") / "course" / "models"

@@ -41,10 +41,10 @@ from tqdm.auto import tqdm
 
 from ..errors import PyrovaeError, positive_int
 from ..inference.hmc import StepSizeAdaptation, energy_and_grad, hmc_transition
+from ..inference.log_joint import guide_distribution, log_prior_and_likelihood, prepare
 from ..inference.point_random import PointRandom, point_seed
 from .chunking import DEFAULT_MAX_MEMORY, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, log_mean_exp
-from .log_joint import guide_distribution, log_prior_and_likelihood, prepare
 
 STARTS = ("guide", "prior")
 SCHEDULE_SHARPNESS = 4.0   # delta of the sigmoidal schedule (Grosse et al. 2015; Wu et al. 2017)

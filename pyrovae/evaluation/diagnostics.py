@@ -8,8 +8,8 @@ from typing import NamedTuple, Optional, Tuple
 import torch
 from pyro.ops.stats import fit_generalized_pareto
 
+from ..inference.log_joint import prepare
 from .chunking import rows
-from .log_joint import prepare
 
 
 class Estimate(NamedTuple):

@@ -13,10 +13,10 @@ they are more than a tenth of the points, the headline reports no Monte Carlo er
 the delta-method error then understates the uncertainty. ``--method ais`` estimates log p(x)
 per point by annealed importance sampling (:mod:`.ais`); ``--method bdmc`` sandwiches
 log p(x) of data simulated from the model between forward and reverse AIS (:mod:`.bdmc`).
-Results go to ``evaluation.json`` (one entry per split and method), the "Evaluation"
-section of ``report.md`` and, for importance sampling, a figure of the bounds against K
-(:mod:`pyrovae.reports.evaluation_report` writes those two; :mod:`.evaluate_command` is the
-command line).
+Results go to ``evaluation.json`` (one entry per split and method, see
+:mod:`pyrovae.runs.evaluations`); the "Evaluation" section of ``report.md`` and the figure of
+the bounds against K are the evaluation report's (:mod:`pyrovae.reports.evaluation_report`),
+which ``pyrovae evaluate`` (:mod:`pyrovae.commands.evaluate`) writes next.
 """
 
 import json
@@ -33,8 +33,9 @@ from ..components.likelihoods import DATA_KINDS
 from ..errors import PyrovaeError, did_you_mean
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
+from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, entry_name, read_evaluations
 from ..runs.files import WriteFailed, write_atomic
-from ..runs.train import load_run
+from ..runs.loading import load_run
 from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, AISResult, annealed_importance_sample, check_settings
 from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
 from .blocks import BLOCK_POINTS, sample_in_blocks
@@ -43,10 +44,7 @@ from .diagnostics import Estimate, active_units
 from .importance import ImportanceResult, Proposal
 from .references import LinearGaussian, quadrature_log_marginal
 
-EVALUATION = "evaluation.json"
-SECTION = "Evaluation"
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
-ELBO_ESTIMATORS = {"pathwise": "Trace_ELBO", "analytic_kl": "TraceMeanField_ELBO"}
 METHODS = ("is", "ais", "bdmc")
 UNRELIABLE_KHAT = 0.7            # Pareto k-hat above which a point's weights are unreliable (Vehtari et al.)
 LARGE_UNRELIABLE_SHARE = 0.1     # above this share of unreliable points the headline gives no Monte Carlo error
@@ -135,12 +133,6 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         raise EvaluationNotSaved(f"{exc}; the results are kept in memory (the command line prints them)",
                                  summary) from None
     return summary
-
-
-def entry_name(summary: dict) -> str:
-    """The key of a summary in evaluation.json: the split for importance sampling, the split
-    and the method otherwise."""
-    return summary["split"] if summary.get("method", "is") == "is" else f"{summary['split']} ({summary['method']})"
 
 
 def _importance_evaluation(vae, x, y, result: ImportanceResult, elbo_particles, quadrature, max_bytes, proposal) -> dict:
@@ -290,26 +282,8 @@ def _reference(vae, x, y, estimate: Estimate, quadrature: bool, max_memory: int,
 
 # ----------------------------------------------------------------------------- saving
 
-def read_evaluations(run_dir: Path) -> dict:
-    """The summaries in ``run_dir/evaluation.json`` by split (none if it does not exist)."""
-    path = Path(run_dir) / EVALUATION
-    try:
-        everything = json.loads(path.read_text()) if path.exists() else {}
-    except (ValueError, UnicodeDecodeError):
-        raise PyrovaeError(f"{path} is not valid JSON; delete it and evaluate again") from None
-    if not isinstance(everything, dict):
-        raise PyrovaeError(f"{path} is not an evaluation file (a mapping of splits); delete it and evaluate again")
-    return everything
-
-
 def _save(run_dir: Path, summary: dict) -> None:
-    """Add ``summary`` to evaluation.json (keeping other splits), atomically, then draw its
-    figure and rewrite the report's Evaluation section from everything evaluated so far."""
+    """Add ``summary`` to evaluation.json (keeping other splits and methods), atomically."""
     everything = read_evaluations(run_dir)
     everything[entry_name(summary)] = summary
     write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
-    from ..reports.evaluation_report import draw_figure, write_report  # reports read this module's constants
-
-    if summary.get("method", "is") == "is":
-        draw_figure(run_dir, summary)
-    write_report(run_dir, everything)

@@ -36,10 +36,7 @@ from pyro import poutine
 from tqdm.auto import tqdm
 
 from ..errors import PyrovaeError, positive_int
-from ..inference.point_random import point_seed
-from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
-from .diagnostics import Estimate, iwae_from_groups, log_mean_exp, pareto_khat
-from .log_joint import (
+from ..inference.log_joint import (
     SAMPLE_PLATE,
     evaluation_mode,
     guide_distribution,
@@ -47,6 +44,9 @@ from .log_joint import (
     prepare,
     site_log_probs,
 )
+from ..inference.point_random import point_seed
+from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
+from .diagnostics import Estimate, iwae_from_groups, log_mean_exp, pareto_khat
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,9 @@ from pyro.ops.stats import effective_sample_size
 from pyro.optim import ClippedAdam
 
 from ..errors import PyrovaeError, positive_int
+from ..inference.log_joint import evaluation_mode, fixed_parameters, log_joint, prepare
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, log_mean_exp, pareto_khat
-from .log_joint import evaluation_mode, fixed_parameters, log_joint, prepare
 from .modes import DEFAULT_MIN_MASS, DEFAULT_SADDLE_RATIO, Mode, find_modes
 from .references import log_joint_on_grid, quadrature_log_marginal, quadrature_with_box
 

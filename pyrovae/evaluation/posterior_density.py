@@ -24,8 +24,8 @@ import torch
 
 from ..errors import PyrovaeError
 from ..inference.hmc import HMC
+from ..inference.log_joint import fixed_parameters, log_joint, prepare
 from .diagnostics import Estimate
-from .log_joint import fixed_parameters, log_joint, prepare
 
 MAX_LATENT_DIM = 4  # the paper's limit: "valid for latent dimension below 5"
 

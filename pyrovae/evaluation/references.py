@@ -13,9 +13,9 @@ from ..components.likelihoods import MEAN_ACTIVATIONS, LocScale
 from ..components.networks import MLP
 from ..components.priors import StandardNormal
 from ..errors import PyrovaeError
+from ..inference.log_joint import evaluation_mode, log_joint, prepare
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate
-from .log_joint import evaluation_mode, log_joint, prepare
 
 
 @dataclass

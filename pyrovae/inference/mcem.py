@@ -75,7 +75,7 @@ class MonteCarloEM(ELBO):
                            "it trains, but the variance laboratory cannot draw its gradients")
 
     def loss_and_grads(self, model, guide, x, y=None, kl_weight=1.0) -> float:
-        from ..evaluation.log_joint import log_joint
+        from .log_joint import log_joint
 
         vae = self._vae(model)
         z = self.sample(vae, x, y)
@@ -89,7 +89,7 @@ class MonteCarloEM(ELBO):
 
     def sample(self, vae, x, y=None) -> torch.Tensor:
         """The E-step: every point's latent state after this visit, ``(batch, latent_dim)``."""
-        from ..evaluation.log_joint import log_joint
+        from .log_joint import log_joint
 
         keys = row_keys(x)
         dim = vae.latent_dim

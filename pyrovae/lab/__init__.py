@@ -1,2 +1,2 @@
 """The estimator-variance laboratory: gradient moments of every estimator on the same parameters
-and data, and the ``pyrovae variance`` command."""
+and data."""

@@ -6,13 +6,15 @@ against a reference gradient, and cost, per parameter group. The estimators are 
 name from the same registry training uses, so what is measured is what is trained with.
 
 A snapshot is either a run folder's latest checkpoint, or, given a config and
-``--snapshots``, the epochs at which this command stops training (``pyrovae.runs.train.train``,
+``--snapshots``, the epochs at which this command stops training (``pyrovae.training.train.train``,
 which resumes exactly) to measure. Epoch 0 is the initialization training starts from.
 Estimators that learn a baseline are first fitted to the frozen parameters on other
 training minibatches, as training would have fitted them by then.
 
-Results go to ``variance.json`` and ``variance.csv``, a figure of variance and SNR against
-training step, and the "Variance" section of the run's ``report.md``.
+Results go to ``variance.json`` and ``variance.csv``; the figure of variance and SNR against
+training step and the "Variance" section of ``report.md`` are the variance report's
+(:mod:`pyrovae.reports.variance_report`), which ``pyrovae variance``
+(:mod:`pyrovae.commands.variance`) writes next.
 """
 
 import json
@@ -20,7 +22,7 @@ import math
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import pyro
 import yaml
@@ -29,18 +31,17 @@ from ..components.datasets import Dataset, load_data
 from ..errors import PyrovaeError
 from ..inference.estimators import ESTIMATORS, bound_particles
 from ..model import VAE
-from ..reports.markdown import markdown_table, update_section
-from ..reports.variance_figures import variance_curves
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import csv_text
 from ..runs.files import make_folder, write_atomic
-from ..runs.train import build_vae, load_run, resolve_device, train
+from ..runs.loading import build_vae, load_run, resolve_device
 from ..spec import load_config
+from ..training.train import train
 from .gradient_stats import gradient_moments, parameter_groups, reference_gradient, summarize
 
 ADAPT_BATCHES = 10  # training minibatches a baseline is fitted on before measuring
 ADAPT_STEPS = 20  # passes over them
-SUMMARY_GROUPS = ("encoder", "decoder")
+VARIANCE = "variance.json"
 CSV_COLUMNS = ["epoch", "step", "estimator", "group", "bound_particles", "reference", "params",
                "mean_variance", "max_variance", "trace", "snr", "cosine", "mean_t_squared", "max_abs_t",
                "bias_threshold", "biased", "seconds_per_draw", "variance_x_seconds"]
@@ -143,9 +144,10 @@ def measure(vae: VAE, data: Dataset, choices: Sequence[EstimatorChoice], draws: 
 def run_variance(source, choices: Sequence[EstimatorChoice], draws: int = 1000,
                  snapshots: Optional[Sequence[int]] = None, out=None, batch_size: int = 100, seed: int = 0,
                  reference_draws: Optional[int] = None, overrides: Sequence[str] = (),
-                 progress: bool = True) -> Path:
+                 progress: bool = True) -> Tuple[Path, dict]:
     """Measure ``choices`` on a run folder (its latest checkpoint) or on a config at the epochs
-    ``snapshots`` (training in ``out`` between them); write the results to ``out``."""
+    ``snapshots`` (training in ``out`` between them); write the results to ``out`` and return
+    ``(out, results)``."""
     if draws < 2:
         raise PyrovaeError(f"--draws must be at least 2 for a variance, got {draws}")
     if batch_size < 1:
@@ -180,7 +182,7 @@ def run_variance(source, choices: Sequence[EstimatorChoice], draws: int = 1000,
         measured = _measure_while_training(spec, out, snapshots or [0], measure_here, log)
     results = {"source": str(source), "settings": settings, "snapshots": measured}
     write_results(out, results)
-    return out
+    return out, results
 
 
 def _measure_while_training(spec, out: Path, snapshots: Sequence[int], measure_here, log) -> List[dict]:
@@ -191,7 +193,7 @@ def _measure_while_training(spec, out: Path, snapshots: Sequence[int], measure_h
             vae, step = build_vae(spec, data), 0
         else:
             spec.train.epochs = epoch
-            train(spec, out, resume=trained > 0, data=data, report=False)
+            train(spec, out, resume=trained > 0, data=data)
             state = load_checkpoint(out / CHECKPOINT)
             epoch = trained = state["epoch"]  # fewer than asked if training stopped early
             step = state["step"]
@@ -204,13 +206,10 @@ def _measure_while_training(spec, out: Path, snapshots: Sequence[int], measure_h
 # ----------------------------------------------------------------------------- results
 
 def write_results(out: Path, results: dict) -> None:
-    """``variance.json``, ``variance.csv``, ``figures/variance.png`` and the report section."""
+    """``variance.json`` and ``variance.csv`` (the report draws its figure and section from them)."""
     make_folder(out)
-    write_atomic(out / "variance.json", json.dumps(_finite_or_null(results), indent=1))
-    rows = result_rows(results)
-    write_atomic(out / "variance.csv", csv_text(CSV_COLUMNS, rows))
-    figure = variance_curves(rows, out / "figures" / "variance.png")
-    update_section(out, "Variance", report_body(results, figure.relative_to(out)))
+    write_atomic(out / VARIANCE, json.dumps(_finite_or_null(results), indent=1))
+    write_atomic(out / "variance.csv", csv_text(CSV_COLUMNS, result_rows(results)))
 
 
 def _finite_or_null(value):
@@ -232,72 +231,3 @@ def result_rows(results: dict) -> List[dict]:
                              "group": group, "bound_particles": entry["bound_particles"],
                              "reference": entry["reference"], **numbers})
     return rows
-
-
-def report_body(results: dict, figure: Path) -> str:
-    """Markdown: the settings, then per snapshot a table of the encoder and decoder numbers
-    with each estimator's variance relative to the pathwise estimator's."""
-    s = results["settings"]
-    parts = [f"{s['draws']} gradient draws per estimator on one minibatch of {s['batch_size']} training "
-             f"points (seed {s['seed']}), at frozen parameters. Variance is the trace of the covariance "
-             f"of the loss gradient (the sum of per-parameter variances); SNR the mean over parameters of "
-             f"|mean| / sd (below about sqrt(2 / (pi N)) = {math.sqrt(2 / (math.pi * s['draws'])):.3f} it "
-             f"is noise); cosine compares the mean gradient of all parameters with the reference; mean t^2 "
-             f"is about 1 for an unbiased estimator and grows with a bias (variance.csv also has the "
-             f"largest |t| and the Bonferroni count).",
-             f"![variance and SNR against training step]({figure})"]
-    for snapshot in results["snapshots"]:
-        estimators = snapshot["estimators"]
-        base_label = "pathwise" if "pathwise" in estimators else next(iter(estimators))
-        base = [estimators[base_label]["groups"][g]["trace"] for g in SUMMARY_GROUPS]
-        rows = []
-        for label, entry in estimators.items():
-            enc, dec = (entry["groups"][g] for g in SUMMARY_GROUPS)
-            rows.append([label, f"{enc['trace']:.3g}", f"{enc['trace'] / base[0]:.3g}", f"{dec['trace']:.3g}",
-                         f"{dec['trace'] / base[1]:.3g}", f"{enc['snr']:.3g} / {dec['snr']:.3g}",
-                         f"{entry['groups']['all']['cosine']:.4f}",
-                         f"{enc['mean_t_squared']:.2f} / {dec['mean_t_squared']:.2f}",
-                         f"{1e3 * enc['seconds_per_draw']:.2f}", f"{enc['variance_x_seconds']:.3g}",
-                         entry["reference"]])
-        parts.append(f"### Epoch {snapshot['epoch']} (step {snapshot['step']})\n\n" + markdown_table(
-            ["estimator", "encoder variance", f"x {base_label}", "decoder variance", f"x {base_label}",
-             "SNR enc / dec", "cosine", "mean t^2 enc / dec", "ms per draw", "encoder variance x s",
-             "reference"], rows))
-    return "\n\n".join(parts)
-
-
-# ----------------------------------------------------------------------------- command line
-
-def add_command(subparsers) -> None:
-    """Add ``pyrovae variance`` to the command line."""
-    p = subparsers.add_parser(
-        "variance", help="gradient variance, SNR, bias and cost of estimators at frozen parameters",
-        description="Draw many gradients of each estimator at frozen parameters on one minibatch and "
-                    "report variance, SNR, cosine and bias against a reference, and seconds per draw, "
-                    "per parameter group. Writes variance.json, variance.csv, figures/variance.png and "
-                    "the Variance section of report.md.")
-    p.add_argument("source", metavar="RUN_OR_CONFIG",
-                   help="a run folder (measured at its latest checkpoint) or a config (built-in name or file)")
-    p.add_argument("--estimators", default=",".join(measurable_estimators()),
-                   help="comma-separated names, each optionally with options as name:key=value "
-                        "(default: every estimator with a gradient to draw)")
-    p.add_argument("--draws", type=int, default=1000, help="gradient draws per estimator (default 1000)")
-    p.add_argument("--snapshots", help="with a config: epochs at which to measure, e.g. 0,1,5,20 "
-                                       "(default 0, the initialization)")
-    p.add_argument("--out", help="results folder (default: the run folder, or runs/<name>-variance)")
-    p.add_argument("--batch-size", type=int, default=100, help="size of the measured minibatch (default 100)")
-    p.add_argument("--reference-draws", type=int,
-                   help="draws averaged into a Monte Carlo reference gradient (default: --draws)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draws (the reference uses seed + 1)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set data.train_size=1000 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_variance)
-
-
-def _variance(args) -> None:
-    out = run_variance(args.source, parse_estimators(args.estimators), draws=args.draws,
-                       snapshots=parse_snapshots(args.snapshots) if args.snapshots else None, out=args.out,
-                       batch_size=args.batch_size, seed=args.seed, reference_draws=args.reference_draws,
-                       overrides=args.set, progress=not args.quiet)
-    print(f"variance results: {out / 'variance.csv'}; report: {out / 'report.md'}")

@@ -2,9 +2,9 @@
 from the summaries :mod:`pyrovae.evaluation.evaluate` saves in ``evaluation.json``."""
 
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
-from ..evaluation.evaluate import ELBO_ESTIMATORS, EVALUATION, SECTION
+from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, SECTION, read_evaluations
 from .markdown import markdown_table, update_section
 
 
@@ -113,6 +113,17 @@ def draw_figure(run_dir: Path, s: dict) -> Path:
                                            [b["mc_error_of_mean"] for b in s["iwae"]], references,
                                            run_dir / "figures" / f"bounds_vs_k_{s['split']}.png",
                                            f"{s['split']} split, {s['num_points']} points")
+
+
+def write_evaluation_report(run_dir: Path, drawn: Optional[Sequence[dict]] = None) -> Path:
+    """The Evaluation section of ``run_dir``'s report from every summary in its evaluation.json,
+    with the bounds figure of each importance-sampling summary in ``drawn`` (default: all;
+    AIS and BDMC summaries have no bounds figure)."""
+    everything = read_evaluations(run_dir)
+    for summary in everything.values() if drawn is None else drawn:
+        if summary.get("method", "is") == "is":
+            draw_figure(run_dir, summary)
+    return write_report(run_dir, everything)
 
 
 def write_report(run_dir: Path, everything: dict) -> Path:

@@ -9,7 +9,7 @@ from ..components.datasets import load_data
 from ..runs.checkpoint import load_checkpoint
 from ..runs.csvlog import read_rows
 from ..runs.folder import METRICS, stopped_early
-from ..runs.train import TrainResult, load_run
+from ..runs.loading import TrainResult, load_run
 from . import plots
 from .markdown import markdown_table, update_section
 

@@ -1,1 +1,2 @@
-"""Run folders: the SVI training loop, checkpoints, resume and the files a run keeps."""
+"""The run folder, below every engine and report: its files (written atomically), the
+checkpoint, the metrics, the evaluation record, and loading a run's model."""

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from ..errors import PyrovaeError
-from .checkpoint import CHECKPOINT, LOCK
+from .checkpoint import CHECKPOINT, LOCK, load_checkpoint
 from .csvlog import csv_text, read_rows
+from .files import remove_stale_temp_files, write_atomic
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -70,6 +71,13 @@ def load_resume_config(run_dir: Path, overrides: Sequence[str] = (), plugins: Se
     return load_config(run_dir, overrides, plugins)
 
 
+def save_config(spec, path) -> None:
+    """Write the resolved config ``spec`` to ``path`` atomically."""
+    from ..spec import config_text
+
+    write_atomic(path, config_text(spec))
+
+
 def stopped_early(state: dict, spec) -> bool:
     """Whether the run whose checkpoint holds ``state`` ended by early stopping: patience
     used up (a run merely interrupted before its last epoch has not stopped early)."""
@@ -107,3 +115,14 @@ def metrics_need_repair(run_dir: Path, rows: Sequence[dict]) -> bool:
         return path.read_text() != metrics_text(rows)
     except (OSError, UnicodeDecodeError):
         return True
+
+
+def repair_run_folder(run_dir: Path, written: Sequence[str]) -> None:
+    """Make ``run_dir`` consistent after an interruption: remove temporary files of the
+    interrupted writes of ``written`` (and of figures/), and rewrite ``metrics.csv`` from the
+    checkpoint's history if the two came apart. Call it holding the run's lock."""
+    remove_stale_temp_files(run_dir, (METRICS, *written))
+    remove_stale_temp_files(run_dir / "figures")
+    history = metrics_history(run_dir, load_checkpoint(run_dir))
+    if metrics_need_repair(run_dir, history):
+        write_atomic(run_dir / METRICS, metrics_text(history))

@@ -1,8 +1,8 @@
 """Engines: where a sweep's runs are carried out.
 
-An engine takes a list of tasks (plain dictionaries for :func:`pyrovae.sweeps.job.run_job`,
-or for another module-level ``function``, such as a block of a data-parallel evaluation)
-and calls ``on_done(task, outcome)`` as each ends.
+An engine takes a module-level ``function`` and a list of tasks (plain dictionaries: runs of
+a sweep for the sweep command's job, blocks of a data-parallel evaluation) and calls
+``on_done(task, outcome)`` as each ends.
 Every engine treats a task the same way: a worker that dies mid-run (killed, out of
 memory, its machine gone) ends that task as ``interrupted``, its run folder left with its
 last checkpoint for the next sitting, and the other tasks go on. No new task starts after
@@ -51,11 +51,8 @@ class LocalEngine:
         self.workers = workers or default_workers()
         self.threads = threads or max(1, default_workers() // self.workers)
 
-    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None,
-            function: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
-        from .job import run_job
-
-        function = function or run_job
+    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None, *,
+            function: Callable[[Dict[str, Any]], Dict[str, Any]]) -> None:
         context = _worker_context()
         pending, active = list(tasks), {}
         stopped_by_term = _terminate_as_interrupt()
@@ -91,8 +88,8 @@ class LocalEngine:
 
 # What every run imports, loaded once by the fork server, so a run's process starts in a
 # moment instead of importing torch, Pyro and matplotlib afresh.
-PRELOAD = ["pyrovae.sweeps.job", "pyrovae.runs.train", "pyrovae.evaluation.evaluate", "pyrovae.reports.training",
-           "torch._dynamo"]
+PRELOAD = ["pyrovae.commands.sweep", "pyrovae.sweeps.job", "pyrovae.training.train", "pyrovae.evaluation.evaluate",
+           "pyrovae.reports.training", "torch._dynamo"]
 
 
 def _worker_context():
@@ -163,12 +160,10 @@ class RayEngine:
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.threads = threads or 1
 
-    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None,
-            function: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None) -> None:
-        from .job import run_job
-
+    def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None, *,
+            function: Callable[[Dict[str, Any]], Dict[str, Any]]) -> None:
         ray = self.ray
-        remote = ray.remote(num_cpus=self.threads, max_retries=0)(function or run_job)
+        remote = ray.remote(num_cpus=self.threads, max_retries=0)(function)
         pending, active = list(tasks), {}
         while pending or active:
             while pending and len(active) < self.workers and not _past(deadline):

@@ -1,8 +1,9 @@
-"""One run of a sweep, as a worker carries it out: train, report, evaluate, record.
+"""One run of a sweep, as a worker carries it out: train, evaluate, record.
 
-The run folder is an ordinary ``pyrovae train`` run folder, written by the same functions
-(:func:`pyrovae.runs.train.train`, the training report, and ``pyrovae evaluate``'s
-:func:`~pyrovae.evaluation.evaluate.evaluate_run`). A job picks up whatever an earlier
+The run folder is an ordinary ``pyrovae train`` run folder, written by the same engines
+(:func:`pyrovae.training.train.train` and :func:`~pyrovae.evaluation.evaluate.evaluate_run`);
+its report is drawn by the reports the sweep command hands the job (:class:`JobReports`),
+the same ones ``pyrovae train`` and ``pyrovae evaluate`` draw. A job picks up whatever an earlier
 sitting left: finished training is not repeated, an interrupted one resumes from its last
 checkpoint, an evaluation already made with the same options is kept.
 
@@ -25,8 +26,9 @@ import socket
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import torch
 import yaml
@@ -36,12 +38,24 @@ from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import csv_text, read_rows
 from ..runs.files import write_atomic
 from ..runs.folder import stopped_early
+from ..runs.loading import TrainResult
 from ..spec import ExperimentSpec, load_config
 
 RUN_STATE = "sweep_run.json"
 RUN_LOCK = "sweep.lock"
 CURVE = "curve.csv"
 CURVE_COLUMNS = ["epoch", "train_seconds", "wall_seconds", "best_valid_elbo", "test_log_px", "std_error", "samples", "points"]
+
+
+@dataclass(frozen=True)
+class JobReports:
+    """What a job draws besides the engines' files, handed to it by the sweep command (an
+    engine imports no report): ``training(run_dir, spec, result)`` once training is over
+    (``result`` is None when it ended in an earlier sitting: draw the report only if it is
+    missing), ``evaluation(run_dir, summary)`` after the evaluation."""
+
+    training: Callable[[Path, ExperimentSpec, Optional[TrainResult]], None]
+    evaluation: Callable[[Path, dict], None]
 
 
 @contextmanager
@@ -73,8 +87,9 @@ def is_locked(run_dir: Path) -> bool:
         return False
 
 
-def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
-    """Carry out one run and return its recorded outcome (also in ``sweep_run.json``).
+def run_job(task: Dict[str, Any], reports: Optional[JobReports] = None) -> Dict[str, Any]:
+    """Carry out one run, drawing ``reports`` (none by default), and return its recorded
+    outcome (also in ``sweep_run.json``).
 
     ``task`` holds plain values so any engine can ship it: ``run_dir``, ``config`` (the
     resolved config), ``evaluate`` (``evaluate_run`` options or ``None``), ``curve``
@@ -91,7 +106,7 @@ def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
     try:
         with run_lock(run_dir):
             (run_dir / RUN_STATE).unlink(missing_ok=True)  # an earlier sitting's record is not this one's
-            outcome.update(_train_and_evaluate(run_dir, task))
+            outcome.update(_train_and_evaluate(run_dir, task, reports))
     except PyrovaeError as exc:
         outcome.update(state="failed", error=str(exc).splitlines()[0])
     except Exception as exc:  # a bug or a resource failure: one line here, the traceback in the run folder
@@ -115,28 +130,33 @@ def training_progress(run_dir: Path, spec: ExperimentSpec) -> Dict[str, Any]:
             "best_valid_elbo": float(state["best_valid_elbo"])}
 
 
-def _train_and_evaluate(run_dir: Path, task: Dict[str, Any]) -> Dict[str, Any]:
+def _train_and_evaluate(run_dir: Path, task: Dict[str, Any], reports: Optional[JobReports]) -> Dict[str, Any]:
     spec = load_config(task["config"])
     progress = training_progress(run_dir, spec)
+    result = None
     if not progress["finished"]:
-        progress = _train(run_dir, spec, task)
+        progress, result = _train(run_dir, spec, task)
         if not progress["finished"]:
             return {"state": "paused", **progress}
-    elif not _has_training_report(run_dir):  # the worker died between the last epoch and the report
-        _write_training_report(run_dir, spec, None, progress)
+    # the whole run's epochs: training in chunks wrote each chunk's
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    if reports is not None:
+        reports.training(run_dir, spec, result)
     evaluation = task.get("evaluate")
     if evaluation is not None:
         if _past(task.get("deadline")):
             return {"state": "paused", **progress}
         from ..evaluation.evaluate import evaluate_run
 
-        evaluate_run(run_dir, **evaluation)
+        summary = evaluate_run(run_dir, **evaluation)
+        if reports is not None:
+            reports.evaluation(run_dir, summary)
     return {"state": "done", "evaluate": evaluation, **progress}
 
 
-def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[str, Any]:
-    """Train chunk by chunk until finished or past the deadline; write the training report."""
-    from ..runs.train import train
+def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> tuple:
+    """Train chunk by chunk until finished or past the deadline; ``(progress, last result)``."""
+    from ..training.train import train
 
     curve, deadline = task.get("curve"), task.get("deadline")
     if curve:
@@ -150,37 +170,14 @@ def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[st
         chunk_started = time.time()
         part = load_config(spec.to_dict())
         part.train.epochs = min(spec.train.epochs, progress["epochs"] + chunk)
-        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data, report=False)
+        result = train(part, run_dir, resume=progress["epochs"] > 0, data=data)
         data = result.data
         progress = training_progress(run_dir, spec)
         if curve:
             _record_curve_point(run_dir, result, progress, curve, chunk_started)
         if _past(deadline) and not progress["finished"]:
-            return progress
-    _write_training_report(run_dir, spec, result, progress)
-    return progress
-
-
-def _has_training_report(run_dir: Path) -> bool:
-    from ..reports.markdown import REPORT
-
-    path = run_dir / REPORT
-    return path.exists() and "<!-- section: Training -->" in path.read_text()
-
-
-def _write_training_report(run_dir: Path, spec: ExperimentSpec, result, progress: Dict[str, Any]) -> None:
-    """The figures and report section ``pyrovae train`` writes, and config.yaml with the whole
-    run's epochs (training in chunks wrote each chunk's)."""
-    from ..components.datasets import load_data
-    from ..reports.training import write_training_report
-    from ..runs.train import TrainResult, load_run
-
-    write_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    if result is None:
-        _, vae = load_run(run_dir, spec.train.device)
-        result = TrainResult(vae.train(), load_data(spec.data).limited(spec.data.train_size), run_dir,
-                             progress["epochs"], progress["best_valid_elbo"], progress["stopped_early"])
-    write_training_report(result, spec)
+            return progress, result
+    return progress, result
 
 
 def _past(deadline: Optional[float]) -> bool:

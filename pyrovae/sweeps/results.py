@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..evaluation.evaluate import entry_name
+from ..runs.evaluations import entry_name
 from .spec import SweepSpec
 from .sweep import RUNS, open_sweep, sweep_status
 

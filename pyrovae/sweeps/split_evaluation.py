@@ -27,7 +27,7 @@ def sample_task(task: Dict[str, Any]) -> Dict[str, Any]:
     from ..components.datasets import load_data
     from ..evaluation.blocks import sample_block
     from ..evaluation.importance import Proposal
-    from ..runs.train import load_run
+    from ..runs.loading import load_run
 
     if task.get("threads"):
         torch.set_num_threads(task["threads"])

@@ -90,11 +90,12 @@ def prepare_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir
     return spec
 
 
-def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *, budget=None, engine: str = "local",
-              workers: Optional[int] = None, address: Optional[str] = None, threads: Optional[int] = None,
-              log: Callable[[str], None] = print) -> List[RunStatus]:
-    """Run every unfinished run of the sweep ``source`` in ``sweep_dir`` for one sitting,
-    then write the sweep report; return each run's status.
+def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *, job: Callable[[dict], dict],
+              budget=None, engine: str = "local", workers: Optional[int] = None, address: Optional[str] = None,
+              threads: Optional[int] = None, log: Callable[[str], None] = print) -> List[RunStatus]:
+    """Run every unfinished run of the sweep ``source`` in ``sweep_dir`` for one sitting, each
+    by ``job`` (a module-level function of a task, such as the sweep command's
+    :func:`pyrovae.sweeps.job.run_job` with its reports); return each run's status.
 
     ``sweep_dir`` may already hold this sweep: finished runs are skipped, interrupted and
     paused ones resumed from their checkpoints, failed ones tried again. ``budget`` (seconds
@@ -120,13 +121,8 @@ def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *,
             line += f": {outcome['error']}"
         log(line)
 
-    runner.run(tasks, on_done, deadline)
-    from ..reports.sweep_report import write_sweep_report
-
-    report = write_sweep_report(sweep_dir)
-    statuses = sweep_status(sweep_dir, spec)
-    log(_summary_line(statuses) + f"; report: {report}")
-    return statuses
+    runner.run(tasks, on_done, deadline, function=job)
+    return sweep_status(sweep_dir, spec)
 
 
 def job_task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
@@ -172,7 +168,8 @@ def _read_json(path: Path) -> Optional[dict]:
         return None
 
 
-def _summary_line(statuses: List[RunStatus]) -> str:
+def summary_line(statuses: List[RunStatus]) -> str:
+    """How many runs are in each state, e.g. ``6 done, 2 failed``."""
     counts = {state: sum(s.state == state for s in statuses) for state in STATES}
     return ", ".join(f"{n} {state}" for state, n in counts.items() if n)
 
@@ -181,7 +178,7 @@ def format_status(sweep_dir) -> str:
     """``pyrovae sweep DIR --status``: counts, then one line per run that is not done."""
     spec = open_sweep(sweep_dir)
     statuses = sweep_status(sweep_dir, spec)
-    lines = [f"sweep {spec.name} in {sweep_dir}: {len(statuses)} runs: {_summary_line(statuses)}"]
+    lines = [f"sweep {spec.name} in {sweep_dir}: {len(statuses)} runs: {summary_line(statuses)}"]
     for s in statuses:
         if s.state != "done":
             epochs = "" if s.epochs is None else f" ({s.epochs} epochs)"

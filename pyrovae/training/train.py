@@ -17,7 +17,6 @@ import sys
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -32,14 +31,10 @@ from ..inference.elbo import split_elbo
 from ..inference.estimators import bound_particles, build_estimator, estimator_state, load_estimator_state
 from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
 from ..inference.svi import TrainingSVI
-from ..model import VAE
-from ..spec import ExperimentSpec, config_text
-from .checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint
-from .files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
-from .first_batch import check_first_batch
-from .folder import (
+from ..runs.checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint
+from ..runs.files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
+from ..runs.folder import (
     CONFIG,
-    METRIC_COLUMNS,
     METRICS,
     TRAINING_FILES,
     check_new_run_folder,
@@ -47,18 +42,12 @@ from .folder import (
     metrics_history,
     metrics_text,
 )
+from ..runs.loading import TrainResult, build_vae, resolve_device
+from ..spec import ExperimentSpec, config_text
+from .first_batch import check_first_batch
 from .tensorboard_log import open_log
 
-__all__ = ["METRICS", "METRIC_COLUMNS", "TrainResult", "TrainingDiverged", "build_vae", "load_run", "train"]
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PyrovaeError(f"train.device={name} but no CUDA device is available; set train.device=cpu")
-    return torch.device(name)
 
 
 def kl_weight(step: int, steps_per_epoch: int, warmup_epochs: float) -> float:
@@ -68,37 +57,14 @@ def kl_weight(step: int, steps_per_epoch: int, warmup_epochs: float) -> float:
     return min(1.0, max(MIN_KL_WEIGHT, (step + 1) / (warmup_epochs * steps_per_epoch)))
 
 
-@dataclass
-class TrainResult:
-    """What training returns; printed without the model and the data (no tensors)."""
-
-    vae: VAE = field(repr=False)
-    data: Dataset = field(repr=False)
-    out_dir: Path
-    epochs_done: int
-    best_valid_elbo: float
-    stopped_early: bool
-    report: Optional[Path] = None  # report.md, once written
-
-
 class TrainingDiverged(PyrovaeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def build_vae(spec: ExperimentSpec, data: Dataset) -> VAE:
-    """The VAE training starts from: seeded with ``spec.seed``, its decoder started at the
-    training data's mean when ``model.data_init`` is set, on ``train.device``."""
-    pyro.set_rng_seed(spec.seed)
-    vae = VAE.from_config(spec, data.data_shape, data.num_classes)
-    if spec.model.data_init:
-        vae.initialize_from_data(data.train.x)
-    return vae.to(resolve_device(spec.train.device))
-
-
-def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Dataset] = None,
-          report: bool = True) -> TrainResult:
-    """Fit the VAE ``spec`` describes with SVI, writing the run folder ``out_dir``; with
-    ``report`` (the default) also its figures and the Training section of ``report.md``.
+def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Dataset] = None) -> TrainResult:
+    """Fit the VAE ``spec`` describes with SVI, writing the run folder ``out_dir`` (config,
+    checkpoint, metrics); its figures and report are the training report's to draw
+    (:mod:`pyrovae.reports.training`, which ``pyrovae train`` calls next).
 
     ``data`` may hold the dataset already loaded (it must be the one ``spec.data`` names).
 
@@ -117,22 +83,7 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
         # a non-finite loss stops training with its own one-line message; Pyro's warning would repeat it
         warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]inf)", category=UserWarning)
         remove_stale_temp_files(out_dir, TRAINING_FILES)
-        result = _train(spec, out_dir, resume, data)
-    if report:
-        result.report = _write_report(result, spec)
-    return result
-
-
-def _write_report(result: TrainResult, spec: ExperimentSpec) -> Path:
-    """The run's figures and the Training section of its report. Drawing needs matplotlib,
-    so the report modules are imported only here."""
-    from ..reports.training import write_training_report
-
-    try:
-        return write_training_report(result, spec)
-    except WriteFailed as exc:
-        raise WriteFailed(f"{exc}; training finished and its checkpoint is kept: write the report "
-                          f"later with 'pyrovae report {result.out_dir}'") from None
+        return _train(spec, out_dir, resume, data)
 
 
 def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dataset]) -> TrainResult:
@@ -280,20 +231,3 @@ def _kept_on_failure(ckpt_path: Path, epochs_done: int) -> Iterator[None]:
     except WriteFailed as exc:
         then = "; continue with --resume once it can be written" if epochs_done else ""
         raise WriteFailed(f"{exc}; {_what_is_kept(ckpt_path, epochs_done)}{then}") from None
-
-
-def load_run(run_dir, device: str = "cpu", best: bool = True):
-    """The spec and trained VAE of a run folder (the best-validation parameters by default)."""
-    from ..spec import load_config
-
-    run_dir = Path(run_dir)
-    spec = load_config(run_dir)
-    state = load_checkpoint(run_dir / CHECKPOINT)
-    vae = VAE.from_config(spec)
-    weights = state["best_model"] if best and state.get("best_model") is not None else state["model"]
-    try:
-        vae.load_state_dict(weights)
-    except RuntimeError:
-        raise PyrovaeError(f"checkpoint in {run_dir} does not match its config.yaml; "
-                           f"was config.yaml edited after training?") from None
-    return spec, vae.to(resolve_device(device)).eval()

@@ -1,25 +1,34 @@
-"""``pyrovae evaluate`` on the command line: the options of
-:func:`pyrovae.evaluation.evaluate.evaluate_run` as flags, the summary printed."""
+"""``pyrovae evaluate``: estimate log p(x) (:func:`pyrovae.evaluation.evaluate.evaluate_run`,
+its options as flags), then write the Evaluation section of the report
+(:mod:`pyrovae.reports.evaluation_report`) and print the summary."""
 
 import json
 import sys
 from pathlib import Path
 
 from ..components.datasets import SPLITS
-from ..reports.evaluation_report import print_summary
-from .ais import DEFAULT_LEAPFROG, STARTS
-from .chunking import DEFAULT_MAX_MEMORY
-from .evaluate import EVALUATION, METHODS, SECTION, EvaluationNotSaved, evaluate_run
+from ..evaluation.ais import DEFAULT_LEAPFROG, STARTS
+from ..evaluation.chunking import DEFAULT_MAX_MEMORY
+from ..evaluation.evaluate import METHODS, EvaluationNotSaved, evaluate_run
+from ..reports.evaluation_report import print_summary, write_evaluation_report
+from ..runs.evaluations import EVALUATION, SECTION
+from ..sweeps.split_evaluation import SplitSampler
+
+
+def evaluate(run_dir, **options) -> dict:
+    """Evaluate the run in ``run_dir`` (``options`` as :func:`~pyrovae.evaluation.evaluate.evaluate_run`'s),
+    then draw the summary's figure and rewrite the report's Evaluation section; return the summary."""
+    summary = evaluate_run(run_dir, **options)
+    write_evaluation_report(Path(run_dir), drawn=[summary])
+    return summary
 
 
 def _command(args) -> None:
     sampler = None
     if any(value is not None for value in (args.engine, args.workers, args.address, args.threads)):
-        from ..sweeps.split_evaluation import SplitSampler  # the engines of 'pyrovae sweep'
-
         sampler = SplitSampler(args.engine or "local", args.workers, args.address, args.threads)
     try:
-        summary = evaluate_run(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
+        summary = evaluate(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
                                max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
                                quadrature=args.quadrature, device=args.device,
                                progress=not args.quiet and sys.stderr.isatty(),  # no bar in a log file

@@ -2,7 +2,7 @@
 
 A built-in experiment names built-in sweeps (``pyrovae/sweeps/builtin/*.yaml``) and a
 function drawing its figure and table from their run folders. Running it runs each sweep
-with :func:`pyrovae.sweeps.run_sweep` into ``OUT/<sweep name>`` (so every grid of runs goes
+with :func:`pyrovae.commands.sweep.sweep` into ``OUT/<sweep name>`` (so every grid of runs goes
 through the one sweep mechanism: budgets, resuming, failed runs recorded), then writes
 ``OUT/figures/<name>.png`` and the experiment's section of ``OUT/report.md``.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .errors import PyrovaeError, did_you_mean
+from ..errors import PyrovaeError, did_you_mean
 
 REPORT = "report.md"
 
@@ -61,7 +61,7 @@ def get_experiment(name: str) -> Experiment:
 def sweep_runs(out: Path, sweep: str) -> List[tuple]:
     """``(grid point, run folder)`` of every run of the sweep ``sweep`` started under ``out``
     (none when it has not been started)."""
-    from .sweeps.sweep import RUNS, SWEEP_FILE, open_sweep
+    from ..sweeps.sweep import RUNS, SWEEP_FILE, open_sweep
 
     folder = Path(out) / sweep
     if not (folder / SWEEP_FILE).is_file():
@@ -82,7 +82,7 @@ MNIST_2D_SWEEP = "kingma2014-mnist-2d"
 
 def _settings(run: Path) -> dict:
     """What a curve's run was: the settings the docs page reports beside it."""
-    from .spec import load_config
+    from ..spec import load_config
 
     spec = load_config(run)
     return {"latent_dim": spec.model.latent_dim, "estimator": spec.train.estimator.name,
@@ -91,7 +91,7 @@ def _settings(run: Path) -> dict:
 
 
 def _fig2_results(out: Path) -> dict:
-    from .reports.paper_figures import bound_curve
+    from ..reports.paper_figures import bound_curve
 
     panels: Dict[str, dict] = {}
     for sweep, dataset in FIG2_SWEEPS.items():
@@ -119,13 +119,13 @@ def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
 
     import torch
 
-    from .components.datasets import load_data
-    from .evaluation.ais import annealed_importance_sample
-    from .evaluation.importance import log_marginal
-    from .evaluation.posterior_density import appendix_d_log_marginal
-    from .runs.checkpoint import load_checkpoint
-    from .runs.files import write_atomic
-    from .runs.train import load_run
+    from ..components.datasets import load_data
+    from ..evaluation.ais import annealed_importance_sample
+    from ..evaluation.importance import log_marginal
+    from ..evaluation.posterior_density import appendix_d_log_marginal
+    from ..runs.checkpoint import load_checkpoint
+    from ..runs.files import write_atomic
+    from ..runs.loading import load_run
 
     epoch = int(load_checkpoint(run / "checkpoint.pt")["epoch"])
     cached = run / MARGINALS
@@ -157,7 +157,7 @@ def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
 
 
 def _fig3_results(out: Path) -> dict:
-    from .reports.paper_figures import marginal_curve
+    from ..reports.paper_figures import marginal_curve
 
     panels: Dict[str, dict] = {}
     comparison = []
@@ -178,9 +178,9 @@ def _drawn_from_results(name: str):
     ``OUT/results/``, then draw the figure and the tables from it as recorded, exactly as
     ``benchmarks/paper/report.py`` draws them from the committed record."""
     def draw(out: Path):
-        from .reports.markdown import markdown_table
-        from .reports.paper_results import draw as draw_figure
-        from .reports.paper_results import read_results, tables, write_results
+        from ..reports.markdown import markdown_table
+        from ..reports.paper_results import draw as draw_figure
+        from ..reports.paper_results import read_results, tables, write_results
 
         results = read_results(write_results(Path(out) / "results", EXPERIMENTS[name].results(out)).parent, name)
         figure = draw_figure(results, Path(out) / "figures" / f"{name}.png")
@@ -191,7 +191,7 @@ def _drawn_from_results(name: str):
 def record(name: str, out, folder) -> Path:
     """Write the results record of experiment ``name`` from the runs in ``out`` (as far as
     they got; nothing is trained) into ``folder``, e.g. ``benchmarks/paper/results``."""
-    from .reports.paper_results import write_results
+    from ..reports.paper_results import write_results
 
     experiment = get_experiment(name)
     if experiment.results is None:
@@ -204,7 +204,7 @@ def record(name: str, out, folder) -> Path:
 
 def _trained_aevb_models(out: Path, sweeps: Dict[str, str], latent_sizes: Sequence[int]) -> Dict[str, object]:
     """Best-validation AEVB models of the given sweeps and latent sizes, titled by data set."""
-    from .runs.train import load_run
+    from ..runs.loading import load_run
 
     models = {}
     for sweep, dataset in sweeps.items():
@@ -216,7 +216,7 @@ def _trained_aevb_models(out: Path, sweeps: Dict[str, str], latent_sizes: Sequen
 
 
 def _model_rows(models: Dict[str, object], out: Path, sweeps: Dict[str, str]) -> List[list]:
-    from .runs.checkpoint import load_checkpoint
+    from ..runs.checkpoint import load_checkpoint
 
     rows = []
     for sweep, dataset in sweeps.items():
@@ -229,8 +229,8 @@ def _model_rows(models: Dict[str, object], out: Path, sweeps: Dict[str, str]) ->
 
 
 def _draw_fig4(out: Path):
-    from .reports.markdown import markdown_table
-    from .reports.paper_figures import figure_4
+    from ..reports.markdown import markdown_table
+    from ..reports.paper_figures import figure_4
 
     sweeps = {MNIST_2D_SWEEP: "MNIST", "kingma2014-fig2-frey": "Frey Face"}
     models = _trained_aevb_models(out, sweeps, [2])
@@ -241,8 +241,8 @@ def _draw_fig4(out: Path):
 
 
 def _draw_fig5(out: Path):
-    from .reports.markdown import markdown_table
-    from .reports.paper_figures import figure_5
+    from ..reports.markdown import markdown_table
+    from ..reports.paper_figures import figure_5
 
     sweeps = {MNIST_2D_SWEEP: "MNIST", "kingma2014-fig2-mnist": "MNIST", "kingma2014-fig2-frey": "Frey Face"}
     models = _trained_aevb_models(out, sweeps, [2, 5, 10, 20])
@@ -269,7 +269,7 @@ _add(Experiment("kingma2014-fig5", "Fig. 5: random samples for N_z in {2, 5, 10,
 
 def parse_pairs(items: Sequence[str], option: str) -> Dict[str, object]:
     """``KEY=VALUE`` items as a mapping, values read as YAML (:func:`pyrovae.spec.parse_override`)."""
-    from .spec import parse_override
+    from ..spec import parse_override
 
     return dict(parse_override(item, option) for item in items)
 
@@ -277,7 +277,7 @@ def parse_pairs(items: Sequence[str], option: str) -> Dict[str, object]:
 def experiment_sweep(sweep: str, overrides: Dict[str, object], only: Dict[str, object]):
     """The built-in sweep ``sweep`` with ``overrides`` added to every run and its grid cut to
     the values ``only`` lists (keys the grid lacks are ignored); None when no run is left."""
-    from .sweeps.spec import load_sweep, when_condition
+    from ..sweeps.spec import load_sweep, when_condition
 
     spec = load_sweep(sweep)
     for key, value in overrides.items():
@@ -305,8 +305,9 @@ def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: 
     ``overrides`` (``KEY=VALUE``) change every run; ``only`` (``KEY=V`` or ``KEY=[V1, V2]``)
     keeps those values of a grid key (fewer latent sizes, say). Either makes a different
     sweep: a folder started with other settings is refused, not mixed."""
-    from .reports.markdown import replace_section
-    from .sweeps.sweep import parse_budget, prepare_sweep, run_sweep
+    from ..reports.markdown import replace_section
+    from ..sweeps.sweep import parse_budget, prepare_sweep
+    from .sweep import sweep
 
     experiment = get_experiment(name)
     out = Path(out)
@@ -322,7 +323,7 @@ def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: 
             prepare_sweep(spec, out / spec.name)
             log(f"budget spent: sweep {spec.name} not run in this sitting; run the command again to continue")
             continue
-        run_sweep(spec, out / spec.name, budget=left, workers=workers, threads=threads, log=log)
+        sweep(spec, out / spec.name, budget=left, workers=workers, threads=threads, log=log)
     figures, tables = experiment.draw(out)
     pictures = "\n".join(f"![{name}]({Path(f).relative_to(out)})" for f in figures)
     changes = " ".join([*(f"--set {o}" for o in overrides), *(f"--only {o}" for o in only)])

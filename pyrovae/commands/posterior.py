@@ -2,7 +2,9 @@
 trained run, written to a folder as figures, ``posterior.json`` and ``report.md``.
 
 The numbers come from :func:`pyrovae.evaluation.posterior.inspect_posterior`; this module
-loads the run and its data, summarizes, draws and writes (every file atomically).
+loads the run and its data, summarizes and saves them, then has
+:mod:`pyrovae.reports.posterior_report` draw the figures and write the report (every file
+atomically).
 """
 
 import json
@@ -15,13 +17,11 @@ import torch
 
 from ..components.datasets import SPLITS, load_data
 from ..errors import PyrovaeError, did_you_mean
+from ..evaluation.chunking import DEFAULT_MAX_MEMORY, parse_memory
+from ..evaluation.posterior import inspect_posterior
+from ..reports.posterior_report import REPORT, RESULTS, write_posterior_report
 from ..runs.files import make_folder, write_atomic
-from .chunking import DEFAULT_MAX_MEMORY, parse_memory
-
-RESULTS = "posterior.json"
-REPORT = "report.md"
-MAX_FIGURES = 8       # points drawn (the first ones chosen); the numbers cover every point
-PAIRWISE_DIMS = 4     # latent dimensions in a pairwise-marginals figure above 2-D
+from ..runs.loading import load_run
 
 
 def parse_points(text: str) -> List[int]:
@@ -93,76 +93,11 @@ def summarize(inspection, points: List[int], split: str) -> dict:
     return summary
 
 
-def report_text(s: dict, figures: List[str], run_dir: str) -> str:
-    """A short markdown report of the summary."""
-    m = s["mean"]
-
-    def row(name, key):
-        e = m[key]
-        return f"| {name} | {e['mean']:.3f} | {e['std_error_over_points']:.3f} | {e['mc_error_of_mean']:.3g} |"
-
-    lines = [f"# Posterior inspection of {run_dir}", "",
-             f"{len(s['points'])} points of the {s['split']} split; log p(x) by {s['log_marginal_method']}; "
-             f"ELBOs from {s['elbo_samples']} draws (common random numbers for q and q*).", "",
-             "| quantity (nats, mean over points) | mean | standard error over points | Monte Carlo error of the mean |",
-             "|---|---|---|---|",
-             row("log p(x)", "log_marginal"), row("ELBO(q), amortized guide", "elbo_q"),
-             row("ELBO(q*), optimized Gaussian", "elbo_qstar"),
-             row("approximation gap log p(x) - ELBO(q*)", "approximation_gap"),
-             row("amortization gap ELBO(q*) - ELBO(q)", "amortization_gap"),
-             row("total gap log p(x) - ELBO(q)", "total_gap"), ""]
-    if "share_khat_above_0.7" in s:
-        lines += [f"Share of points whose importance weights have Pareto k-hat above 0.7 (unreliable log p(x)): "
-                  f"{s['share_khat_above_0.7']:.2f}.", ""]
-    if "mcmc_vs_grid" in s:
-        c = s["mcmc_vs_grid"]
-        lines += [f"MCMC against the grid posterior: {c['moments']} moments (means, variances, covariances), "
-                  f"z-scores from effective sample sizes: max |z| = {c['max_abs_z']:.2f}, mean z^2 = "
-                  f"{c['mean_z_squared']:.2f}, share |z| < 2 = {c['share_abs_z_below_2']:.2f}.", ""]
-    if "multimodal_points" in s:
-        multi = s["multimodal_points"]
-        lines += [f"Multimodal posteriors (at least two separated modes holding 5% of the mass each): "
-                  f"{', '.join(map(str, multi)) if multi else 'none'}.", ""]
-    lines += ["Wall times (seconds): " + ", ".join(f"{k} {v:.1f}" for k, v in s["seconds"].items()) + ".", ""]
-    lines += [f"![posterior]({f})" for f in figures]
-    lines += ["", f"All numbers, per point: `{RESULTS}`."]
-    return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------- the run
-
-def _figures(inspection, x, points: List[int], out_dir: Path) -> List[str]:
-    from ..reports import posterior_figures
-
-    names = []
-    q, qstar = inspection.q, inspection.qstar
-    sampler = str(inspection.settings["mcmc"]).upper()
-    for i, index in enumerate(points[:MAX_FIGURES]):
-        path = out_dir / "figures" / f"posterior_point{index}.png"
-        samples = None if inspection.chains is None else inspection.chains[i].samples
-        title = (f"point {index}: approximation gap {inspection.decomposition.approximation_gap.value[i]:.2f}, "
-                 f"amortization gap {inspection.decomposition.amortization_gap.value[i]:.2f} nats")
-        if inspection.grids is not None:
-            posterior_figures.posterior_2d(inspection.grids[i], q.loc[i], q.covariance[i], qstar.loc[i],
-                                           qstar.covariance[i], samples, path, title, image=x[i], sampler=sampler)
-        elif samples is not None:
-            dims = samples.var(0).argsort()[:PAIRWISE_DIMS].sort().values.tolist()  # the best-determined dims
-            posterior_figures.pairwise_marginals(samples, q.loc[i], q.covariance[i], qstar.loc[i],
-                                                 qstar.covariance[i], dims, path, title, sampler=sampler)
-        else:
-            continue
-        names.append(str(path.relative_to(out_dir)))
-    return names
-
-
 def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: Optional[str] = "nuts",
                 num_samples: int = 1000, warmup_steps: int = 500, svi_steps: int = 2000, elbo_samples: int = 1000,
                 is_samples: int = 5000, seed: int = 0, max_memory=DEFAULT_MAX_MEMORY, device: str = "cpu") -> dict:
     """Inspect the posterior of the run in ``run_dir`` at data points ``points`` of ``split``;
     write figures, ``posterior.json`` and ``report.md`` into ``out_dir``; return the summary."""
-    from ..runs.train import load_run
-    from .posterior import inspect_posterior
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
         raise PyrovaeError(f"no run folder {run_dir}; train one with 'pyrovae train CONFIG --out {run_dir}'")
@@ -188,8 +123,7 @@ def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: 
                                    max_memory=max_memory)
     summary = {"run": str(run_dir), **summarize(inspection, points, split)}
     write_atomic(out_dir / RESULTS, json.dumps(summary, indent=2) + "\n")  # the numbers first: drawing may fail
-    figures = _figures(inspection, x, points, out_dir)
-    write_atomic(out_dir / REPORT, report_text(summary, figures, str(run_dir)))
+    write_posterior_report(out_dir, summary, inspection, x, str(run_dir))
     return summary
 
 

@@ -1,0 +1,45 @@
+"""``pyrovae report RUN``: (re)write a run folder's figures and ``report.md`` from its files.
+
+A run stopped while its figures or report were being written (or trained by a version
+that wrote none) gets them here. Before drawing (:mod:`pyrovae.reports.rebuild`), the folder
+is made consistent under its training lock: ``metrics.csv`` rewritten from the checkpoint's
+history if an interruption left them apart, temporary files of interrupted writes removed.
+"""
+
+from pathlib import Path
+
+from ..errors import PyrovaeError
+from ..lab.variance import VARIANCE
+from ..reports.markdown import REPORT
+from ..reports.rebuild import rebuild_report
+from ..runs.checkpoint import CHECKPOINT, exclusive_run
+from ..runs.evaluations import EVALUATION
+from ..runs.folder import check_resumable, repair_run_folder
+
+
+def report(run_dir) -> Path:
+    """Repair ``run_dir`` if needed and rewrite every report section and figure its files
+    support; return the path of ``report.md``."""
+    run_dir = Path(run_dir)
+    check_resumable(run_dir)
+    if not (run_dir / CHECKPOINT).is_file():
+        raise PyrovaeError(f"{run_dir} has no finished epoch (no {CHECKPOINT}), so there is nothing to report; "
+                           f"train it with 'pyrovae train {run_dir} --resume'")
+    with exclusive_run(run_dir):
+        repair_run_folder(run_dir, (REPORT, EVALUATION, VARIANCE, "variance.csv"))
+        return rebuild_report(run_dir)
+
+
+def _command(args) -> None:
+    print(f"report: {report(args.run)}")
+
+
+def add_command(subparsers) -> None:
+    """Add ``pyrovae report`` to the command line."""
+    p = subparsers.add_parser(
+        "report", help="(re)write a run folder's figures and report.md from its files",
+        description="Rewrite figures/ and report.md of a run folder from its config, checkpoint, metrics, "
+                    "evaluation.json and variance.json, e.g. after a run was stopped while writing them. "
+                    "Repairs metrics.csv from the checkpoint if an interruption left them apart.")
+    p.add_argument("run", help="a run folder written by 'pyrovae train'")
+    p.set_defaults(func=_command)

@@ -1,0 +1,70 @@
+"""``pyrovae train``: resolve the config, train (:mod:`pyrovae.training.train`), then draw the
+figures and the Training section of the report (:mod:`pyrovae.reports.training`)."""
+
+from pathlib import Path
+from typing import Any, Dict, Sequence, Tuple, Union
+
+from ..errors import PyrovaeError
+from ..reports.training import write_training_report
+from ..runs.files import WriteFailed
+from ..runs.folder import load_resume_config
+from ..runs.loading import TrainResult
+from ..spec import ExperimentSpec, load_config
+from ..training.train import train as train_loop
+from .options import add_plugin_option
+
+ConfigSource = Union[str, Path, Dict[str, Any], ExperimentSpec]
+
+
+def resolve_run(config: ConfigSource, out=None, overrides: Sequence[str] = (), plugins: Sequence[str] = (),
+                resume: bool = False, quiet: bool = False) -> Tuple[ExperimentSpec, Path]:
+    """The spec and run folder of ``config`` (a built-in name, a YAML/JSON file, a dict or an
+    :class:`~pyrovae.spec.ExperimentSpec`; with ``resume`` a run folder) with ``overrides`` and
+    ``plugins``; the folder is ``out``, by default ``runs/<config name>``."""
+    if isinstance(config, ExperimentSpec):
+        config = config.to_dict()
+    if resume:
+        if isinstance(config, dict):
+            raise PyrovaeError("resume=True needs a run folder as config (or out=RUN)")
+        folder = Path(out or config)
+        spec = load_resume_config(folder, overrides, plugins)
+    else:
+        spec = load_config(config, overrides, plugins)
+        folder = Path(out or Path("runs") / spec.name)
+    if quiet:
+        spec.train.progress = False
+    return spec, folder
+
+
+def train(spec: ExperimentSpec, folder: Path, resume: bool = False) -> TrainResult:
+    """Train ``spec`` into ``folder`` (continuing it with ``resume``), then write its figures
+    and the Training section of its report."""
+    result = train_loop(spec, folder, resume=resume)
+    try:
+        result.report = write_training_report(result, spec)
+    except WriteFailed as exc:
+        raise WriteFailed(f"{exc}; training finished and its checkpoint is kept: write the report "
+                          f"later with 'pyrovae report {result.out_dir}'") from None
+    return result
+
+
+def _command(args) -> None:
+    spec, folder = resolve_run(args.config, args.out, args.set, args.plugin, args.resume, args.quiet)
+    result = train(spec, folder, resume=args.resume)
+    print(f"best validation ELBO {result.best_valid_elbo:.2f} nats; report: {result.report}")
+
+
+def add_command(subparsers) -> None:
+    """Add ``pyrovae train`` to the command line."""
+    p = subparsers.add_parser("train", help="train a VAE described by a config",
+                              description="Train a VAE and write a run folder: config.yaml, checkpoint.pt, "
+                                          "metrics.csv, figures/ and report.md.")
+    p.add_argument("config", help="a built-in config name (see 'pyrovae list'), a YAML/JSON file, "
+                                  "or with --resume a run folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.latent_dim=2 (repeatable)")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in CONFIG (a run folder) or --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_plugin_option(p)
+    p.set_defaults(func=_command)

@@ -1,0 +1,52 @@
+"""The "Variance" section of a report and its figure, from the results the variance
+laboratory (:mod:`pyrovae.lab.variance`) saves in ``variance.json``."""
+
+import math
+from pathlib import Path
+
+from ..lab.variance import result_rows
+from .markdown import markdown_table, update_section
+from .variance_figures import variance_curves
+
+SECTION = "Variance"
+SUMMARY_GROUPS = ("encoder", "decoder")
+
+
+def write_variance_report(out: Path, results: dict) -> Path:
+    """``figures/variance.png`` and the Variance section of ``out``'s report."""
+    figure = variance_curves(result_rows(results), out / "figures" / "variance.png")
+    return update_section(out, SECTION, report_body(results, figure.relative_to(out)))
+
+
+def report_body(results: dict, figure: Path) -> str:
+    """Markdown: the settings, then per snapshot a table of the encoder and decoder numbers
+    with each estimator's variance relative to the pathwise estimator's."""
+    s = results["settings"]
+    parts = [f"{s['draws']} gradient draws per estimator on one minibatch of {s['batch_size']} training "
+             f"points (seed {s['seed']}), at frozen parameters. Variance is the trace of the covariance "
+             f"of the loss gradient (the sum of per-parameter variances); SNR the mean over parameters of "
+             f"|mean| / sd (below about sqrt(2 / (pi N)) = {math.sqrt(2 / (math.pi * s['draws'])):.3f} it "
+             f"is noise); cosine compares the mean gradient of all parameters with the reference; mean t^2 "
+             f"is about 1 for an unbiased estimator and grows with a bias (variance.csv also has the "
+             f"largest |t| and the Bonferroni count).",
+             f"![variance and SNR against training step]({figure})"]
+    for snapshot in results["snapshots"]:
+        estimators = snapshot["estimators"]
+        base_label = "pathwise" if "pathwise" in estimators else next(iter(estimators))
+        base = [estimators[base_label]["groups"][g]["trace"] for g in SUMMARY_GROUPS]
+        rows = []
+        for label, entry in estimators.items():
+            enc, dec = (entry["groups"][g] for g in SUMMARY_GROUPS)
+            rows.append([label, f"{enc['trace']:.3g}", f"{enc['trace'] / base[0]:.3g}", f"{dec['trace']:.3g}",
+                         f"{dec['trace'] / base[1]:.3g}", f"{enc['snr']:.3g} / {dec['snr']:.3g}",
+                         f"{entry['groups']['all']['cosine']:.4f}",
+                         f"{enc['mean_t_squared']:.2f} / {dec['mean_t_squared']:.2f}",
+                         f"{1e3 * enc['seconds_per_draw']:.2f}", f"{enc['variance_x_seconds']:.3g}",
+                         entry["reference"]])
+        parts.append(f"### Epoch {snapshot['epoch']} (step {snapshot['step']})\n\n" + markdown_table(
+            ["estimator", "encoder variance", f"x {base_label}", "decoder variance", f"x {base_label}",
+             "SNR enc / dec", "cosine", "mean t^2 enc / dec", "ms per draw", "encoder variance x s",
+             "reference"], rows))
+    return "\n\n".join(parts)
+
+
