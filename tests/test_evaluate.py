@@ -13,6 +13,7 @@ os.environ.setdefault("PYROVAE_DATA", str(Path(__file__).resolve().parents[2] / 
 from pyrovae import load_config  # noqa: E402
 from pyrovae.cli import main  # noqa: E402
 from pyrovae.commands.evaluate import evaluate  # noqa: E402
+from pyrovae.commands.train import train  # noqa: E402
 from pyrovae.components.datasets import load_data  # noqa: E402
 from pyrovae.errors import PyrovaeError  # noqa: E402
 from pyrovae.evaluation.evaluate import bits_per_dim, bound_sizes  # noqa: E402
@@ -21,7 +22,6 @@ from pyrovae.model import VAE  # noqa: E402
 from pyrovae.reports.markdown import REPORT, update_section  # noqa: E402
 from pyrovae.runs.evaluations import EVALUATION  # noqa: E402
 from pyrovae.runs.loading import load_run  # noqa: E402
-from pyrovae.training.train import train  # noqa: E402
 
 QUIET = ["train.progress=false", "train.device=cpu"]
 
