@@ -419,3 +419,22 @@ def test_evaluate_split_over_a_local_ray_cluster_equals_one_process(trained_run)
     finally:
         ray.shutdown()
     assert _without_seconds(split) == one
+
+
+# ----------------------------------------------------------------------------- issue 25: resumed curves, evaluations, folders
+
+def test_a_curve_resumed_from_a_killed_worker_keeps_its_epochs_at_multiples_of_every(tmp_path):
+    """A worker killed after epoch 1 of a chunk of 2: the next sitting trains to epoch 2 (not
+    3), so the curve holds epochs 2 and 4, as an uninterrupted run's does."""
+    from pyrovae.runs.train import train
+    from pyrovae.spec import load_config
+
+    spec = load_sweep({**tiny_sweep({}, **{"train.epochs": 4}), "evaluate": False,
+                       "curve": {"every": 2, "num_samples": 4, "points": 5}})
+    plan = spec.runs()[0]
+    first_epoch = load_config(plan.config)
+    first_epoch.train.epochs = 1
+    train(first_epoch, tmp_path / "run", report=False)  # what the killed worker left: a checkpoint at epoch 1
+    task = {"run_dir": str(tmp_path / "run"), "config": plan.config, "evaluate": None, "curve": spec.curve}
+    assert run_job(task)["state"] == "done"
+    assert [r["epoch"] for r in read_curve(tmp_path / "run")] == [2, 4]

@@ -7,7 +7,8 @@ sitting left: finished training is not repeated, an interrupted one resumes from
 checkpoint, an evaluation already made with the same options is kept.
 
 Under a deadline, training goes in chunks (``chunk_epochs``, or the curve's ``every``)
-and stops at the end of the chunk in which the deadline passed; resuming chunk by chunk
+ending at multiples of the chunk (also after resuming from any epoch) and stops at the end
+of the chunk in which the deadline passed; resuming chunk by chunk
 gives the same parameters as one uninterrupted run, since a checkpoint holds everything
 (parameters, optimizer, random state, early-stopping record).
 
@@ -149,7 +150,7 @@ def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[st
     while not progress["finished"]:
         chunk_started = time.time()
         part = load_config(spec.to_dict())
-        part.train.epochs = min(spec.train.epochs, progress["epochs"] + chunk)
+        part.train.epochs = min(spec.train.epochs, chunk_end(progress["epochs"], chunk))
         result = train(part, run_dir, resume=progress["epochs"] > 0, data=data, report=False)
         data = result.data
         progress = training_progress(run_dir, spec)
@@ -159,6 +160,13 @@ def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[st
             return progress
     _write_training_report(run_dir, spec, result, progress)
     return progress
+
+
+def chunk_end(epochs: int, chunk: int) -> int:
+    """The epoch the chunk that starts after ``epochs`` ends at: the next multiple of
+    ``chunk``, so a run resumed from any epoch (a worker killed mid-chunk) still records
+    its curve at epochs ``chunk``, ``2 chunk``, ... like an uninterrupted one."""
+    return (epochs // chunk + 1) * chunk
 
 
 def _has_training_report(run_dir: Path) -> bool:
