@@ -438,3 +438,33 @@ def test_a_curve_resumed_from_a_killed_worker_keeps_its_epochs_at_multiples_of_e
     task = {"run_dir": str(tmp_path / "run"), "config": plan.config, "evaluate": None, "curve": spec.curve}
     assert run_job(task)["state"] == "done"
     assert [r["epoch"] for r in read_curve(tmp_path / "run")] == [2, 4]
+
+
+def test_a_run_re_evaluated_with_other_settings_or_retrained_is_not_done_until_the_sweep_evaluates_it(tmp_path, capsys):
+    """The table reads evaluation.json: an entry replaced by `pyrovae evaluate` with other
+    settings (K = 4 on 10 points under the sweep's K = 8 on 20), or left from an earlier
+    checkpoint, is not the sweep's. --status counts such a run as paused, and the next
+    sitting evaluates it again, giving the table the sweep's number back."""
+    from pyrovae.runs.checkpoint import save_checkpoint
+
+    sweep_dir = tmp_path / "sweep"
+    run_sweep(tiny_sweep({}), sweep_dir, workers=1, threads=1, log=lambda line: None)
+    run = run_folder(sweep_dir, {}, 0)
+    sweep_value = read_results(sweep_dir).points[0].values[0]
+    assert cli_main(["evaluate", str(run), "--num-samples", "4", "--max-points", "10", "--quiet"]) == 0
+    [status] = sweep_status(sweep_dir)
+    assert status.state == "paused" and "K = 4, points = 10" in status.error and "K = 8, points = 20" in status.error
+    assert "1 paused" in format_status(sweep_dir) and "done" not in format_status(sweep_dir).splitlines()[0]
+    assert read_results(sweep_dir).points[0].n == 0
+
+    assert [s.state for s in resume_sweep(sweep_dir, workers=1, threads=1, log=lambda line: None)] == ["done"]
+    assert json.loads((run / "evaluation.json").read_text())["test"]["num_samples"] == 8
+    assert read_results(sweep_dir).points[0].values == [sweep_value]
+    assert json.loads((sweep_dir / "results.json").read_text())["points"][0]["values"] == [sweep_value]
+
+    state = load_checkpoint(run / "checkpoint.pt")
+    name = next(iter(state["best_model"]))
+    state["best_model"][name] = state["best_model"][name] + 1.0  # as if trained further
+    save_checkpoint(state, run / "checkpoint.pt")
+    [status] = sweep_status(sweep_dir)
+    assert status.state == "paused" and "checkpoint.pt changed" in status.error

@@ -4,7 +4,9 @@ The run folder is an ordinary ``pyrovae train`` run folder, written by the same 
 (:func:`pyrovae.runs.train.train`, the training report, and ``pyrovae evaluate``'s
 :func:`~pyrovae.evaluation.evaluate.evaluate_run`). A job picks up whatever an earlier
 sitting left: finished training is not repeated, an interrupted one resumes from its last
-checkpoint, an evaluation already made with the same options is kept.
+checkpoint. Its record notes the checkpoint it evaluated (its SHA-256), so a later
+re-evaluation with other settings or a retrained checkpoint is seen
+(:func:`evaluation_mismatch`) and the next sitting evaluates the run again.
 
 Under a deadline, training goes in chunks (``chunk_epochs``, or the curve's ``every``)
 ending at multiples of the chunk (also after resuming from any epoch) and stops at the end
@@ -19,6 +21,7 @@ error's one line, or ``paused`` when the budget ran out.
 """
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -132,7 +135,65 @@ def _train_and_evaluate(run_dir: Path, task: Dict[str, Any]) -> Dict[str, Any]:
         from ..evaluation.evaluate import evaluate_run
 
         evaluate_run(run_dir, **evaluation)
+        progress["evaluated_checkpoint"] = file_digest(run_dir / CHECKPOINT)
     return {"state": "done", "evaluate": evaluation, **progress}
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes: which checkpoint an evaluation was made from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2 ** 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def evaluation_mismatch(run_dir: Path, record: Dict[str, Any], options: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Why the evaluation in ``run_dir/evaluation.json`` is not the sweep's (``options``) of the
+    run's current checkpoint, or ``None`` when it is. The entry a sweep reads can be replaced
+    later (``pyrovae evaluate RUN --num-samples 200``) and the checkpoint retrained, so a
+    finished job's record alone does not make a run done. Records written before jobs noted
+    the evaluated checkpoint (``evaluated_checkpoint``) are checked on the settings only."""
+    if options is None:
+        return None
+    from ..evaluation.evaluate import entry_name, read_evaluations
+
+    entry = entry_name(options)
+    try:
+        summary = read_evaluations(run_dir).get(entry)
+    except PyrovaeError as exc:
+        return str(exc)
+    if not isinstance(summary, dict):
+        return f"evaluation.json has no '{entry}' entry"
+    made, wanted = _evaluation_settings(summary), _wanted_settings(options, summary)
+    if made != wanted:
+        return f"evaluation.json's '{entry}' entry has {_settings_text(made)}, not the sweep's {_settings_text(wanted)}"
+    evaluated = record.get("evaluated_checkpoint")
+    if evaluated is not None and evaluated != file_digest(run_dir / CHECKPOINT):
+        return "checkpoint.pt changed after the sweep evaluated it"
+    return None
+
+
+def _evaluation_settings(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """What an evaluation.json entry was made with: the settings its number depends on."""
+    settings = {"points": summary.get("num_points"), "seed": summary.get("seed")}
+    if summary.get("method", "is") == "is":
+        return {"K": summary.get("num_samples"), **settings}
+    return {"steps": summary.get("steps"), "chains": summary.get("chains"), **settings}
+
+
+def _wanted_settings(options: Dict[str, Any], summary: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings of :func:`_evaluation_settings` that the sweep's ``options`` ask for."""
+    split_size = (summary.get("subset") or {}).get("of")
+    points = split_size if options["max_points"] is None or split_size is None else min(options["max_points"], split_size)
+    settings = {"points": points, "seed": options["seed"]}
+    if options["method"] == "is":
+        return {"K": options["num_samples"], **settings}
+    return {"steps": options["steps"], "chains": options["chains"], **settings}
+
+
+def _settings_text(settings: Dict[str, Any]) -> str:
+    return ", ".join(f"{key} = {value}" for key, value in settings.items())
 
 
 def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> Dict[str, Any]:

@@ -27,7 +27,7 @@ from ..errors import PyrovaeError
 from ..runs.checkpoint import CHECKPOINT
 from ..runs.files import write_atomic
 from .engines import ENGINES
-from .job import RUN_STATE, is_locked
+from .job import RUN_STATE, evaluation_mismatch, is_locked
 from .spec import RunPlan, SweepSpec, evaluate_options, load_sweep
 
 SWEEP_FILE = "sweep.yaml"
@@ -147,10 +147,15 @@ def _run_status(run_dir: Path, plan: RunPlan, spec: SweepSpec) -> RunStatus:
         return RunStatus(plan, "running")
     record = _read_json(run_dir / RUN_STATE)
     if record is not None:
-        state = record.get("state")
-        if state == "done" and not _same_evaluation(record.get("evaluate"), spec.evaluate):
-            state = "paused"  # trained, but evaluated with other options (or not at all)
-        return RunStatus(plan, state, record.get("error"), record.get("epochs"))
+        state, error = record.get("state"), record.get("error")
+        if state == "done":
+            if not _same_evaluation(record.get("evaluate"), spec.evaluate):
+                error = "trained, but evaluated with other options (or not at all)"
+            else:
+                error = evaluation_mismatch(run_dir, record, spec.evaluate)
+            if error:  # trained: the next sitting evaluates it with the sweep's settings
+                state, error = "paused", f"{error}; the next sitting evaluates it again"
+        return RunStatus(plan, state, error, record.get("epochs"))
     if (run_dir / CHECKPOINT).exists():
         return RunStatus(plan, "interrupted", "the worker stopped mid-run; continue with --resume")
     return RunStatus(plan, "pending")
