@@ -37,7 +37,9 @@ def default_workers() -> int:
 
 
 def _interrupted(reason: str) -> Dict[str, Any]:
-    return {"state": "interrupted", "error": f"{reason}; the run keeps its last checkpoint, continue with --resume"}
+    """The outcome of a task whose worker died; what to do next is the caller's to say (a
+    sweep resumes the run, a split evaluation is run again)."""
+    return {"state": "interrupted", "error": reason}
 
 
 def _past(deadline: Optional[float]) -> bool:

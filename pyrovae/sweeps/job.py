@@ -48,6 +48,10 @@ CURVE = "curve.csv"
 CURVE_COLUMNS = ["epoch", "train_seconds", "wall_seconds", "best_valid_elbo", "test_log_px", "std_error", "samples", "points"]
 
 
+class RunHeld(PyrovaeError):
+    """Another worker (of this sitting or of another one in the same folder) holds the run."""
+
+
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir/sweep.lock`` for the job's lifetime; the system drops it when the
@@ -56,7 +60,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PyrovaeError(f"another worker is running {run_dir}; wait for it or stop it") from None
+            raise RunHeld(f"another worker is running {run_dir}; left to it") from None
         handle.truncate(0)
         handle.write(f"{socket.gethostname()} {os.getpid()}\n")
         handle.flush()
@@ -84,7 +88,9 @@ def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
     resolved config), ``evaluate`` (``evaluate_run`` options or ``None``), ``curve``
     (``None`` or ``{every, num_samples, points}``), ``deadline`` (``time.time()`` seconds or
     ``None``), ``chunk_epochs`` and ``threads`` (torch threads, ``None``: leave as is).
-    A failure is recorded with its one-line message and returned, never raised.
+    A failure is recorded with its one-line message and returned, never raised. A run another
+    worker holds (a second sitting in the same folder) is left to it: the outcome is
+    ``running`` and that worker's record is not touched.
     """
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
@@ -96,6 +102,8 @@ def run_job(task: Dict[str, Any]) -> Dict[str, Any]:
         with run_lock(run_dir):
             (run_dir / RUN_STATE).unlink(missing_ok=True)  # an earlier sitting's record is not this one's
             outcome.update(_train_and_evaluate(run_dir, task))
+    except RunHeld as exc:
+        return {**outcome, "state": "running", "error": str(exc)}
     except PyrovaeError as exc:
         outcome.update(state="failed", error=str(exc).splitlines()[0])
     except Exception as exc:  # a bug or a resource failure: one line here, the traceback in the run folder
