@@ -537,7 +537,7 @@ def test_the_exit_status_says_whether_the_sweep_is_done_to_continue_or_has_faile
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(tiny_sweep({})))
     assert cli_main(["sweep", str(path), "--out", str(tmp_path / "later"), "--budget", "0.001s"]) == EXIT_UNFINISHED
-    assert f"1 pending; report: {tmp_path / 'later' / 'report.md'}; continue with 'pyrovae sweep " in capsys.readouterr().out
+    assert f"1 pending; report: {tmp_path / 'later' / 'report.md'}; continue with: pyrovae sweep " in capsys.readouterr().out
     path.write_text(yaml.safe_dump(tiny_sweep({}, **{"data.root": str(tmp_path / "no_data_here")})))
     assert cli_main(["sweep", str(path), "--out", str(tmp_path / "failing"), "--workers", "1"]) == EXIT_FAILED
     assert "1 failed" in capsys.readouterr().out

@@ -178,7 +178,7 @@ def _resume_command(sweep_dir) -> str:
 
 def _continue_hint(statuses: List[RunStatus], again: str) -> str:
     """How to finish the runs that are not done (nothing when all are)."""
-    return "" if exit_status(statuses) == EXIT_DONE else f"; continue with '{again}'"
+    return "" if exit_status(statuses) == EXIT_DONE else f"; continue with: {again}"
 
 
 def job_task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
@@ -244,5 +244,5 @@ def format_status(sweep_dir) -> str:
             epochs = "" if s.epochs is None else f" ({s.epochs} epochs)"
             lines.append(f"  {s.state:<11} {s.plan.folder}{epochs}" + (f": {s.error}" if s.error else ""))
     if exit_status(statuses) != EXIT_DONE:
-        lines.append(f"continue with '{_resume_command(sweep_dir)}'")
+        lines.append(f"continue with: {_resume_command(sweep_dir)}")
     return "\n".join(lines)
