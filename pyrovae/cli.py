@@ -43,7 +43,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
-            args.func(args)
+            status = args.func(args)  # a command may return its exit status
     except PyrovaeError as exc:
         print(f"pyrovae: error: {exc}", file=sys.stderr)
         return 2
@@ -52,7 +52,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("pyrovae: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

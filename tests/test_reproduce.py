@@ -118,3 +118,72 @@ def test_an_interrupted_reproduction_continues_without_redoing_finished_work(tmp
     assert (out / "figures" / "kingma2014-fig2.png").is_file()
     text = report.read_text()
     assert "Frey Face, N_z = 2" in text and "wake-sleep" in text and "AEVB" in text
+
+
+# ----------------------------------------------------------------------------- issue 25
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pyrovae: error: ")
+    return err
+
+
+def test_only_matching_nothing_other_settings_and_foreign_folders_are_one_line(tmp_path, capsys):
+    """--only that keeps no run lists the values there are (not 'no finished epochs'); other
+    --set values than the folder's say what differs; an --out pyrovae did not make is refused."""
+    from pyrovae.sweeps.sweep import prepare_sweep
+
+    out = tmp_path / "fig2"
+    assert main(["reproduce", "kingma2014-fig2", "--out", str(out), "--only", "model.latent_dim=7"]) == 2
+    assert "leaves no run of kingma2014-fig2 (model.latent_dim takes 2, 20, 5, 10, 3, 200)" in _one_error_line(capsys)
+    assert main(["reproduce", "kingma2014-fig2", "--out", str(out), "--only", "model.latent=2"]) == 2
+    assert "no sweep of kingma2014-fig2 has that grid key" in _one_error_line(capsys)
+    assert not out.exists()
+
+    prepare_sweep(experiment_sweep("kingma2014-fig2-frey", {"train.epochs": 3}, {"model.latent_dim": 2}),
+                  out / "kingma2014-fig2-frey")
+    assert main(["reproduce", "kingma2014-fig2", "--out", str(out), "--set", "train.epochs=4", "--only",
+                 "model.latent_dim=2"]) == 2
+    assert "set.train.epochs: 3 there, 4 here" in _one_error_line(capsys)
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("my notes")
+    assert main(["reproduce", "kingma2014-fig2", "--out", str(mine), *[a for s in SMALL for a in ("--set", s)]]) == 2
+    assert "already holds files (report.md) but no sweep" in _one_error_line(capsys)
+    assert [p.name for p in mine.iterdir()] == ["report.md"] and (mine / "report.md").read_text() == "my notes"
+
+
+def test_a_sitting_whose_budget_ends_first_exits_3_and_says_how_to_continue(tmp_path, capsys):
+    out = tmp_path / "fig2"
+    args = ["reproduce", "kingma2014-fig2", "--out", str(out), "--budget", "0.001s",
+            *[a for s in SMALL for a in ("--set", s)], *[a for o in ONLY for a in ("--only", o)]]
+    assert main(args) == 3
+    text = capsys.readouterr().out
+    assert "continue with: pyrovae reproduce kingma2014-fig2 --out" in text and "--resume" not in text
+    assert "'train.estimator.name" not in text and "--set train.epochs=3" in text
+
+
+def test_the_estimator_comparison_waits_for_finished_runs_and_starts_nothing_past_the_deadline(tmp_path):
+    """Only finished models are compared (a paused one trains on, and its comparison would be
+    thrown away), and no estimate starts after the sitting's deadline."""
+    from pyrovae.commands.reproduce import MARGINALS, compare_marginals, finished_runs
+    from pyrovae.sweeps.sweep import prepare_sweep
+
+    out = tmp_path / "fig3"
+    spec = experiment_sweep("kingma2014-fig3-small", {}, {})
+    prepare_sweep(spec, out / spec.name)
+    states = dict(zip(spec.grid["train.estimator.name"], ["done", "paused", "failed"]))
+    for plan in spec.runs():
+        run = out / spec.name / "runs" / plan.folder
+        run.mkdir(parents=True)
+        (run / "sweep_run.json").write_text(json.dumps({"state": states[plan.point["train.estimator.name"]]}))
+    assert [point["train.estimator.name"] for point, _ in finished_runs(out, spec.name)] == ["pathwise"]
+
+    config = load_config("mnist_aevb", ["data.train_size=100", "model.latent_dim=2", "model.encoder.hidden=[8]",
+                                        "model.decoder.hidden=[8]", "train.epochs=1", "train.progress=false",
+                                        "train.device=cpu"])
+    train(config, tmp_path / "run")
+    record = compare_marginals(tmp_path / "run", points=3, deadline=time.time() - 1)
+    assert record["epoch"] == 1 and not any(key.startswith(("train_", "test_")) for key in record)
+    assert not (tmp_path / "run" / MARGINALS).exists()

@@ -202,16 +202,20 @@ def test_a_run_paused_by_the_budget_resumes_to_the_same_parameters(tmp_path):
     assert_same_run(tmp_path / "run", _train_reference(plan.config, tmp_path / "reference"))
 
 
-def test_a_run_held_by_another_worker_is_refused(tmp_path):
+def test_a_run_held_by_another_worker_is_left_to_it_not_failed(tmp_path):
+    """Two sittings in one folder: a run the other one holds is reported running (not failed),
+    and its record is not touched."""
     import fcntl
 
     spec = load_sweep(tiny_sweep({}))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    (run_dir / "sweep_run.json").write_text('{"state": "paused", "epochs": 1}')  # the other sitting's
     with open(run_dir / RUN_LOCK, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         outcome = run_job({"run_dir": str(run_dir), "config": spec.runs()[0].config, "evaluate": None})
-    assert outcome["state"] == "failed" and "another worker is running" in outcome["error"]
+    assert outcome["state"] == "running" and "another worker is running" in outcome["error"]
+    assert json.loads((run_dir / "sweep_run.json").read_text()) == {"state": "paused", "epochs": 1}
 
 
 def test_sweep_command_line(tmp_path, capsys):
@@ -223,6 +227,57 @@ def test_sweep_command_line(tmp_path, capsys):
     assert "holds no sweep" in capsys.readouterr().err
     assert cli_main(["sweep", str(path), "--out", str(tmp_path / "s"), "--workers", "1", "--engine", "rey"]) == 2
     assert "did you mean 'ray'" in capsys.readouterr().err
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("pyrovae: error: ")
+    return err
+
+
+def test_a_folder_pyrovae_did_not_make_is_never_written_into(tmp_path, capsys):
+    """--out naming a file, a run folder, a folder holding a report, or a folder holding some
+    other tool's sweep.yaml: one line, exit status 2, every file left as it was. --status on a
+    sweep file says it wants the folder, not '--out grid.yaml'."""
+    from pyrovae.spec import load_config
+    from pyrovae.training.train import train
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(tiny_sweep({}, **{"train.epochs": 1})))
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "report.md").write_text("my report")
+    (reports / "results.json").write_text("{}")
+    foreign = tmp_path / "wandb"
+    foreign.mkdir()
+    (foreign / "sweep.yaml").write_text("method: bayes\nmetric: {name: loss}\n")
+    run = tmp_path / "run"
+    config = load_config(tiny_sweep({})["base"], [f"{k}={v}" for k, v in {**TINY, "train.epochs": 1}.items()])
+    train(config, run)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    for out, message in [(a_file, "is a file, not a folder"), (reports, "already holds files (report.md, results.json)"),
+                         (run, "but no sweep"), (foreign, "already holds files (sweep.yaml)")]:
+        assert cli_main(["sweep", str(path), "--out", str(out), "--workers", "1"]) == 2
+        assert message in _one_error_line(capsys)
+    assert cli_main(["sweep", str(foreign), "--resume"]) == 2
+    assert "holds no sweep" in _one_error_line(capsys)
+    assert cli_main(["sweep", str(path), "--status"]) == 2
+    err = _one_error_line(capsys)
+    assert "is a file, not a sweep folder" in err and f"--out {path}" not in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_different_sweep_in_the_folder_is_refused_saying_what_differs(tmp_path):
+    from pyrovae.sweeps.sweep import prepare_sweep
+
+    prepare_sweep(load_sweep(tiny_sweep({"model.latent_dim": [2]})), tmp_path / "s")
+    with pytest.raises(PyrovaeError) as error:
+        prepare_sweep(load_sweep(tiny_sweep({"model.latent_dim": [2]}, **{"train.epochs": 5})), tmp_path / "s")
+    assert "set.train.epochs: 2 there, 5 here" in str(error.value)
+    assert "base.train.epochs" not in str(error.value)  # the base is the same; only the overrides differ
 
 
 def test_sigterm_to_a_sweep_leaves_resumable_runs_and_resume_finishes_it(tmp_path):
@@ -421,3 +476,70 @@ def test_evaluate_split_over_a_local_ray_cluster_equals_one_process(trained_run)
     finally:
         ray.shutdown()
     assert _without_seconds(split) == one
+
+
+# ----------------------------------------------------------------------------- issue 25: resumed curves, evaluations, folders
+
+def test_a_curve_resumed_from_a_killed_worker_keeps_its_epochs_at_multiples_of_every(tmp_path):
+    """A worker killed after epoch 1 of a chunk of 2: the next sitting trains to epoch 2 (not
+    3), so the curve holds epochs 2 and 4, as an uninterrupted run's does."""
+    from pyrovae.spec import load_config
+    from pyrovae.training.train import train
+
+    spec = load_sweep({**tiny_sweep({}, **{"train.epochs": 4}), "evaluate": False,
+                       "curve": {"every": 2, "num_samples": 4, "points": 5}})
+    plan = spec.runs()[0]
+    first_epoch = load_config(plan.config)
+    first_epoch.train.epochs = 1
+    train(first_epoch, tmp_path / "run")  # what the killed worker left: a checkpoint at epoch 1
+    task = {"run_dir": str(tmp_path / "run"), "config": plan.config, "evaluate": None, "curve": spec.curve}
+    assert run_job(task)["state"] == "done"
+    assert [r["epoch"] for r in read_curve(tmp_path / "run")] == [2, 4]
+
+
+def test_a_run_re_evaluated_with_other_settings_or_retrained_is_not_done_until_the_sweep_evaluates_it(tmp_path, capsys):
+    """The table reads evaluation.json: an entry replaced by `pyrovae evaluate` with other
+    settings (K = 4 on 10 points under the sweep's K = 8 on 20), or left from an earlier
+    checkpoint, is not the sweep's. --status counts such a run as paused, and the next
+    sitting evaluates it again, giving the table the sweep's number back."""
+    from pyrovae.runs.checkpoint import save_checkpoint
+
+    sweep_dir = tmp_path / "sweep"
+    run_sweep(tiny_sweep({}), sweep_dir, workers=1, threads=1, log=lambda line: None)
+    run = run_folder(sweep_dir, {}, 0)
+    sweep_value = read_results(sweep_dir).points[0].values[0]
+    assert cli_main(["evaluate", str(run), "--num-samples", "4", "--max-points", "10", "--quiet"]) == 0
+    [status] = sweep_status(sweep_dir)
+    assert status.state == "paused" and "K = 4, points = 10" in status.error and "K = 8, points = 20" in status.error
+    assert "1 paused" in format_status(sweep_dir) and "done" not in format_status(sweep_dir).splitlines()[0]
+    assert read_results(sweep_dir).points[0].n == 0
+
+    assert [s.state for s in resume_sweep(sweep_dir, workers=1, threads=1, log=lambda line: None)] == ["done"]
+    assert json.loads((run / "evaluation.json").read_text())["test"]["num_samples"] == 8
+    assert read_results(sweep_dir).points[0].values == [sweep_value]
+    assert json.loads((sweep_dir / "results.json").read_text())["points"][0]["values"] == [sweep_value]
+
+    state = load_checkpoint(run / "checkpoint.pt")
+    name = next(iter(state["best_model"]))
+    state["best_model"][name] = state["best_model"][name] + 1.0  # as if trained further
+    save_checkpoint(state, run / "checkpoint.pt")
+    [status] = sweep_status(sweep_dir)
+    assert status.state == "paused" and "checkpoint.pt changed" in status.error
+
+
+def test_the_exit_status_says_whether_the_sweep_is_done_to_continue_or_has_failed_runs(tmp_path, capsys):
+    from pyrovae.sweeps.sweep import EXIT_DONE, EXIT_FAILED, EXIT_UNFINISHED, RunStatus, exit_status
+
+    plan = load_sweep(tiny_sweep({})).runs()[0]
+    assert exit_status([RunStatus(plan, "done")]) == EXIT_DONE == 0
+    assert exit_status([RunStatus(plan, "done"), RunStatus(plan, "paused"), RunStatus(plan, "pending")]) == EXIT_UNFINISHED
+    assert exit_status([RunStatus(plan, "paused"), RunStatus(plan, "interrupted")]) == EXIT_FAILED
+    assert exit_status([RunStatus(plan, "running"), RunStatus(plan, "failed")]) == EXIT_FAILED != EXIT_UNFINISHED
+
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(tiny_sweep({})))
+    assert cli_main(["sweep", str(path), "--out", str(tmp_path / "later"), "--budget", "0.001s"]) == EXIT_UNFINISHED
+    assert f"1 pending; report: {tmp_path / 'later' / 'report.md'}; continue with: pyrovae sweep " in capsys.readouterr().out
+    path.write_text(yaml.safe_dump(tiny_sweep({}, **{"data.root": str(tmp_path / "no_data_here")})))
+    assert cli_main(["sweep", str(path), "--out", str(tmp_path / "failing"), "--workers", "1"]) == EXIT_FAILED
+    assert "1 failed" in capsys.readouterr().out

@@ -16,6 +16,7 @@ refused by the sweep, never silently mixed.
 """
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +31,16 @@ REPORT = "report.md"
 class Experiment:
     """Built-in sweeps to run, in order, and ``draw(out) -> (figure paths, tables as Markdown)``;
     ``results(out)``, for the figures drawn from curves (Fig. 2, 3), the record they are drawn
-    from (:mod:`pyrovae.reports.paper_results`)."""
+    from (:mod:`pyrovae.reports.paper_results`); ``finish(out, deadline)``, work on the
+    finished runs after the sweeps (Fig. 3's estimator comparison) that stops at the sitting's
+    deadline and says whether all of it is done."""
 
     name: str
     description: str
     sweeps: Sequence[str]
     draw: Callable[[Path], tuple]
     results: Optional[Callable[[Path], dict]] = None
+    finish: Optional[Callable[[Path, Optional[float]], bool]] = None  # work on finished runs within a deadline
 
 
 # Experiments are a fixed list of this module (each draws its own figure from its own sweeps),
@@ -109,12 +113,33 @@ COMPARISON = {"is_samples": 1000, "appendix_d_samples": 200, "appendix_d_chains"
               "ais_steps": 1000, "ais_chains": 16}
 
 
-def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
+COMPARED = [(split, name) for split in ("train", "test") for name in ("is", "appendix_d", "ais")]
+
+
+def cached_comparison(run: Path, points: int = COMPARISON_POINTS) -> dict:
+    """The estimates of :func:`compare_marginals` already in the run folder for its
+    checkpoint's epoch and these settings (only the header when there are none)."""
+    import json
+
+    from ..runs.checkpoint import load_checkpoint
+
+    header = {"epoch": int(load_checkpoint(run / "checkpoint.pt")["epoch"]), "points": points, "settings": COMPARISON}
+    try:
+        record = json.loads((run / MARGINALS).read_text())
+    except (OSError, ValueError, UnicodeDecodeError):  # none yet, or damaged: computed again
+        return header
+    same = isinstance(record, dict) and all(record.get(key) == value for key, value in header.items())
+    return record if same else header
+
+
+def compare_marginals(run: Path, points: int = COMPARISON_POINTS, deadline: Optional[float] = None) -> dict:
     """Mean log p(x) on ``points`` evenly spaced train and test points of the run's current
     model by importance sampling (1000 samples from q), the appendix-D estimator (200 HMC
     samples, 10 chains, 100 warm-up transitions) and AIS (1000 steps, 16 chains, from q),
-    with standard errors over the points; cached in the run folder for the checkpoint's
-    epoch and these settings, so a finished comparison is not redone."""
+    with standard errors over the points. Each estimate (seeded on its own) is cached in the
+    run folder as soon as it is made, for the checkpoint's epoch and these settings, so none
+    is redone; none is started after ``deadline`` (``time.time()`` seconds), and the next
+    sitting makes the rest."""
     import json
 
     import torch
@@ -123,37 +148,56 @@ def compare_marginals(run: Path, points: int = COMPARISON_POINTS) -> dict:
     from ..evaluation.ais import annealed_importance_sample
     from ..evaluation.importance import log_marginal
     from ..evaluation.posterior_density import appendix_d_log_marginal
-    from ..runs.checkpoint import load_checkpoint
     from ..runs.files import write_atomic
     from ..runs.loading import load_run
 
-    epoch = int(load_checkpoint(run / "checkpoint.pt")["epoch"])
-    cached = run / MARGINALS
-    if cached.is_file():
-        try:
-            record = json.loads(cached.read_text())
-        except (ValueError, UnicodeDecodeError):  # a damaged cache is computed again
-            record = {}
-        if record.get("epoch") == epoch and record.get("points") == points and record.get("settings") == COMPARISON:
-            return record
-    spec, vae = load_run(run, best=False)
-    data = load_data(spec.data).limited(spec.data.train_size)
-    record = {"epoch": epoch, "points": points, "settings": COMPARISON}
+    record = cached_comparison(run, points)
     c = COMPARISON
-    for split in ("train", "test"):
+    estimators = {
+        "is": lambda vae, x: log_marginal(vae, x, num_samples=c["is_samples"]).value,
+        "appendix_d": lambda vae, x: appendix_d_log_marginal(vae, x, num_samples=c["appendix_d_samples"],
+                                                             chains=c["appendix_d_chains"],
+                                                             warmup=c["appendix_d_warmup"]).value,
+        "ais": lambda vae, x: annealed_importance_sample(vae, x, steps=c["ais_steps"],
+                                                         chains=c["ais_chains"]).log_marginal.value}
+    model = None
+    for split, name in COMPARED:
+        if f"{split}_{name}" in record:
+            continue
+        if deadline is not None and time.time() >= deadline:
+            break
+        if model is None:
+            spec, vae = load_run(run, best=False)
+            model = (vae, load_data(spec.data).limited(spec.data.train_size))
+        vae, data = model
         x = data.split(split).x
-        x = x[torch.linspace(0, x.shape[0] - 1, points).round().long()]
         torch.manual_seed(0)
-        estimates = {
-            "is": log_marginal(vae, x, num_samples=c["is_samples"]).value,
-            "appendix_d": appendix_d_log_marginal(vae, x, num_samples=c["appendix_d_samples"], chains=c["appendix_d_chains"],
-                                                  warmup=c["appendix_d_warmup"]).value,
-            "ais": annealed_importance_sample(vae, x, steps=c["ais_steps"], chains=c["ais_chains"]).log_marginal.value}
-        for name, value in estimates.items():
-            record[f"{split}_{name}"] = float(value.mean())
-            record[f"{split}_{name}_se"] = float(value.std() / points ** 0.5)
-    write_atomic(cached, json.dumps(record, indent=2) + "\n")
+        value = estimators[name](vae, x[torch.linspace(0, x.shape[0] - 1, points).round().long()])
+        record[f"{split}_{name}"] = float(value.mean())
+        record[f"{split}_{name}_se"] = float(value.std() / points ** 0.5)
+        write_atomic(run / MARGINALS, json.dumps(record, indent=2) + "\n")
     return record
+
+
+def finished_runs(out: Path, sweep: str) -> List[tuple]:
+    """``(grid point, run folder)`` of the runs of ``sweep`` under ``out`` that are done:
+    work on a paused model would be thrown away when it trains on."""
+    from ..sweeps.sweep import RUNS, sweep_status
+
+    folder = Path(out) / sweep
+    if not folder.is_dir() or not sweep_runs(out, sweep):
+        return []
+    return [(s.plan.point, folder / RUNS / s.plan.folder) for s in sweep_status(folder) if s.state == "done"]
+
+
+def _compare_fig3_models(out: Path, deadline: Optional[float]) -> bool:
+    """Fig. 3's estimator comparison of each finished small-training-set model, within the
+    deadline; whether every one is complete."""
+    complete = True
+    for _, run in finished_runs(out, "kingma2014-fig3-small"):
+        record = compare_marginals(run, deadline=deadline)
+        complete = complete and all(f"{split}_{name}" in record for split, name in COMPARED)
+    return complete
 
 
 def _fig3_results(out: Path) -> dict:
@@ -169,7 +213,9 @@ def _fig3_results(out: Path) -> dict:
             method = point["train.estimator.name"]
             panels.setdefault(title, {})[method] = {**curve, "settings": _settings(run)}
             if sweep == "kingma2014-fig3-small":
-                comparison.append({"method": method, **compare_marginals(run)})
+                made = cached_comparison(run)
+                if any(f"{split}_{name}" in made for split, name in COMPARED):
+                    comparison.append({"method": method, **made})
     return {"figure": "kingma2014-fig3", "panels": panels, "comparison": comparison}
 
 
@@ -199,6 +245,8 @@ def record(name: str, out, folder) -> Path:
                            f"{', '.join(n for n, e in EXPERIMENTS.items() if e.results is not None)}")
     if not any(sweep_runs(Path(out), sweep) for sweep in experiment.sweeps):
         raise PyrovaeError(f"{out} holds no run of {name}; give the --out folder the experiment ran in")
+    if experiment.finish is not None:
+        experiment.finish(Path(out), None)
     return write_results(folder, experiment.results(Path(out)))
 
 
@@ -258,7 +306,7 @@ _add(Experiment("kingma2014-fig2", "Fig. 2: AEVB against wake-sleep, lower bound
                 list(FIG2_SWEEPS), _drawn_from_results("kingma2014-fig2"), _fig2_results))
 _add(Experiment("kingma2014-fig3", "Fig. 3: estimated log p(x) vs training points for 1000 and 50000 training points "
                                    "(AEVB, wake-sleep, MCEM).", list(FIG3_SWEEPS), _drawn_from_results("kingma2014-fig3"),
-                _fig3_results))
+                _fig3_results, _compare_fig3_models))
 _add(Experiment("kingma2014-fig4", "Fig. 4: learned 2-D manifolds of MNIST and Frey Face (shares Fig. 2's Frey Face runs).",
                 [MNIST_2D_SWEEP, "kingma2014-fig2-frey"], _draw_fig4))
 _add(Experiment("kingma2014-fig5", "Fig. 5: random samples for N_z in {2, 5, 10, 20} (shares Fig. 2's runs).",
@@ -296,17 +344,37 @@ def experiment_sweep(sweep: str, overrides: Dict[str, object], only: Dict[str, o
     return spec
 
 
+@dataclass(frozen=True)
+class Sitting:
+    """What one sitting of :func:`reproduce_sitting` left: the report, and the exit status of
+    ``pyrovae reproduce`` (as ``pyrovae sweep``'s: 0 all done, 3 work left for another sitting,
+    4 runs failed or were interrupted)."""
+
+    report: Optional[Path]  # None when the sitting ended before anything could be drawn
+    exit_status: int
+
+
 def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: Sequence[str] = (),
-              workers: Optional[int] = None, threads: Optional[int] = None, log: Callable[[str], None] = print) -> Path:
+              workers: Optional[int] = None, threads: Optional[int] = None,
+              log: Callable[[str], None] = print) -> Optional[Path]:
     """Run (or continue) the experiment ``name`` in ``out`` within ``budget`` (seconds or text
-    like ``60m``; the sittings of all its sweeps together), then draw its figure and write its
-    section of ``out/report.md``. Returns the report's path.
+    like ``60m``; the sittings of all its sweeps and the work on their finished runs
+    together), then draw its figure and write its section of ``out/report.md``. Returns the
+    report's path (``None`` when the budget ended the sitting before anything could be drawn;
+    :func:`reproduce_sitting` also says whether work is left).
 
     ``overrides`` (``KEY=VALUE``) change every run; ``only`` (``KEY=V`` or ``KEY=[V1, V2]``)
     keeps those values of a grid key (fewer latent sizes, say). Either makes a different
-    sweep: a folder started with other settings is refused, not mixed."""
+    sweep: a folder started with other settings is refused, saying what differs, not mixed."""
+    return reproduce_sitting(name, out, budget, overrides, only, workers, threads, log).report
+
+
+def reproduce_sitting(name: str, out, budget=None, overrides: Sequence[str] = (), only: Sequence[str] = (),
+                      workers: Optional[int] = None, threads: Optional[int] = None,
+                      log: Callable[[str], None] = print) -> Sitting:
+    """:func:`reproduce`, returning the report and the command's exit status."""
     from ..reports.markdown import replace_section
-    from ..sweeps.sweep import parse_budget, prepare_sweep
+    from ..sweeps.sweep import EXIT_DONE, EXIT_UNFINISHED, exit_status, parse_budget, prepare_sweep, sweep_status
     from .sweep import sweep
 
     experiment = get_experiment(name)
@@ -314,17 +382,32 @@ def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: 
     settings, kept = parse_pairs(overrides, "--set"), parse_pairs(only, "--only")
     specs = [experiment_sweep(sweep, settings, kept) for sweep in experiment.sweeps]  # every typo before any work
     specs = [spec for spec in specs if spec is not None]
+    _check_only(experiment, kept, only, specs)
+    check_experiment_folder(out)
     seconds = parse_budget(budget)
     deadline = None if seconds is None else time.time() + seconds
     started = time.time()
+    again = command_line(name, out, overrides, only)
+    statuses = []
     for spec in specs:
         left = None if deadline is None else deadline - time.time()
         if left is not None and left <= 0:  # recorded all the same, so runs already in its folder are drawn
             prepare_sweep(spec, out / spec.name)
-            log(f"budget spent: sweep {spec.name} not run in this sitting; run the command again to continue")
+            statuses += sweep_status(out / spec.name, spec)
+            log(f"budget spent: sweep {spec.name} not run in this sitting; continue with: {again}")
             continue
-        sweep(spec, out / spec.name, budget=left, workers=workers, threads=threads, log=log)
-    figures, tables = experiment.draw(out)
+        statuses += sweep(spec, out / spec.name, budget=left, workers=workers, threads=threads, log=log, again=again)
+    status = exit_status(statuses)
+    if experiment.finish is not None and not experiment.finish(out, deadline) and status == EXIT_DONE:
+        log(f"budget spent before the work on the finished runs was done; continue with: {again}")
+        status = EXIT_UNFINISHED
+    try:
+        figures, tables = experiment.draw(out)
+    except PyrovaeError as exc:  # nothing drawable yet: with work left, that is no mistake of the user's
+        if status == EXIT_DONE:
+            raise
+        log(f"{name}: no figure yet ({exc}); continue with: {again}")
+        return Sitting(None, status)
     pictures = "\n".join(f"![{name}]({Path(f).relative_to(out)})" for f in figures)
     changes = " ".join([*(f"--set {o}" for o in overrides), *(f"--only {o}" for o in only)])
     changes = f" with `{changes}`" if changes else ""
@@ -332,7 +415,42 @@ def reproduce(name: str, out, budget=None, overrides: Sequence[str] = (), only: 
             f"{changes}; last sitting {_minutes(time.time() - started)}.\n\n{tables}\n\n{pictures}")
     report = replace_section(out / REPORT, name, body)
     log(f"{name}: figure {figures[0]}; report {report}")
-    return report
+    return Sitting(report, status)
+
+
+def command_line(name: str, out: Path, overrides: Sequence[str], only: Sequence[str]) -> str:
+    """The ``pyrovae reproduce`` command that continues this experiment (it has no --resume)."""
+    import shlex
+
+    options = [*(a for o in overrides for a in ("--set", o)), *(a for o in only for a in ("--only", o))]
+    return shlex.join(["pyrovae", "reproduce", name, "--out", str(out), *options])
+
+
+def _check_only(experiment: Experiment, kept: Dict[str, object], only: Sequence[str], specs: list) -> None:
+    """Refuse ``--only`` that names no grid key of the experiment or leaves it no run, listing
+    the values there are."""
+    from ..sweeps.spec import load_sweep
+
+    grids = [load_sweep(sweep).grid for sweep in experiment.sweeps]
+    for key in kept:
+        if not any(key in grid for grid in grids):
+            keys = sorted({k for grid in grids for k in grid})
+            raise PyrovaeError(f"--only {key}: no sweep of {experiment.name} has that grid key; "
+                               f"its grid keys: {', '.join(keys)}")
+    if kept and not specs:
+        offered = "; ".join(f"{key} takes {', '.join(dict.fromkeys(str(v) for g in grids for v in g.get(key, [])))}"
+                            for key in kept)
+        raise PyrovaeError(f"--only {' --only '.join(only)} leaves no run of {experiment.name} ({offered})")
+
+
+def check_experiment_folder(out: Path) -> None:
+    """Refuse an ``--out`` that is a file, or a folder holding files but no sweep of a built-in
+    experiment: a folder pyrovae did not make is never written into."""
+    from ..sweeps.sweep import check_new_sweep_folder, is_sweep_folder
+
+    sweeps = {sweep for experiment in EXPERIMENTS.values() for sweep in experiment.sweeps}
+    if not any(is_sweep_folder(out / sweep) for sweep in sweeps):
+        check_new_sweep_folder(out)
 
 
 def _minutes(seconds: float) -> str:
@@ -372,16 +490,22 @@ def add_command(subparsers) -> None:
     p.set_defaults(func=_command)
 
 
-def _command(args) -> None:
+def _command(args) -> Optional[int]:
     if args.list:
         print(list_experiments())
-        return
+        return None
     if not args.name:
         raise PyrovaeError(f"name an experiment: pyrovae reproduce NAME --out DIR; built-in: {', '.join(EXPERIMENTS)}")
     if args.record:
         if not args.out:
             raise PyrovaeError("--record needs the experiment folder: pyrovae reproduce NAME --out DIR --record RESULTS")
         print(f"recorded {record(args.name, args.out, args.record)}")
-        return
-    reproduce(args.name, args.out or Path("runs") / args.name, budget=args.budget, overrides=args.set,
-              only=args.only, workers=args.workers, threads=args.threads)
+        return None
+    out = args.out or Path("runs") / args.name
+    try:
+        return reproduce_sitting(args.name, out, budget=args.budget, overrides=args.set, only=args.only,
+                                 workers=args.workers, threads=args.threads).exit_status
+    except KeyboardInterrupt:  # the command line's own message would suggest --resume, which reproduce has not
+        print(f"pyrovae: interrupted; finished epochs are kept, continue with: "
+              f"{command_line(args.name, Path(out), args.set, args.only)}", file=sys.stderr)
+        return 130

@@ -14,7 +14,16 @@ from ..runs.loading import TrainResult
 from ..spec import ExperimentSpec
 from ..sweeps.job import JobReports, run_job
 from ..sweeps.spec import SweepSpec
-from ..sweeps.sweep import RunStatus, format_status, open_sweep, run_sweep, summary_line
+from ..sweeps.sweep import (
+    RunStatus,
+    continue_hint,
+    exit_status,
+    format_status,
+    open_sweep,
+    resume_command,
+    run_sweep,
+    summary_line,
+)
 
 
 def _report_training(run_dir: Path, spec: ExperimentSpec, result: Optional[TrainResult]) -> None:
@@ -41,13 +50,14 @@ def reported_job(task: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *, log: Callable[[str], None] = print,
-          **options) -> List[RunStatus]:
+          again: Optional[str] = None, **options) -> List[RunStatus]:
     """One sitting of the sweep ``source`` in ``sweep_dir`` (``options`` as
     :func:`pyrovae.sweeps.sweep.run_sweep`'s: ``budget``, ``engine``, ``workers``, ``address``,
-    ``threads``), then the sweep report; return each run's status."""
+    ``threads``), then the sweep report; return each run's status. The last line logged says
+    how to continue when runs are left: ``again``, by default ``pyrovae sweep DIR --resume``."""
     statuses = run_sweep(source, sweep_dir, job=reported_job, log=log, **options)
     report = write_sweep_report(sweep_dir)
-    log(summary_line(statuses) + f"; report: {report}")
+    log(summary_line(statuses) + f"; report: {report}" + continue_hint(statuses, again or resume_command(sweep_dir)))
     return statuses
 
 
@@ -56,20 +66,22 @@ def resume(sweep_dir, **options) -> List[RunStatus]:
     return sweep(open_sweep(sweep_dir), sweep_dir, **options)
 
 
-def _command(args) -> None:
+def _command(args) -> int:
+    """Run the sitting, or show the status; the exit status says whether every run is done
+    (0), some are left to continue (3) or some failed or were interrupted (4)."""
     options = {"budget": args.budget, "engine": args.engine, "workers": args.workers, "address": args.address,
                "threads": args.threads}
     if args.status:
         print(format_status(args.sweep))
-    elif args.resume:
+        return 0
+    if args.resume:
         if args.out and Path(args.out) != Path(args.sweep):
             raise PyrovaeError("with --resume give the sweep folder only: pyrovae sweep DIR --resume")
-        resume(args.sweep, **options)
-    else:
-        if args.out is None:
-            raise PyrovaeError(f"say where the sweep's runs go: pyrovae sweep {args.sweep} --out DIR "
-                               f"(or continue a sweep folder with --resume)")
-        sweep(args.sweep, args.out, **options)
+        return exit_status(resume(args.sweep, **options))
+    if args.out is None:
+        raise PyrovaeError(f"say where the sweep's runs go: pyrovae sweep {args.sweep} --out DIR "
+                           f"(or continue a sweep folder with --resume)")
+    return exit_status(sweep(args.sweep, args.out, **options))
 
 
 def add_command(subparsers) -> None:
@@ -78,7 +90,8 @@ def add_command(subparsers) -> None:
         "sweep", help="run a grid of configs and seeds (locally or on a Ray cluster), its status, resume it",
         description="Train and evaluate every grid point and seed of a sweep as ordinary run folders, "
                     "then write report.md with mean ± sd over seeds and a figure. Finished runs are skipped, "
-                    "interrupted ones resumed.")
+                    "interrupted ones resumed. Exit status: 0 every run done, 3 runs left to continue "
+                    "(budget reached), 4 runs failed or interrupted, 2 a mistake in the command.")
     p.add_argument("sweep", help="a sweep file or built-in sweep name; with --status or --resume a sweep folder")
     p.add_argument("--out", metavar="DIR", help="the sweep folder to write")
     p.add_argument("--status", action="store_true", help="show which runs are done, running, interrupted or failed")

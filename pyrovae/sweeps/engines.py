@@ -37,7 +37,9 @@ def default_workers() -> int:
 
 
 def _interrupted(reason: str) -> Dict[str, Any]:
-    return {"state": "interrupted", "error": f"{reason}; the run keeps its last checkpoint, continue with --resume"}
+    """The outcome of a task whose worker died; what to do next is the caller's to say (a
+    sweep resumes the run, a split evaluation is run again)."""
+    return {"state": "interrupted", "error": reason}
 
 
 def _past(deadline: Optional[float]) -> bool:
@@ -192,7 +194,8 @@ RAY_START_ATTEMPTS = 3
 
 def start_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, env: Optional[Dict[str, str]] = None):
     """Connect to the Ray cluster at ``address``, or start a private instance here (with
-    ``num_cpus`` CPUs, default all) when it is ``None``; Ray's workers started on this machine
+    ``num_cpus`` CPUs, default all) when it is ``None``, watched so that all its processes end
+    with this one (:mod:`.ray_watchdog`); Ray's workers started on this machine
     see the driver's PYTHONPATH and ``env``. A private start that times out (the raylet missed
     Ray's fixed 30-second registration window on a loaded machine) is tried again."""
     import ray
@@ -200,8 +203,13 @@ def start_ray(address: Optional[str] = None, num_cpus: Optional[int] = None, env
     private = {} if address else {"num_cpus": num_cpus, "object_store_memory": PRIVATE_OBJECT_STORE_BYTES}
     for attempt in range(1, RAY_START_ATTEMPTS + 1):
         try:
-            return ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                            runtime_env={"env_vars": {**_python_path(), **(env or {})}}, **private)
+            context = ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                               runtime_env={"env_vars": {**_python_path(), **(env or {})}}, **private)
+            if not address:  # its processes end with this one, even when it is killed
+                from .ray_watchdog import watch
+
+                watch(context.address_info["session_dir"])
+            return context
         except ConnectionError as exc:
             raise PyrovaeError(f"cannot reach a Ray cluster at {address}: {str(exc).splitlines()[0]}; "
                                f"start one with 'ray start --head' or leave out --address") from None

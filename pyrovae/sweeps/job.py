@@ -5,10 +5,13 @@ The run folder is an ordinary ``pyrovae train`` run folder, written by the same 
 its report is drawn by the reports the sweep command hands the job (:class:`JobReports`),
 the same ones ``pyrovae train`` and ``pyrovae evaluate`` draw. A job picks up whatever an earlier
 sitting left: finished training is not repeated, an interrupted one resumes from its last
-checkpoint, an evaluation already made with the same options is kept.
+checkpoint. Its record notes the checkpoint it evaluated (its SHA-256), so a later
+re-evaluation with other settings or a retrained checkpoint is seen
+(:func:`evaluation_mismatch`) and the next sitting evaluates the run again.
 
 Under a deadline, training goes in chunks (``chunk_epochs``, or the curve's ``every``)
-and stops at the end of the chunk in which the deadline passed; resuming chunk by chunk
+ending at multiples of the chunk (also after resuming from any epoch) and stops at the end
+of the chunk in which the deadline passed; resuming chunk by chunk
 gives the same parameters as one uninterrupted run, since a checkpoint holds everything
 (parameters, optimizer, random state, early-stopping record).
 
@@ -19,6 +22,7 @@ error's one line, or ``paused`` when the budget ran out.
 """
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -56,6 +60,8 @@ class JobReports:
 
     training: Callable[[Path, ExperimentSpec, Optional[TrainResult]], None]
     evaluation: Callable[[Path, dict], None]
+class RunHeld(PyrovaeError):
+    """Another worker (of this sitting or of another one in the same folder) holds the run."""
 
 
 @contextmanager
@@ -66,7 +72,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise PyrovaeError(f"another worker is running {run_dir}; wait for it or stop it") from None
+            raise RunHeld(f"another worker is running {run_dir}; left to it") from None
         handle.truncate(0)
         handle.write(f"{socket.gethostname()} {os.getpid()}\n")
         handle.flush()
@@ -95,7 +101,9 @@ def run_job(task: Dict[str, Any], reports: Optional[JobReports] = None) -> Dict[
     resolved config), ``evaluate`` (``evaluate_run`` options or ``None``), ``curve``
     (``None`` or ``{every, num_samples, points}``), ``deadline`` (``time.time()`` seconds or
     ``None``), ``chunk_epochs`` and ``threads`` (torch threads, ``None``: leave as is).
-    A failure is recorded with its one-line message and returned, never raised.
+    A failure is recorded with its one-line message and returned, never raised. A run another
+    worker holds (a second sitting in the same folder) is left to it: the outcome is
+    ``running`` and that worker's record is not touched.
     """
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
@@ -107,6 +115,8 @@ def run_job(task: Dict[str, Any], reports: Optional[JobReports] = None) -> Dict[
         with run_lock(run_dir):
             (run_dir / RUN_STATE).unlink(missing_ok=True)  # an earlier sitting's record is not this one's
             outcome.update(_train_and_evaluate(run_dir, task, reports))
+    except RunHeld as exc:
+        return {**outcome, "state": "running", "error": str(exc)}
     except PyrovaeError as exc:
         outcome.update(state="failed", error=str(exc).splitlines()[0])
     except Exception as exc:  # a bug or a resource failure: one line here, the traceback in the run folder
@@ -149,9 +159,67 @@ def _train_and_evaluate(run_dir: Path, task: Dict[str, Any], reports: Optional[J
         from ..evaluation.evaluate import evaluate_run
 
         summary = evaluate_run(run_dir, **evaluation)
+        progress["evaluated_checkpoint"] = file_digest(run_dir / CHECKPOINT)
         if reports is not None:
             reports.evaluation(run_dir, summary)
     return {"state": "done", "evaluate": evaluation, **progress}
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes: which checkpoint an evaluation was made from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2 ** 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def evaluation_mismatch(run_dir: Path, record: Dict[str, Any], options: Optional[Dict[str, Any]]) -> Optional[str]:
+    """Why the evaluation in ``run_dir/evaluation.json`` is not the sweep's (``options``) of the
+    run's current checkpoint, or ``None`` when it is. The entry a sweep reads can be replaced
+    later (``pyrovae evaluate RUN --num-samples 200``) and the checkpoint retrained, so a
+    finished job's record alone does not make a run done. Records written before jobs noted
+    the evaluated checkpoint (``evaluated_checkpoint``) are checked on the settings only."""
+    if options is None:
+        return None
+    from ..runs.evaluations import entry_name, read_evaluations
+
+    entry = entry_name(options)
+    try:
+        summary = read_evaluations(run_dir).get(entry)
+    except PyrovaeError as exc:
+        return str(exc)
+    if not isinstance(summary, dict):
+        return f"evaluation.json has no '{entry}' entry"
+    made, wanted = _evaluation_settings(summary), _wanted_settings(options, summary)
+    if made != wanted:
+        return f"evaluation.json's '{entry}' entry has {_settings_text(made)}, not the sweep's {_settings_text(wanted)}"
+    evaluated = record.get("evaluated_checkpoint")
+    if evaluated is not None and evaluated != file_digest(run_dir / CHECKPOINT):
+        return "checkpoint.pt changed after the sweep evaluated it"
+    return None
+
+
+def _evaluation_settings(summary: Dict[str, Any]) -> Dict[str, Any]:
+    """What an evaluation.json entry was made with: the settings its number depends on."""
+    settings = {"points": summary.get("num_points"), "seed": summary.get("seed")}
+    if summary.get("method", "is") == "is":
+        return {"K": summary.get("num_samples"), **settings}
+    return {"steps": summary.get("steps"), "chains": summary.get("chains"), **settings}
+
+
+def _wanted_settings(options: Dict[str, Any], summary: Dict[str, Any]) -> Dict[str, Any]:
+    """The settings of :func:`_evaluation_settings` that the sweep's ``options`` ask for."""
+    split_size = (summary.get("subset") or {}).get("of")
+    points = split_size if options["max_points"] is None or split_size is None else min(options["max_points"], split_size)
+    settings = {"points": points, "seed": options["seed"]}
+    if options["method"] == "is":
+        return {"K": options["num_samples"], **settings}
+    return {"steps": options["steps"], "chains": options["chains"], **settings}
+
+
+def _settings_text(settings: Dict[str, Any]) -> str:
+    return ", ".join(f"{key} = {value}" for key, value in settings.items())
 
 
 def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> tuple:
@@ -169,7 +237,7 @@ def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> tuple:
     while not progress["finished"]:
         chunk_started = time.time()
         part = load_config(spec.to_dict())
-        part.train.epochs = min(spec.train.epochs, progress["epochs"] + chunk)
+        part.train.epochs = min(spec.train.epochs, chunk_end(progress["epochs"], chunk))
         result = train(part, run_dir, resume=progress["epochs"] > 0, data=data)
         data = result.data
         progress = training_progress(run_dir, spec)
@@ -178,6 +246,13 @@ def _train(run_dir: Path, spec: ExperimentSpec, task: Dict[str, Any]) -> tuple:
         if _past(deadline) and not progress["finished"]:
             return progress, result
     return progress, result
+
+
+def chunk_end(epochs: int, chunk: int) -> int:
+    """The epoch the chunk that starts after ``epochs`` ends at: the next multiple of
+    ``chunk``, so a run resumed from any epoch (a worker killed mid-chunk) still records
+    its curve at epochs ``chunk``, ``2 chunk``, ... like an uninterrupted one."""
+    return (epochs // chunk + 1) * chunk
 
 
 def _past(deadline: Optional[float]) -> bool:

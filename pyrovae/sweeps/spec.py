@@ -112,6 +112,22 @@ class SweepSpec:
         return spec
 
 
+def spec_differences(stored: Dict[str, Any], wanted: Dict[str, Any], shown: int = 3) -> str:
+    """What differs between two sweeps' ``to_dict()``, as ``key: A there, B here`` for the first
+    ``shown`` dotted keys (the base config and overrides compared key by key)."""
+    found = list(_differing_keys(stored, wanted, ""))
+    text = "; ".join(f"{key}: {_yaml_value(a)} there, {_yaml_value(b)} here" for key, a, b in found[:shown])
+    return text + (f"; and {len(found) - shown} more" if len(found) > shown else "")
+
+
+def _differing_keys(a: Any, b: Any, prefix: str):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            yield from _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+    elif a != b:
+        yield prefix.rstrip("."), a, b
+
+
 def builtin_sweeps() -> List[str]:
     """Names of the sweeps shipped with the package."""
     folder = resources.files("pyrovae") / "sweeps" / "builtin"

@@ -10,7 +10,8 @@ SWEEP/
 
 The state of a run is read from its folder, never kept elsewhere: ``running`` while a
 worker holds its lock, else what its last job recorded (``done``, ``failed`` with the
-error's one line, ``paused`` when a budget ran out), ``interrupted`` when a worker died
+error's one line, ``paused`` when a budget ran out, or when the run is trained but its
+evaluation.json no longer holds the sweep's evaluation of its current checkpoint), ``interrupted`` when a worker died
 mid-run (a checkpoint but no record), ``pending`` when nothing was started.
 """
 
@@ -25,15 +26,20 @@ import yaml
 
 from ..errors import PyrovaeError
 from ..runs.checkpoint import CHECKPOINT
-from ..runs.files import write_atomic
+from ..runs.files import make_folder, staged_writes
 from .engines import ENGINES
-from .job import RUN_STATE, is_locked
-from .spec import RunPlan, SweepSpec, evaluate_options, load_sweep
+from .job import RUN_STATE, evaluation_mismatch, is_locked
+from .spec import RunPlan, SweepSpec, evaluate_options, load_sweep, spec_differences
 
 SWEEP_FILE = "sweep.yaml"
 INDEX = "index.json"
 RUNS = "runs"
 STATES = ("done", "running", "paused", "interrupted", "failed", "pending")
+# Exit statuses of `pyrovae sweep` and `pyrovae reproduce` after a sitting (2 is a user's mistake,
+# 130 a sitting stopped by Ctrl-C or SIGTERM): every run done; some not finished yet (paused by
+# the budget, not started, or running in another sitting): continue later; some failed or were
+# interrupted (a worker died): look at them, then continue.
+EXIT_DONE, EXIT_UNFINISHED, EXIT_FAILED = 0, 3, 4
 
 
 @dataclass
@@ -62,31 +68,57 @@ def parse_budget(text: Union[str, float, int, None]) -> Optional[float]:
     return seconds
 
 
+def is_sweep_folder(sweep_dir) -> bool:
+    """Whether ``sweep_dir`` is a folder a sweep was started in: its ``sweep.yaml`` and its
+    ``index.json``, which pyrovae writes together (a ``sweep.yaml`` alone is someone's file)."""
+    sweep_dir = Path(sweep_dir)
+    return (sweep_dir / SWEEP_FILE).is_file() and (sweep_dir / INDEX).is_file()
+
+
 def open_sweep(sweep_dir) -> SweepSpec:
-    """The sweep stored in ``sweep_dir``."""
-    path = Path(sweep_dir) / SWEEP_FILE
-    if not path.is_file():
-        raise PyrovaeError(f"{sweep_dir} holds no sweep ({SWEEP_FILE} missing); "
+    """The sweep stored in ``sweep_dir``; a one-line error for anything that is not a sweep folder."""
+    sweep_dir = Path(sweep_dir)
+    if sweep_dir.is_file():
+        raise PyrovaeError(f"{sweep_dir} is a file, not a sweep folder; --status and --resume take the folder "
+                           f"a sweep runs in (start one with 'pyrovae sweep {sweep_dir} --out DIR')")
+    if not is_sweep_folder(sweep_dir):
+        raise PyrovaeError(f"{sweep_dir} holds no sweep ({SWEEP_FILE} and {INDEX} missing); "
                            f"start one with 'pyrovae sweep SWEEP.yaml --out {sweep_dir}'")
-    return load_sweep(path)
+    return load_sweep(sweep_dir / SWEEP_FILE)
+
+
+def check_new_sweep_folder(sweep_dir: Path) -> None:
+    """Refuse an ``--out`` a new sweep must not write into: a file, or a folder that holds
+    anything but no sweep (a run folder, another tool's files, a report): a folder pyrovae
+    did not make is never written into."""
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise PyrovaeError(f"--out {sweep_dir} is a file, not a folder; choose a folder for the sweep")
+    held = sorted(p.name for p in sweep_dir.iterdir()) if sweep_dir.is_dir() else []
+    if held:
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise PyrovaeError(f"--out {sweep_dir} already holds files ({shown}) but no sweep, and is left as it is; "
+                           f"choose a new or empty folder for the sweep")
 
 
 def prepare_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir) -> SweepSpec:
-    """Write the sweep spec and index into ``sweep_dir`` (new), or check that the sweep
-    already there is the same one (so starting it again continues it)."""
+    """Write the sweep spec and index into ``sweep_dir`` (new or empty), or check that the
+    sweep already there is the same one (so starting it again continues it)."""
     spec = source if isinstance(source, SweepSpec) else load_sweep(source)
     sweep_dir = Path(sweep_dir)
-    if (sweep_dir / SWEEP_FILE).exists():
+    if is_sweep_folder(sweep_dir):
         stored = open_sweep(sweep_dir)
-        if stored.to_dict() != spec.to_dict():
-            raise PyrovaeError(f"{sweep_dir} holds a different sweep ('{stored.name}'); continue it with "
-                               f"'pyrovae sweep {sweep_dir} --resume' or choose another --out folder")
+        differences = spec_differences(stored.to_dict(), spec.to_dict())
+        if differences:
+            raise PyrovaeError(f"{sweep_dir} holds a different sweep ('{stored.name}': {differences}); continue "
+                               f"it with its own settings or choose another folder")
         return stored
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(sweep_dir / SWEEP_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    check_new_sweep_folder(sweep_dir)
+    make_folder(sweep_dir)
     index = {"name": spec.name, "runs": [{"folder": f"{RUNS}/{p.folder}", "point": p.point, "seed": p.seed}
                                          for p in spec.runs()]}
-    write_atomic(sweep_dir / INDEX, json.dumps(index, indent=2) + "\n")
+    with staged_writes() as files:  # the index first: a sweep.yaml never stands without it
+        files.write(sweep_dir / INDEX, json.dumps(index, indent=2) + "\n")
+        files.write(sweep_dir / SWEEP_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False))
     return spec
 
 
@@ -125,6 +157,25 @@ def run_sweep(source: Union[str, Path, Dict[str, Any], SweepSpec], sweep_dir, *,
     return sweep_status(sweep_dir, spec)
 
 
+def exit_status(statuses: List[RunStatus]) -> int:
+    """The command's exit status after a sitting (see :data:`EXIT_FAILED`): scripts can tell a
+    finished sweep from one to continue later and from one with failed or interrupted runs."""
+    states = {s.state for s in statuses}
+    if states & {"failed", "interrupted"}:
+        return EXIT_FAILED
+    return EXIT_DONE if states <= {"done"} else EXIT_UNFINISHED
+
+
+def resume_command(sweep_dir) -> str:
+    """The command that continues the sweep in ``sweep_dir``."""
+    return f"pyrovae sweep {sweep_dir} --resume"
+
+
+def continue_hint(statuses: List[RunStatus], again: str) -> str:
+    """How to finish the runs that are not done (nothing when all are)."""
+    return "" if exit_status(statuses) == EXIT_DONE else f"; continue with: {again}"
+
+
 def job_task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
     """The task for :func:`pyrovae.sweeps.job.run_job` that carries out ``plan``."""
     return {"folder": plan.folder, "run_dir": str((sweep_dir / RUNS / plan.folder).resolve()), "config": plan.config,
@@ -143,12 +194,17 @@ def _run_status(run_dir: Path, plan: RunPlan, spec: SweepSpec) -> RunStatus:
         return RunStatus(plan, "running")
     record = _read_json(run_dir / RUN_STATE)
     if record is not None:
-        state = record.get("state")
-        if state == "done" and not _same_evaluation(record.get("evaluate"), spec.evaluate):
-            state = "paused"  # trained, but evaluated with other options (or not at all)
-        return RunStatus(plan, state, record.get("error"), record.get("epochs"))
+        state, error = record.get("state"), record.get("error")
+        if state == "done":
+            if not _same_evaluation(record.get("evaluate"), spec.evaluate):
+                error = "trained, but evaluated with other options (or not at all)"
+            else:
+                error = evaluation_mismatch(run_dir, record, spec.evaluate)
+            if error:  # trained: the next sitting evaluates it with the sweep's settings
+                state, error = "paused", f"{error}; the next sitting evaluates it again"
+        return RunStatus(plan, state, error, record.get("epochs"))
     if (run_dir / CHECKPOINT).exists():
-        return RunStatus(plan, "interrupted", "the worker stopped mid-run; continue with --resume")
+        return RunStatus(plan, "interrupted", "the worker stopped mid-run; its last checkpoint is kept")
     return RunStatus(plan, "pending")
 
 
@@ -183,4 +239,6 @@ def format_status(sweep_dir) -> str:
         if s.state != "done":
             epochs = "" if s.epochs is None else f" ({s.epochs} epochs)"
             lines.append(f"  {s.state:<11} {s.plan.folder}{epochs}" + (f": {s.error}" if s.error else ""))
+    if exit_status(statuses) != EXIT_DONE:
+        lines.append(f"continue with: {resume_command(sweep_dir)}")
     return "\n".join(lines)
