@@ -17,13 +17,14 @@ import torch
 import yaml
 
 from pyrovae.cli import main as cli_main
+from pyrovae.commands.sweep import reported_job as run_job
 from pyrovae.commands.sweep import resume as resume_sweep
 from pyrovae.commands.sweep import sweep as run_sweep
 from pyrovae.errors import PyrovaeError
 from pyrovae.reports.sweep_report import results_table
 from pyrovae.runs.checkpoint import load_checkpoint
 from pyrovae.sweeps import load_sweep, read_results, run_folder, sweep_status
-from pyrovae.sweeps.job import RUN_LOCK, read_curve, run_job
+from pyrovae.sweeps.job import RUN_LOCK, read_curve
 from pyrovae.sweeps.results import results_from_dict
 from pyrovae.sweeps.sweep import format_status, parse_budget
 
