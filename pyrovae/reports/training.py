@@ -12,6 +12,7 @@ from ..runs.folder import METRICS, stopped_early
 from ..runs.random_state import private_random
 from ..runs.train import TrainResult, load_run
 from . import plots
+from .evaluation_report import rewrite_section
 from .markdown import markdown_table, update_section
 
 FIGURES = "figures"
@@ -84,7 +85,8 @@ def result_of_folder(run_dir) -> tuple:
 
 def write_training_report(result: TrainResult, spec) -> Path:
     """The run's figures and the 'Training' section of report.md: config, metrics per
-    epoch and figures."""
+    epoch and figures; and the 'Evaluation' section rewritten against the checkpoint training
+    left (a resumed run's earlier evaluations are of other parameters and no longer shown)."""
     figures = make_figures(result, spec.seed)
     rows = read_metrics(result.out_dir)
     table = markdown_table(
@@ -101,4 +103,6 @@ def write_training_report(result: TrainResult, spec) -> Path:
             f"mean during the epoch at that epoch's KL weight.\n\n{table}\n\n{images}\n\n"
             f"<details><summary>resolved config</summary>\n\n```yaml\n"
             f"{yaml.safe_dump(spec.to_dict(), sort_keys=False)}```\n</details>")
-    return update_section(result.out_dir, "Training", body)
+    report = update_section(result.out_dir, "Training", body)
+    rewrite_section(result.out_dir)
+    return report
