@@ -63,7 +63,7 @@ def check_resumable(run_dir: Path) -> None:
         raise PyrovaeError(f"{run_dir} is not a run folder (no config.yaml); {start}")
     if not is_run_folder(run_dir):
         raise PyrovaeError(f"{run_dir} holds a config.yaml but no run (pyrovae never trained there), so there is "
-                           f"nothing to resume and the folder is left as it is; train from that file with "
+                           f"nothing to resume or report and the folder is left as it is; train from that file with "
                            f"'pyrovae train {run_dir / CONFIG} --out NEW_FOLDER'")
 
 
