@@ -13,8 +13,10 @@ they are more than a tenth of the points, the headline reports no Monte Carlo er
 the delta-method error then understates the uncertainty. ``--method ais`` estimates log p(x)
 per point by annealed importance sampling (:mod:`.ais`); ``--method bdmc`` sandwiches
 log p(x) of data simulated from the model between forward and reverse AIS (:mod:`.bdmc`).
-Results go to ``evaluation.json`` (one entry per split and method), the "Evaluation"
-section of ``report.md`` and, for importance sampling, a figure of the bounds against K
+Results go to ``evaluation.json`` (one entry per split and method, each recording the epoch
+and SHA-256 of the checkpoint it evaluated), the "Evaluation" section of ``report.md`` (which
+shows only evaluations of the checkpoint the folder holds now) and, for importance sampling,
+a figure of the bounds against K
 (:mod:`pyrovae.reports.evaluation_report` writes those two; :mod:`.evaluate_command` is the
 command line).
 """
@@ -30,11 +32,12 @@ import torch
 
 from ..components.datasets import SPLITS, load_data
 from ..components.likelihoods import DATA_KINDS
-from ..errors import PyrovaeError, did_you_mean
+from ..errors import PyrovaeError, did_you_mean, warn
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
+from ..runs.checkpoint import current_checkpoint
 from ..runs.files import WriteFailed, write_atomic
-from ..runs.train import load_run
+from ..runs.train import load_run_and_checkpoint
 from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, AISResult, annealed_importance_sample, check_settings
 from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
 from .blocks import BLOCK_POINTS, sample_in_blocks
@@ -98,12 +101,12 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     if method != "is":
         check_settings(steps, chains, leapfrog, ais_start, DEFAULT_TARGET_ACCEPT)
 
-    spec, vae = load_run(run_dir, device)
+    spec, vae, checkpoint = load_run_and_checkpoint(run_dir, device)
     pyro.set_rng_seed(seed)
     x, y, subset = _split_data(spec, vae, split, simulated if method == "bdmc" else max_points, seed)
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
-              "seed": seed}
+              "seed": seed, "checkpoint": checkpoint}
     if sampler is not None and (method != "is" or split == "train" or device != "cpu"):
         raise PyrovaeError("evaluation split over workers covers importance sampling (--method is) of the valid and "
                            "test splits on CPU; leave out --workers and --engine for this one")
@@ -134,6 +137,10 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     except WriteFailed as exc:
         raise EvaluationNotSaved(f"{exc}; the results are kept in memory (the command line prints them)",
                                  summary) from None
+    if current_checkpoint(run_dir) != checkpoint:
+        warn(f"the checkpoint in {run_dir} was replaced while it was evaluated (training goes on there): these "
+             f"results are of epoch {checkpoint['epoch']}, and report.md says so; evaluate again once training "
+             f"has finished")
     return summary
 
 

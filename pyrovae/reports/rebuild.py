@@ -2,10 +2,11 @@
 
 A run stopped while its figures or report were being written (or trained by a version
 that wrote none) gets them here, from what the folder holds: the training section from
-its config, checkpoint and metrics, the evaluation section from ``evaluation.json``, the
-variance section from ``variance.json``. Before drawing, the folder is made consistent
-(``metrics.csv`` rewritten from the checkpoint's history if an interruption left them
-apart, temporary files of interrupted writes removed), under the folder's training lock.
+its config, checkpoint and metrics, the evaluation section from ``evaluation.json`` (only
+the evaluations of the checkpoint the folder holds), the variance section from
+``variance.json``. Before drawing, the folder is made consistent (``metrics.csv``
+rewritten from the checkpoint's history if an interruption left them apart, temporary
+files of interrupted writes removed), under the folder's training lock.
 """
 
 import json
@@ -41,17 +42,16 @@ def rebuild_report(run_dir) -> Path:
 def _write_sections(run_dir: Path) -> Path:
     from ..evaluation.evaluate import read_evaluations
     from ..lab import variance
-    from .evaluation_report import draw_figure, write_report
+    from ..runs.checkpoint import current_checkpoint
+    from .evaluation_report import draw_figure, split_by_checkpoint
     from .training import result_of_folder, write_training_report
 
     spec, result = result_of_folder(run_dir)
-    report = write_training_report(result, spec)
-    evaluations = read_evaluations(run_dir)
-    if evaluations:
-        for summary in evaluations.values():
-            if summary.get("method", "is") == "is":  # AIS and BDMC summaries have no bounds figure
-                draw_figure(run_dir, summary)
-        write_report(run_dir, evaluations)
+    current, _ = split_by_checkpoint(read_evaluations(run_dir), current_checkpoint(run_dir))
+    for summary in current.values():  # earlier checkpoints' evaluations are left out of the report
+        if summary.get("method", "is") == "is":  # AIS and BDMC summaries have no bounds figure
+            draw_figure(run_dir, summary)
+    report = write_training_report(result, spec)  # and the Evaluation section
     if (run_dir / VARIANCE).is_file():
         try:
             results = json.loads((run_dir / VARIANCE).read_text())

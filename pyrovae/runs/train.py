@@ -34,7 +34,7 @@ from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
 from ..inference.svi import TrainingSVI
 from ..model import VAE
 from ..spec import ExperimentSpec, config_text
-from .checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint
+from .checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint, read_checkpoint
 from .files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
 from .first_batch import check_first_batch
 from .folder import (
@@ -47,9 +47,11 @@ from .folder import (
     metrics_history,
     metrics_text,
 )
+from .random_state import random_state, restore_random_state
 from .tensorboard_log import open_log
 
-__all__ = ["METRICS", "METRIC_COLUMNS", "TrainResult", "TrainingDiverged", "build_vae", "load_run", "train"]
+__all__ = ["METRICS", "METRIC_COLUMNS", "TrainResult", "TrainingDiverged", "build_vae", "load_run",
+           "load_run_and_checkpoint", "train"]
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
 
 
@@ -170,9 +172,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                                f"resume with the config the run was started with") from None
         optimizer.set_state(state["optim"])
         load_estimator_state(loss, state.get("estimator", {}))
-        torch.set_rng_state(state["rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        restore_random_state(state, device)
         record.update({k: state[k] for k in record})
         best_state = state.get("best_model")
     if record["epoch"] >= spec.train.epochs:
@@ -193,7 +193,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     steps_per_epoch = math.ceil(n / batch)
     stopped_early = False
     lr_factor_in_use = 1.0  # the optimizer was built with the config's lr
-    log = open_log(spec.train.log, out_dir)
+    log = open_log(spec.train.log, out_dir, spec.seed)
 
     try:  # the TensorBoard log is closed however training ends
         for epoch in range(record["epoch"], spec.train.epochs):
@@ -244,9 +244,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                     files.write(out_dir / CONFIG, config_text(spec))
                 files.write(ckpt_path, checkpoint_bytes({
                     **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
-                    "rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    "estimator": estimator_state(loss), "metrics": history}))
+                    **random_state(device), "estimator": estimator_state(loss), "metrics": history}))
                 files.write(out_dir / METRICS, metrics_text(history))
             config_pending = False
             if log is not None:
@@ -284,11 +282,18 @@ def _kept_on_failure(ckpt_path: Path, epochs_done: int) -> Iterator[None]:
 
 def load_run(run_dir, device: str = "cpu", best: bool = True):
     """The spec and trained VAE of a run folder (the best-validation parameters by default)."""
+    spec, vae, _ = load_run_and_checkpoint(run_dir, device, best)
+    return spec, vae
+
+
+def load_run_and_checkpoint(run_dir, device: str = "cpu", best: bool = True):
+    """:func:`load_run`'s spec and VAE, and which checkpoint they came from (its epoch and
+    hash, see :func:`~pyrovae.runs.checkpoint.read_checkpoint`), as evaluations record it."""
     from ..spec import load_config
 
     run_dir = Path(run_dir)
     spec = load_config(run_dir)
-    state = load_checkpoint(run_dir / CHECKPOINT)
+    state, checkpoint = read_checkpoint(run_dir / CHECKPOINT)
     vae = VAE.from_config(spec)
     weights = state["best_model"] if best and state.get("best_model") is not None else state["model"]
     try:
@@ -296,4 +301,4 @@ def load_run(run_dir, device: str = "cpu", best: bool = True):
     except RuntimeError:
         raise PyrovaeError(f"checkpoint in {run_dir} does not match its config.yaml; "
                            f"was config.yaml edited after training?") from None
-    return spec, vae.to(resolve_device(device)).eval()
+    return spec, vae.to(resolve_device(device)).eval(), checkpoint
