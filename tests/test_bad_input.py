@@ -59,8 +59,8 @@ def test_a_seed_numpy_cannot_take_is_one_line(run, seed, capsys, tmp_path):
 def test_too_many_ais_steps_are_named_as_the_problem(run, capsys):
     err = one_line_error(["evaluate", run, "--method", "ais", "--steps", str(10 ** 12), "--max-points", "2",
                           "--quiet"], capsys)
-    assert "1000000000000 annealing steps (--steps) need 7450.6 GiB per data point" in err
-    assert "more than the memory bound" in err and "use fewer" in err
+    assert ("a memory bound of 953.7 MiB is too small for 1000000000000 annealing steps and 16 chains "
+            "(--steps, --chains): they need 7450.6 GiB per data point; use fewer" in err)
 
 
 # ----------------------------------------------------------------------------- report
