@@ -21,22 +21,25 @@ a figure of the bounds against K
 command line).
 """
 
+import fcntl
 import json
 import math
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pyro
 import torch
 
 from ..components.datasets import SPLITS, load_data
 from ..components.likelihoods import DATA_KINDS
-from ..errors import PyrovaeError, did_you_mean, warn
+from ..errors import PyrovaeError, did_you_mean, seed_value, warn
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
 from ..runs.checkpoint import current_checkpoint
-from ..runs.files import WriteFailed, write_atomic
+from ..runs.files import WriteFailed, remove_stale_temp_files, write_atomic
 from ..runs.train import load_run_and_checkpoint
 from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, AISResult, annealed_importance_sample, check_settings
 from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
@@ -97,6 +100,7 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
                         (elbo_particles, "--elbo-particles"), (simulated, "--simulated")]:
         if value is not None and value < 1:
             raise PyrovaeError(f"{flag} must be a positive integer, got {value}")
+    seed_value(seed, "--seed")
     proposal = Proposal(proposal_scale, proposal_df)
     if method != "is":
         check_settings(steps, chains, leapfrog, ais_start, DEFAULT_TARGET_ACCEPT)
@@ -312,11 +316,28 @@ def read_evaluations(run_dir: Path) -> dict:
 def _save(run_dir: Path, summary: dict) -> None:
     """Add ``summary`` to evaluation.json (keeping other splits), atomically, then draw its
     figure and rewrite the report's Evaluation section from everything evaluated so far."""
-    everything = read_evaluations(run_dir)
-    everything[entry_name(summary)] = summary
-    write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
-    from ..reports.evaluation_report import draw_figure, write_report  # reports read this module's constants
+    with _saving_alone(run_dir):
+        everything = read_evaluations(run_dir)
+        everything[entry_name(summary)] = summary
+        write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
+        from ..reports.evaluation_report import draw_figure, write_report  # reports read this module's constants
 
-    if summary.get("method", "is") == "is":
-        draw_figure(run_dir, summary)
-    write_report(run_dir, everything)
+        if summary.get("method", "is") == "is":
+            draw_figure(run_dir, summary)
+        write_report(run_dir, everything)
+
+
+@contextmanager
+def _saving_alone(run_dir: Path) -> Iterator[None]:
+    """Let one evaluation at a time save into ``run_dir``, under a lock on the folder itself
+    (no lock file): each save reads evaluation.json, adds to it and writes it back, so two
+    at once would lose one. Under the lock, a temporary file of evaluation.json or of a
+    bounds figure can only be left by a killed evaluation, so it is removed."""
+    folder = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor is closed
+        remove_stale_temp_files(run_dir, [EVALUATION])
+        remove_stale_temp_files(run_dir / "figures", ["bounds_vs_k_*.png"])
+        yield
+    finally:
+        os.close(folder)
