@@ -40,6 +40,17 @@ def positive_int(value, what: str, minimum: int = 1) -> int:
     return value
 
 
+MAX_SEED = 2 ** 32 - 1  # numpy's generators take seeds below 2^32
+
+
+def seed_value(value, what: str) -> int:
+    """``value`` if it is a seed that torch, numpy and Pyro all take (an integer from 0 to
+    :data:`MAX_SEED`), else a :class:`PyrovaeError` naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise PyrovaeError(f"{what} must be an integer from 0 to {MAX_SEED}, got {value!r}")
+    return value
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ``" (did you mean 'x'?)"`` suffix naming the closest choice, or ``""`` if none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

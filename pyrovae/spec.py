@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, get_args, 
 
 import yaml
 
-from .errors import PyrovaeError, did_you_mean, positive_int
+from .errors import PyrovaeError, did_you_mean, positive_int, seed_value
 
 
 @dataclass
@@ -112,7 +112,6 @@ class ExperimentSpec:
 BINARIZE_CHOICES = ("none", "static", "dynamic")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 STRING_CHOICES = {"data.binarize": BINARIZE_CHOICES, "train.device": DEVICE_CHOICES}
-MAX_SEED = 2 ** 32 - 1  # numpy's generators take seeds below 2^32
 LOG_CHOICES = ("tensorboard",)  # extra training logs beside metrics.csv
 _OPEN_OPTIONS = (ComponentSpec, DataSpec)  # classes whose unknown keys are options
 
@@ -376,8 +375,7 @@ def validate(spec: ExperimentSpec) -> None:
     positive_int(spec.model.latent_dim, "model.latent_dim")
     positive_int(spec.train.batch_size, "train.batch_size")
     positive_int(spec.train.epochs, "train.epochs")
-    if not 0 <= spec.seed <= MAX_SEED:
-        raise PyrovaeError(f"seed must be an integer from 0 to {MAX_SEED}, got {spec.seed}")
+    seed_value(spec.seed, "seed")
     lr = spec.train.optimizer.options.get("lr")
     if lr is not None and not lr >= 0:
         raise PyrovaeError(f"train.optimizer.lr must be a number >= 0 (e.g. 1e-3), got {lr}")

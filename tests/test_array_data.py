@@ -118,3 +118,115 @@ def test_the_data_range_is_checked_against_the_likelihood(tmp_path):
 
     with pytest.raises(PyrovaeError, match="does not fit likelihood 'bernoulli'.*data.binarize=static"):
         train(spec, tmp_path / "run")
+
+
+# ----------------------------------------------------------------------------- images of every mode
+
+
+def _items(data) -> torch.Tensor:
+    """Every item of the three splits, flattened, in a fixed order (sorted rows)."""
+    x = torch.cat([data.train.x, data.valid.x, data.test.x]).flatten(1)
+    return x[torch.argsort(x.sum(1))]
+
+
+def _save_modes(folder, images, modes):
+    """``images`` (uint8 grey) saved as PNGs in the Pillow ``modes``, one file each, cycling."""
+    folder.mkdir()
+    for i, image in enumerate(images):
+        mode = modes[i % len(modes)]
+        if mode == "I;16":  # k * 257 / 65535 is k / 255 exactly
+            im = Image.fromarray((image.astype(np.uint16) * 257))
+        else:
+            im = Image.fromarray(image).convert(mode)
+        im.save(folder / f"{i}.png")
+
+
+def test_sixteen_bit_grey_images_are_scaled_by_their_bit_depth(tmp_path):
+    images, _ = mnist_test_images(12)
+    _save_modes(tmp_path / "mixed", images, ["I;16", "L", "LA"])
+    data = _data(path=tmp_path / "mixed", valid_fraction=0.2, test_fraction=0.2)
+    expected = torch.from_numpy(images).float().div(255).flatten(1)
+    assert data.data_shape == (1, 28, 28)
+    assert torch.allclose(_items(data), expected[torch.argsort(expected.sum(1))], atol=1e-6)
+    assert float(data.train.x.max()) == 1 and float((data.train.x == 1).double().mean()) < 0.05
+
+
+def test_colour_modes_make_every_image_rgb_in_the_unit_interval(tmp_path):
+    images, _ = mnist_test_images(12)
+    _save_modes(tmp_path / "colour", images, ["RGB", "RGBA", "P", "I;16"])
+    data = _data(path=tmp_path / "colour", valid_fraction=0.2, test_fraction=0.2)
+    grey = torch.from_numpy(images).float().div(255)
+    expected = grey.unsqueeze(1).expand(-1, 3, -1, -1).flatten(1)  # grey images repeat in R, G and B
+    assert data.data_shape == (3, 28, 28)
+    assert torch.allclose(_items(data), expected[torch.argsort(expected.sum(1))], atol=1e-6)
+
+
+@pytest.mark.parametrize("pixels,message", [
+    (np.full((4, 4), 0.5, np.float32), "floating-point pixels \\(mode F\\)"),
+    (np.full((4, 4), 70000, np.int32), "mode I.* outside 0 to 65535"),
+])
+def test_images_of_unknown_scale_are_refused_in_one_line(tmp_path, pixels, message):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / "a.png")
+    Image.fromarray(pixels).save(folder / "b.png", format="TIFF")  # Pillow reads a file by its content
+    with pytest.raises(PyrovaeError, match="b.png.*" + message) as err:
+        _data(path=folder)
+    assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- numbers and files
+
+
+def _vectors(n=50, d=4):
+    return np.random.default_rng(0).normal(size=(n, d))
+
+
+@pytest.mark.parametrize("value,message", [
+    (np.nan, "item 37 of .*bad.npy holds NaN or infinite values \\(2 items\\); replace or remove them"),
+    (np.inf, "item 37 of .*bad.npy holds NaN or infinite values \\(2 items\\); replace or remove them"),
+    (1e300, "item 37 of .*bad.npy holds values beyond .*float32.*rescale"),
+])
+def test_values_float32_cannot_hold_are_named_by_file_and_index(tmp_path, value, message):
+    x = _vectors()
+    x[37, 1] = x[41, 0] = value
+    np.save(tmp_path / "bad.npy", x)
+    with pytest.raises(PyrovaeError, match=message) as err:
+        _data(path=tmp_path / "bad.npy")
+    assert "fetch" not in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_huge_label_is_refused_before_any_one_hot_is_made(tmp_path):
+    y = np.zeros(50, dtype=np.int64)
+    y[7] = 10 ** 9
+    np.savez(tmp_path / "d.npz", x=_vectors(), y=y)
+    with pytest.raises(PyrovaeError, match="label 1000000000 of item 7 .*d.npz .*at most 10000 classes"):
+        _data(path=tmp_path / "d.npz", y="y")
+    y[7] = 9999  # the largest class number allowed
+    np.savez(tmp_path / "d.npz", x=_vectors(), y=y)
+    assert _data(path=tmp_path / "d.npz", y="y").num_classes == 10000
+
+
+@pytest.mark.parametrize("save,name", [
+    (lambda p: np.save(p, np.array([[1, "a"], [None, 2]], dtype=object), allow_pickle=True), "o.npy"),
+    (lambda p: np.savez(p, x=np.array([[1, "a"], [None, 2]], dtype=object)), "o.npz"),
+])
+def test_object_arrays_are_refused_without_unpickling(tmp_path, save, name):
+    save(tmp_path / name)
+    with pytest.raises(PyrovaeError, match=f"{name} holds Python objects.*does not unpickle") as err:
+        _data(path=tmp_path / name)
+    assert "\n" not in str(err.value)
+
+
+def test_npy_and_npz_files_are_read_by_their_content_whatever_their_suffix(tmp_path):
+    x = _vectors().astype(np.float32)
+    np.save(tmp_path / "one.npy", x)
+    (tmp_path / "one.npy").rename(tmp_path / "named.npz")
+    np.savez(tmp_path / "many.npz", x=x)
+    (tmp_path / "many.npz").rename(tmp_path / "named.npy")
+    for name in ("named.npz", "named.npy"):
+        loaded = _items(_data(path=tmp_path / name))
+        expected = torch.from_numpy(x)
+        assert torch.equal(loaded, expected[torch.argsort(expected.sum(1))])
+    with pytest.raises(PyrovaeError, match="named.npz holds one array, so data.y cannot name labels"):
+        _data(path=tmp_path / "named.npz", y="y")

@@ -1,12 +1,15 @@
 """``pyrovae evaluate``: the report a run folder gets, and the errors a user can make."""
 
+import hashlib
 import json
 import math
 import os
+import shlex
 from pathlib import Path
 
 import pyro
 import pytest
+from conftest import tiny_overrides
 
 os.environ.setdefault("PYROVAE_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -15,12 +18,15 @@ from pyrovae.cli import main  # noqa: E402
 from pyrovae.commands.evaluate import evaluate  # noqa: E402
 from pyrovae.commands.train import train  # noqa: E402
 from pyrovae.components.datasets import load_data  # noqa: E402
-from pyrovae.errors import PyrovaeError  # noqa: E402
+from pyrovae.errors import PyrovaeError, PyrovaeWarning  # noqa: E402
+from pyrovae.evaluation import evaluate as evaluate_module  # noqa: E402
+from pyrovae.evaluation.blocks import sample_in_blocks  # noqa: E402
 from pyrovae.evaluation.evaluate import bits_per_dim, bound_sizes  # noqa: E402
 from pyrovae.evaluation.references import exact_log_marginal  # noqa: E402
 from pyrovae.model import VAE  # noqa: E402
 from pyrovae.reports.markdown import REPORT, update_section  # noqa: E402
 from pyrovae.runs.evaluations import EVALUATION  # noqa: E402
+from pyrovae.runs.files import write_atomic  # noqa: E402
 from pyrovae.runs.loading import load_run  # noqa: E402
 
 QUIET = ["train.progress=false", "train.device=cpu"]
@@ -177,3 +183,47 @@ def test_user_mistakes_raise_pyrovae_error(mnist_run, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PyrovaeError, match="config.yaml"):
         evaluate(tmp_path / "empty")
+
+
+# ----------------------------------------------------------------------------- issue 25: evaluations of earlier checkpoints
+
+def _evaluation_section(run: Path) -> str:
+    report = (run / REPORT).read_text()
+    return report[report.index("<!-- section: Evaluation -->"):report.index("<!-- end: Evaluation -->")]
+
+
+def test_a_report_shows_no_evaluation_of_parameters_other_than_the_checkpoints(tmp_path, mnist_data, monkeypatch):
+    """evaluation.json records the epoch and hash of the checkpoint it evaluated; after
+    'train --resume' (or when training replaced the checkpoint during the evaluation) the
+    report leaves the earlier numbers out and gives the command that evaluates the new ones."""
+    run = tmp_path / "run"
+    spec = load_config("quickstart", [*tiny_overrides(**{"model.latent_dim": 2}), *QUIET])
+    train(spec, run, data=mnist_data)
+    first = (run / "checkpoint.pt").read_bytes()
+    s = evaluate(run, num_samples=20, max_points=10)
+    assert s["checkpoint"] == {"epoch": 1, "sha256": hashlib.sha256(first).hexdigest()}
+    assert "log p(x), importance sampled" in _evaluation_section(run)
+
+    train(load_config(run, ["train.epochs=2"]), run, resume=True, data=mnist_data)
+    section = _evaluation_section(run)
+    rerun = f"pyrovae evaluate {run} --split test --num-samples 20 --max-points 10 --seed 0"
+    assert "log p(x), importance sampled" not in section and "IWAE" not in section
+    assert "now holds the checkpoint of epoch 2" in section and f"`{rerun}`" in section
+    assert "evaluated the checkpoint of epoch 1" in section
+
+    assert main([*shlex.split(rerun)[1:], "--quiet"]) == 0
+    saved = json.loads((run / EVALUATION).read_text())["test"]["checkpoint"]
+    assert saved == {"epoch": 2, "sha256": hashlib.sha256((run / "checkpoint.pt").read_bytes()).hexdigest()}
+    section = _evaluation_section(run)
+    assert "log p(x), importance sampled" in section and "earlier checkpoint" not in section
+
+    def replaced_meanwhile(*args, **kwargs):  # as a training process going on in the folder would
+        write_atomic(run / "checkpoint.pt", first)
+        return sample_in_blocks(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "sample_in_blocks", replaced_meanwhile)
+    with pytest.warns(PyrovaeWarning, match="was replaced while it was evaluated"):
+        evaluate(run, num_samples=20, max_points=10)
+    section = _evaluation_section(run)
+    assert "log p(x), importance sampled" not in section and "now holds the checkpoint of epoch 1" in section
+    assert "evaluated the checkpoint of epoch 2" in section

@@ -12,6 +12,7 @@ from pyrovae import load_config
 from pyrovae.errors import PyrovaeError
 from pyrovae.evaluation.posterior_density import appendix_d_log_marginal
 from pyrovae.evaluation.references import LinearGaussian
+from pyrovae.inference import hmc as hmc_module
 from pyrovae.inference.estimators import ESTIMATORS
 from pyrovae.lab.variance import parse_estimators, run_variance
 from pyrovae.runs.checkpoint import load_checkpoint
@@ -32,7 +33,7 @@ def test_e_step_chains_sample_the_exact_posterior():
     from the chain's effective sample size, estimated by batch means)."""
     vae = linear_gaussian_vae(seed=1)
     x = _points(2)
-    estimator = ESTIMATORS.build("mcem", options={"updates_per_sample": 1})
+    estimator = ESTIMATORS.build("mcem")
     pyro.set_rng_seed(3)
     draws = torch.stack([estimator.sample(vae, x) for _ in range(700)])[100:].double()  # (600, points, 2)
     mean, cov = LinearGaussian.from_vae(vae).posterior(x)
@@ -44,22 +45,45 @@ def test_e_step_chains_sample_the_exact_posterior():
     assert 0.75 < float(estimator.hmc.accept_rate) <= 1.0  # adapted toward 90%
 
 
-def test_a_point_is_moved_on_every_fifth_visit_only():
-    """The E-step moves a point on its first visit and then on every fifth (visits 1, 6, 11)."""
+def _count_transitions(monkeypatch) -> list:
+    """Record, for every HMC transition made from now on, (points moved, leapfrog steps)."""
+    made = []
+
+    def counted(potential, z, step_size, num_leapfrog=10, random=None, initial=None):
+        made.append((z.shape[1], num_leapfrog))
+        return transition(potential, z, step_size, num_leapfrog, random, initial)
+
+    transition = hmc_module.hmc_transition
+    monkeypatch.setattr(hmc_module, "hmc_transition", counted)
+    return made
+
+
+def test_every_visit_moves_each_point_by_one_hmc_transition(monkeypatch):
+    """Appendix E's E-step on every visit: one transition of 10 leapfrog steps for every point
+    of the minibatch, all points in one vectorized transition, continuing its chain."""
     vae = linear_gaussian_vae(seed=1)
     x = _points(3)
     estimator = ESTIMATORS.build("mcem")
-    moved = []
-    sample = estimator.hmc.sample
-    estimator.hmc.sample = lambda potential, z, steps: moved.append(z.shape[1]) or sample(potential, z, steps)
-    counts = []
-    for _ in range(11):
-        before = len(moved)
-        estimator.sample(vae, x)
-        counts.append(moved[-1] if len(moved) > before else 0)
-    assert counts == [3, 0, 0, 0, 0, 3, 0, 0, 0, 0, 3]
-    estimator.sample(vae, torch.cat([x[:1], _points(1, seed=9)]))  # a new point is sampled at once, alone
-    assert moved[-1] == 1
+    made = _count_transitions(monkeypatch)
+    states = []
+    for _ in range(6):
+        states.append(estimator.sample(vae, x))
+    assert made == [(3, 10)] * 6
+    moves = torch.stack([(b - a).abs().sum(-1) > 0 for a, b in zip(states, states[1:])])
+    assert moves.float().mean() > 0.5  # accepted moves change the state (about 90% of them)
+    estimator.sample(vae, torch.cat([x[:1], _points(1, seed=9)]))  # a known point and a new one, together
+    assert made[-1] == (2, 10) and len(estimator.states) == 4
+
+
+def test_training_moves_each_point_once_per_epoch(tmp_path, monkeypatch):
+    """A run of E epochs over N training points makes E x N point-transitions: every point is
+    moved on every visit (an earlier version moved it on every fifth visit only)."""
+    made = _count_transitions(monkeypatch)
+    overrides = ["train.estimator.name=mcem", "train.progress=false", "train.device=cpu", "data.num_points=300",
+                 "train.epochs=2", "train.batch_size=100"]
+    train(load_config("linear_gaussian", overrides), tmp_path / "run")
+    assert sum(points for points, _ in made) == 2 * 240  # 240 training points (300 less the held-out)
+    assert [points for points, _ in made] == [100, 100, 40] * 2
 
 
 def test_training_raises_the_exact_marginal_likelihood(tmp_path):

@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 from pyrovae.reports.paper_results import read_results, thin, write_results
+from pyrovae.sweeps.spec import builtin_sweeps, load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "benchmarks" / "paper" / "report.py"
 DPI = 110  # paper_figures._save
+TRAINING_SPLIT = {"binarized_mnist": 50_000, "frey_faces": 1565}  # training points of the full split
 
 
 def _curve(points, **values):
@@ -146,3 +148,47 @@ def test_the_estimator_comparison_is_cached_per_epoch_and_settings(tmp_path, mon
     assert (tmp_path / "run" / MARGINALS).stat().st_mtime_ns == stamp  # not recomputed
     monkeypatch.setitem(COMPARISON, "ais_steps", 12)
     assert compare_marginals(tmp_path / "run", points=3)["settings"]["ais_steps"] == 12
+
+
+def test_fig3_error_bars_are_one_standard_error_either_side():
+    """The page says the curves carry plus and minus one standard error: the drawn bars do."""
+    from pyrovae.reports.paper_figures import draw_figure_3
+
+    curve = _curve([1000, 2000, 4000], test=[-170.0, -165.5, -160.0], std_error=[2.0, 0.5, float("nan")])
+    fig = draw_figure_3({"N_train = 1000": {"mcem": curve}})
+    (bars,) = fig.axes[0].containers
+    segments = bars.lines[2][0].get_segments()  # one vertical segment per point: (x, low), (x, high)
+    assert [(s[0][1], s[1][1]) for s in segments] == [(-172.0, -168.0), (-166.0, -165.0), (-160.0, -160.0)]
+
+
+def test_fig2_y_range_holds_every_curve_and_marks_a_far_first_running_mean():
+    """Early epochs are not cut off (AEVB N_z = 200's held-out bound starts at -315 on MNIST);
+    only a first-epoch running train mean far below everything is drawn on the edge, labelled,
+    while one that is merely lowest (wake-sleep's -330 here) sets the lower limit."""
+    from pyrovae.reports.paper_figures import draw_figure_2
+
+    points = [50_000 * e for e in range(1, 21)]
+    aevb = _curve(points, train=[-16422.0, -281.0] + [-150.0] * 18, heldout=[-315.0, -260.0] + [-145.0] * 18)
+    wake_sleep = _curve(points, train=[-330.0] + [-176.0] * 19, heldout=[-186.0] + [-176.0] * 19)
+    fig = draw_figure_2({"MNIST, $N_z$ = 200": {"pathwise": aevb, "wake_sleep": wake_sleep}})
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert -330.0 - 20 < low < -330.0 and -145.0 < high < -145.0 + 20  # every point but one, and no more
+    for line in ax.get_lines()[:4]:  # the four curves as drawn
+        values = [v for v in line.get_ydata() if v != -16422.0]
+        assert low <= min(values) and max(values) <= high
+    assert [t.get_text() for t in ax.texts] == ["-16422"]
+    assert ax.get_lines()[4].get_ydata()[0] == low  # its marker on the lower edge
+
+
+@pytest.mark.parametrize("sweep", [name for name in builtin_sweeps() if name.startswith("kingma2014-")])
+def test_every_paper_run_follows_the_papers_optimization_protocol(sweep):
+    """Sec. 5: Adagrad, every parameter drawn from N(0, 0.01), and a N(0, I) prior on the
+    parameters: weight decay M / N per minibatch gradient for the run's own training set
+    (0.1 for the 1000 digits of Fig. 3's small set, not the 50000-digit 0.002)."""
+    for run in load_sweep(sweep).runs():
+        data, model, train = run.config["data"], run.config["model"], run.config["train"]
+        size = data.get("train_size") or TRAINING_SPLIT[data["name"]]
+        assert train["optimizer"]["name"] == "adagrad", run.folder
+        assert train["optimizer"]["weight_decay"] == pytest.approx(train["batch_size"] / size, rel=1e-3), run.folder
+        assert model["encoder"]["init_std"] == model["decoder"]["init_std"] == 0.01, run.folder

@@ -5,11 +5,15 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import mnist_test_images, tiny_overrides
 
 import pyrovae
 from pyrovae.cli import main
 from pyrovae.errors import PyrovaeError
+from pyrovae.reports.training import make_figures
+from pyrovae.runs.checkpoint import load_checkpoint
+from pyrovae.training.train import train
 
 
 def small_digits(tmp_path, **extra):
@@ -55,6 +59,48 @@ def test_tensorboard_logs_the_elbo_its_terms_the_schedule_and_images(tmp_path):
     assert {"reconstructions", "samples"} <= set(events.Tags()["images"])
     image = events.Images("samples")[-1]
     assert image.width > 28 and image.height > 28
+
+
+def _trained(folder, mnist_data, epochs: int, tensorboard: bool, resume: bool = False) -> dict:
+    """The checkpoint of a tiny MNIST run of ``epochs`` epochs (resumed from ``folder``)."""
+    overrides = [f"train.epochs={epochs}"] + (["train.log=tensorboard"] if tensorboard else [])
+    spec = pyrovae.load_config(folder if resume else "quickstart", overrides if resume else tiny_overrides() + overrides)
+    train(spec, folder, resume=resume, data=mnist_data)
+    return load_checkpoint(folder)
+
+
+def _same_training(a: dict, b: dict) -> bool:
+    """Bit for bit the same parameters, optimizer state, random state and metrics (but seconds)."""
+    untimed = [[{k: v for k, v in row.items() if k != "seconds"} for row in s["metrics"]] for s in (a, b)]
+    return (all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+            and all(torch.equal(v, b["optim"][name][k]) for name, state in a["optim"].items() for k, v in state.items())
+            and torch.equal(a["rng"], b["rng"]) and untimed[0] == untimed[1])
+
+
+def test_tensorboard_changes_nothing_training_draws_and_resumes_exactly(tmp_path, mnist_data):
+    """Its ELBO terms and image grids draw from a stream of their own: the same config and
+    seed train to the same parameters and metrics with the log or without it, and
+    1 epoch + --resume + 1 epoch equals 2 epochs with the log on."""
+    pytest.importorskip("tensorboard")
+    plain = _trained(tmp_path / "plain", mnist_data, 2, tensorboard=False)
+    logged = _trained(tmp_path / "logged", mnist_data, 2, tensorboard=True)
+    _trained(tmp_path / "resumed", mnist_data, 1, tensorboard=True)
+    resumed = _trained(tmp_path / "resumed", mnist_data, 2, tensorboard=True, resume=True)
+    assert _same_training(plain, logged)
+    assert _same_training(plain, resumed)
+
+
+def test_report_figures_draw_privately_and_are_redrawn_the_same(tmp_path, mnist_data):
+    """The figures' samples leave the global random state alone, and drawing them again (as
+    'pyrovae report' does) gives the very images training's report drew."""
+    spec = pyrovae.load_config("quickstart", tiny_overrides())
+    result = train(spec, tmp_path, data=mnist_data)
+    drawn = {name: (tmp_path / "figures" / name).read_bytes() for name in ("samples.png", "reconstructions.png")}
+    torch.randn(10)  # whatever was drawn in between
+    before = torch.get_rng_state()
+    make_figures(result, spec.seed)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert {name: (tmp_path / "figures" / name).read_bytes() for name in drawn} == drawn
 
 
 def test_tensorboard_without_the_package_says_how_to_install_it(tmp_path, monkeypatch):

@@ -11,11 +11,13 @@ from conftest import tiny_overrides
 from pyro.infer import SVI
 
 from pyrovae import load_config
+from pyrovae.cli import main
 from pyrovae.errors import PyrovaeError
 from pyrovae.inference.elbo import split_elbo
 from pyrovae.inference.optim import iwae_stage
 from pyrovae.runs.checkpoint import exclusive_run, load_checkpoint, save_checkpoint
 from pyrovae.runs.loading import load_run
+from pyrovae.spec import config_text
 from pyrovae.training.train import MIN_KL_WEIGHT, TrainingDiverged, kl_weight, train
 
 
@@ -199,6 +201,23 @@ def test_a_run_folder_takes_one_trainer_at_a_time(tmp_path, mnist_data):
     with pytest.raises(PyrovaeError, match="no run folder .* to resume"):
         train(spec, tmp_path / "missing", resume=True, data=mnist_data)
     assert not (tmp_path / "missing").exists()
+
+
+def test_resume_refuses_a_folder_pyrovae_did_not_make_and_leaves_its_config_alone(tmp_path, capsys):
+    """A hand-written config.yaml in a folder of its own is the user's file, not a run: neither
+    'train DIR --resume' nor 'report DIR' (which used to recommend the former) writes there."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    text = "# my experiment, written by hand\n" + config_text(load_config("quickstart", tiny_overrides()))
+    (folder / "config.yaml").write_text(text)
+    for command in (["train", str(folder), "--resume"], ["report", str(folder)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "holds a config.yaml but no run" in err, command
+        assert f"'pyrovae train {folder / 'config.yaml'} --out NEW_FOLDER'" in err
+        assert "--resume" not in err
+        assert [p.name for p in folder.iterdir()] == ["config.yaml"]
+        assert (folder / "config.yaml").read_text() == text
 
 
 def test_corrupt_and_foreign_checkpoints_are_refused_clearly(tmp_path):

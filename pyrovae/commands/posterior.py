@@ -1,6 +1,10 @@
 """``pyrovae posterior``: the true posterior beside the guide for chosen data points of a
 trained run, written to a folder as figures, ``posterior.json`` and ``report.md``.
 
+That folder is new, empty, or one an earlier ``pyrovae posterior`` wrote: a folder holding
+other files (the user's, or a run folder with its own ``report.md``) is refused before any
+work, so nothing of the user's is ever replaced.
+
 The numbers come from :func:`pyrovae.evaluation.posterior.inspect_posterior`; this module
 loads the run and its data, summarizes and saves them, then has
 :mod:`pyrovae.reports.posterior_report` draw the figures and write the report (every file
@@ -16,7 +20,7 @@ from typing import List, Optional
 import torch
 
 from ..components.datasets import SPLITS, load_data
-from ..errors import PyrovaeError, did_you_mean
+from ..errors import PyrovaeError, did_you_mean, seed_value
 from ..evaluation.chunking import DEFAULT_MAX_MEMORY, parse_memory
 from ..evaluation.posterior import inspect_posterior
 from ..reports.posterior_report import REPORT, RESULTS, write_posterior_report
@@ -93,6 +97,28 @@ def summarize(inspection, points: List[int], split: str) -> dict:
     return summary
 
 
+def check_out_folder(out_dir: Path) -> None:
+    """Refuse an ``--out`` that is a file (or lies under one) or a folder holding files that
+    ``pyrovae posterior`` did not write; a new folder, an empty one or an earlier output
+    folder of this command are fine."""
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == out_dir else f"lies under the file {existing}"
+        raise PyrovaeError(f"--out {out_dir} {where}; give a folder for the figures, {RESULTS} and {REPORT}")
+    if existing == out_dir and any(out_dir.iterdir()) and not _earlier_output(out_dir):
+        raise PyrovaeError(f"--out {out_dir} holds files 'pyrovae posterior' did not write, which it would replace; "
+                           f"give a new folder (it is made) or an empty one")
+
+
+def _earlier_output(folder: Path) -> bool:
+    """Whether ``folder`` holds the ``posterior.json`` of an earlier inspection."""
+    try:
+        results = json.loads((folder / RESULTS).read_text())
+    except (OSError, ValueError):  # missing, unreadable or not JSON (UnicodeDecodeError is a ValueError)
+        return False
+    return isinstance(results, dict) and {"run", "per_point"} <= results.keys()
+
+
 def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: Optional[str] = "nuts",
                 num_samples: int = 1000, warmup_steps: int = 500, svi_steps: int = 2000, elbo_samples: int = 1000,
                 is_samples: int = 5000, seed: int = 0, max_memory=DEFAULT_MAX_MEMORY, device: str = "cpu") -> dict:
@@ -105,6 +131,8 @@ def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: 
         raise PyrovaeError(f"unknown split '{split}'{did_you_mean(split, SPLITS)}; choose one of: {', '.join(SPLITS)}")
     if not points:
         raise PyrovaeError("no points chosen; pass --points like 3,7,42")
+    seed_value(seed, "--seed")
+    check_out_folder(out_dir)
     max_memory = parse_memory(max_memory)
     spec, vae = load_run(run_dir, device)
     data = load_data(spec.data)
@@ -150,7 +178,8 @@ def add_command(subparsers) -> None:
                     "Writes figures, posterior.json and report.md into --out.")
     p.add_argument("run", help="a run folder written by 'pyrovae train'")
     p.add_argument("--points", required=True, help="data point indices, e.g. 3,7,42 or 0-99")
-    p.add_argument("--out", required=True, help="folder for the figures, posterior.json and report.md")
+    p.add_argument("--out", required=True, help="folder for the figures, posterior.json and report.md: a new or "
+                                                 "empty folder, or one an earlier 'pyrovae posterior' wrote")
     p.add_argument("--split", default="test", help=f"which data: {', '.join(SPLITS)} (default test)")
     p.add_argument("--mcmc", default="nuts", choices=["nuts", "hmc", "none"],
                    help="posterior sampler, or none to skip sampling (default nuts)")

@@ -21,6 +21,9 @@ def report(run_dir) -> Path:
     """Repair ``run_dir`` if needed and rewrite every report section and figure its files
     support; return the path of ``report.md``."""
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise PyrovaeError(f"no run folder {run_dir} (it does not exist); give the folder of a run "
+                           f"'pyrovae train' wrote")
     check_resumable(run_dir)
     if not (run_dir / CHECKPOINT).is_file():
         raise PyrovaeError(f"{run_dir} has no finished epoch (no {CHECKPOINT}), so there is nothing to report; "

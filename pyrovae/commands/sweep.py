@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from ..errors import PyrovaeError
-from ..reports.evaluation_report import write_evaluation_report
 from ..reports.markdown import REPORT
 from ..reports.sweep_report import write_sweep_report
 from ..reports.training import result_of_folder, write_training_report
@@ -24,6 +23,7 @@ from ..sweeps.sweep import (
     run_sweep,
     summary_line,
 )
+from .evaluate import report_evaluation
 
 
 def _report_training(run_dir: Path, spec: ExperimentSpec, result: Optional[TrainResult]) -> None:
@@ -37,11 +37,7 @@ def _report_training(run_dir: Path, spec: ExperimentSpec, result: Optional[Train
     write_training_report(result, spec)
 
 
-def _report_evaluation(run_dir: Path, summary: dict) -> None:
-    write_evaluation_report(run_dir, drawn=[summary])
-
-
-RUN_REPORTS = JobReports(training=_report_training, evaluation=_report_evaluation)
+RUN_REPORTS = JobReports(training=_report_training, evaluation=report_evaluation)
 
 
 def reported_job(task: Dict[str, Any]) -> Dict[str, Any]:

@@ -2,8 +2,9 @@
 figures and the Training section of the report (:mod:`pyrovae.reports.training`)."""
 
 from pathlib import Path
-from typing import Any, Dict, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+from ..components.datasets import Dataset
 from ..errors import PyrovaeError
 from ..reports.training import write_training_report
 from ..runs.files import WriteFailed
@@ -36,10 +37,10 @@ def resolve_run(config: ConfigSource, out=None, overrides: Sequence[str] = (), p
     return spec, folder
 
 
-def train(spec: ExperimentSpec, folder: Path, resume: bool = False) -> TrainResult:
-    """Train ``spec`` into ``folder`` (continuing it with ``resume``), then write its figures
-    and the Training section of its report."""
-    result = train_loop(spec, folder, resume=resume)
+def train(spec: ExperimentSpec, folder: Path, resume: bool = False, data: Optional[Dataset] = None) -> TrainResult:
+    """Train ``spec`` into ``folder`` (continuing it with ``resume``; ``data``: the dataset
+    already loaded, if it is), then write its figures and the Training section of its report."""
+    result = train_loop(spec, folder, resume=resume, data=data)
     try:
         result.report = write_training_report(result, spec)
     except WriteFailed as exc:

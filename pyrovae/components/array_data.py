@@ -5,12 +5,19 @@
   integer labels (default: none).
 - a folder of PNG/JPEG images, read with Pillow; images in sub-folders are labelled by their
   sub-folder's name (in sorted order: 0, 1, ...), images directly in the folder have no labels.
-  Grey images give one channel, any colour image makes every image RGB.
+  Grey images give one channel, any colour image makes every image RGB. Pixels are scaled to
+  [0, 1] by their bit depth: 8-bit images (grey, grey with alpha, palette, RGB, RGBA) are
+  divided by 255, 16-bit grey images by 65535; images whose scale is unknown (floating-point
+  pixels, 32-bit integers beyond 16 bits) are refused.
 
 Shapes ``(N, D)`` (vectors), ``(N, H, W)`` (grey images, given one channel) and
-``(N, C, H, W)`` are accepted. ``uint8`` arrays and image files are divided by 255 (pixel
-values in [0, 1]); other numbers are used as they are, and the likelihood checks that it fits
-them before training, as for the built-in datasets.
+``(N, C, H, W)`` are accepted. ``uint8`` arrays are divided by 255 (pixel values in [0, 1]);
+other numbers are used as they are, and the likelihood checks that it fits them before
+training, as for the built-in datasets. NaN, infinite values and values beyond float32's
+range are refused, naming the file and the item's index in it. A ``.npy`` or ``.npz`` file
+is read by its content, whatever its suffix says; arrays of Python objects are refused
+without unpickling them (unpickling can run code). Labels are class numbers 0, 1, ..., K-1
+with K at most :data:`MAX_CLASSES` (the model's one-hot input grows with K).
 
 The splits are either drawn from ``path`` by seeded fractions (``valid_fraction``,
 ``test_fraction``, ``split_seed``) or given as files (``valid_path`` and ``test_path``, with
@@ -19,6 +26,7 @@ data root (``$PYROVAE_DATA``).
 """
 
 import functools
+import zipfile
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -29,7 +37,12 @@ from ..errors import PyrovaeError
 from .datasets import DATASETS, Source, Split, data_root
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+EIGHT_BIT_GREY_MODES = ("1", "L", "LA", "La")
+# Pillow's 16-bit grey modes; older Pillow versions open a 16-bit grey PNG as mode I
+SIXTEEN_BIT_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+SIXTEEN_BIT_MAX = 65535
+MAX_CLASSES = 10000
+NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04")  # how .npy files and .npz archives (zip files) begin
 
 
 @DATASETS.register("array")
@@ -81,29 +94,44 @@ def _read_cached(path: str, mtime_ns: int, size: int, x_key: str, y_key: str) ->
         if y_key:
             raise PyrovaeError(f"{p} is a folder of images: its labels come from sub-folder names; remove data.y")
         x, y = _read_image_folder(p)
-    elif p.suffix == ".npy":
-        if y_key:
-            raise PyrovaeError(f"{p} holds one array, so data.y cannot name labels in it; save an .npz with "
-                               f"np.savez(file, x=images, y=labels)")
-        x, y = _load_numpy(p), None
-    elif p.suffix == ".npz":
-        archive = _load_numpy(p)
-        names = list(archive.files)
-        for key, what in ((x_key, "data.x"), (y_key, "data.y")):
-            if key and key not in names:
-                raise PyrovaeError(f"{p} has no array '{key}' ({what}); it holds: {', '.join(names) or 'nothing'}")
-        x, y = archive[x_key], (archive[y_key] if y_key else None)
+    elif p.suffix in (".npy", ".npz"):
+        x, y = _load_numpy(p, x_key, y_key)
     else:
         raise PyrovaeError(f"array data {p} must be a .npy or .npz file or a folder of PNG/JPEG images")
     return Split(_as_data(x, p), None if y is None else _as_labels(y, x.shape[0], p))
 
 
-def _load_numpy(path: Path):
+def _load_numpy(path: Path, x_key: str, y_key: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """The data and labels in the numpy file ``path``, told apart by its content rather
+    than its suffix: an ``.npy`` file holds the data alone, an ``.npz`` archive names them."""
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise PyrovaeError(f"cannot read {path} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                           f"save it with np.save or np.savez") from None
+        with open(path, "rb") as f:
+            if not f.read(6).startswith(NUMPY_MAGIC):  # np.load would try to unpickle it
+                raise PyrovaeError(f"cannot read {path} (neither an .npy file nor an .npz archive); "
+                                   f"save it with np.save or np.savez")
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            if y_key:
+                raise PyrovaeError(f"{path} holds one array, so data.y cannot name labels in it; save an .npz "
+                                   f"with np.savez(file, x=images, y=labels)")
+            return loaded, None
+        with loaded:
+            names = list(loaded.files)
+            for key, what in ((x_key, "data.x"), (y_key, "data.y")):
+                if key and key not in names:
+                    raise PyrovaeError(f"{path} has no array '{key}' ({what}); it holds: {', '.join(names) or 'nothing'}")
+            return loaded[x_key], (loaded[y_key] if y_key else None)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> PyrovaeError:
+    """The one-line error for a numpy file ``np.load`` could not read."""
+    if "allow_pickle" in str(exc):
+        return PyrovaeError(f"{path} holds Python objects (an array of dtype object), which pyrovae does not unpickle "
+                            f"(unpickling can run code); save numbers, e.g. np.save(file, np.asarray(data, float))")
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return PyrovaeError(f"cannot read {path} ({reason}); save it with np.save or np.savez")
 
 
 def _as_data(x: np.ndarray, path: Path) -> torch.Tensor:
@@ -112,10 +140,32 @@ def _as_data(x: np.ndarray, path: Path) -> torch.Tensor:
         raise PyrovaeError(f"{path}: the data must be numbers, got dtype {x.dtype}")
     if x.ndim not in (2, 3, 4) or x.shape[0] == 0:
         raise PyrovaeError(f"{path}: the data have shape {x.shape}; give (N, D), (N, H, W) or (N, C, H, W)")
+    _check_float32_values(x, path)
     t = torch.from_numpy(np.ascontiguousarray(x)).float()
     if x.dtype == np.uint8:
         t = t / 255
     return t.unsqueeze(1) if x.ndim == 3 else t
+
+
+def _check_float32_values(x: np.ndarray, path: Path) -> None:
+    """Refuse NaN and infinite values, and values float32 (what pyrovae computes in) would
+    turn into infinities, naming the first such item by its index in the file ``path``."""
+    if x.dtype.kind != "f":
+        return  # every integer up to 64 bits is finite in float32
+    items = x.reshape(x.shape[0], -1)
+    _refuse_items(~np.isfinite(items).all(1), path, "holds NaN or infinite values", "replace or remove them")
+    if x.dtype.itemsize > 4:
+        limit = np.finfo(np.float32).max
+        _refuse_items((np.abs(items) > limit).any(1), path, f"holds values beyond ±{limit:.3g}, the range of "
+                      f"float32 that pyrovae computes in", "rescale the data")
+
+
+def _refuse_items(bad: np.ndarray, path: Path, what: str, remedy: str) -> None:
+    """An error naming the first item of ``path`` flagged in ``bad`` (one flag per item), if any."""
+    if bad.any():
+        count = int(bad.sum())
+        raise PyrovaeError(f"item {int(bad.argmax())} of {path} {what} ({count} item{'s' * (count > 1)}); "
+                           f"{remedy}")
 
 
 def _as_labels(y: np.ndarray, n: int, path: Path) -> torch.Tensor:
@@ -124,13 +174,15 @@ def _as_labels(y: np.ndarray, n: int, path: Path) -> torch.Tensor:
     if y.dtype.kind not in "iu" or (y < 0).any():
         raise PyrovaeError(f"{path}: labels must be integers 0, 1, 2, ..., got dtype {y.dtype}"
                            f"{' with negative values' if y.dtype.kind in 'iu' else ''}")
+    if (y >= MAX_CLASSES).any():  # before the model sizes a one-hot input by the largest label
+        item = int((y >= MAX_CLASSES).argmax())
+        raise PyrovaeError(f"label {int(y[item])} of item {item} in {path} is not a class number: pyrovae takes at "
+                           f"most {MAX_CLASSES} classes, numbered 0, 1, ..., K-1; number the classes from 0")
     return torch.from_numpy(y.astype(np.int64))
 
 
 def _read_image_folder(folder: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Images directly in ``folder`` (no labels), or in its sub-folders (labelled by them)."""
-    from PIL import Image
-
     def images_in(d: Path):
         return sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -142,24 +194,46 @@ def _read_image_folder(folder: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     files = [(f, i) for i, d in enumerate(classes) for f in images_in(d)] if classes else [(f, 0) for f in loose]
     if not files:
         raise PyrovaeError(f"{folder} holds no PNG or JPEG images (directly or in sub-folders)")
-    opened = []
-    for f, _ in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                opened.append(im.copy())
-        except OSError as exc:
-            raise PyrovaeError(f"cannot read image {f} ({exc}); remove or replace it") from None
-    grey = all(im.mode in GREY_MODES for im in opened)
-    arrays = [np.asarray(im.convert("L" if grey else "RGB")) for im in opened]
-    for (f, _), a in zip(files, arrays):
-        if a.shape != arrays[0].shape:
-            raise PyrovaeError(f"images in {folder} differ in size ({files[0][0].name} is {arrays[0].shape[:2]}, "
+    pixels = [_image_pixels(f) for f, _ in files]
+    grey = all(a.ndim == 2 for a in pixels)
+    if not grey:  # any colour image makes every image RGB
+        pixels = [np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a for a in pixels]
+    for (f, _), a in zip(files, pixels):
+        if a.shape != pixels[0].shape:
+            raise PyrovaeError(f"images in {folder} differ in size ({files[0][0].name} is {pixels[0].shape[:2]}, "
                                f"{f.name} is {a.shape[:2]}); resize them to one size")
-    x = np.stack(arrays)
+    x = np.stack(pixels)
     x = x if grey else x.transpose(0, 3, 1, 2)
     y = np.array([label for _, label in files], dtype=np.int64) if classes else None
     return x, y
+
+
+def _image_pixels(path: Path) -> np.ndarray:
+    """The pixels of the image file ``path`` as float32 in [0, 1], scaled by its bit depth:
+    ``(H, W)`` for grey images, ``(H, W, 3)`` for colour ones (alpha channels dropped)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in EIGHT_BIT_GREY_MODES:
+                return np.asarray(im.convert("L"), dtype=np.float32) / 255
+            if im.mode in SIXTEEN_BIT_GREY_MODES:
+                return _sixteen_bit(np.asarray(im), path, im.mode)
+            if im.mode == "F":
+                raise PyrovaeError(f"image {path} holds floating-point pixels (mode F) whose range is unknown; "
+                                   f"save it as an 8- or 16-bit PNG, or give the data as a .npy file")
+            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255
+    except (OSError, ValueError) as exc:  # Pillow raises ValueError for modes it cannot convert
+        raise PyrovaeError(f"cannot read image {path} ({exc}); remove or replace it") from None
+
+
+def _sixteen_bit(values: np.ndarray, path: Path, mode: str) -> np.ndarray:
+    """16-bit grey ``values`` divided by 65535; integers outside 16 bits have no known scale."""
+    if values.min() < 0 or values.max() > SIXTEEN_BIT_MAX:
+        raise PyrovaeError(f"image {path} holds integers (mode {mode}) outside 0 to {SIXTEEN_BIT_MAX}, so their "
+                           f"scale is unknown; save it as an 8- or 16-bit PNG, or give the data as a .npy file")
+    return values.astype(np.float32) / SIXTEEN_BIT_MAX
 
 
 def _split(data: Split, valid_fraction: float, test_fraction: float, seed: int, path: str):

@@ -176,7 +176,8 @@ def _plan(vae, x, y, chains: int, steps: int, max_memory: int):
     measured = Cost.measure(forward)
     cost = Cost(*(BACKWARD_FACTOR * c for c in (measured.fixed, measured.per_point, measured.per_pair)))
     stored = 8 * (steps + 4 * chains) + 4 * 4 * chains * vae.latent_dim  # step sizes, weights, states
-    plan = plan_chunks(cost, x.shape[0], chains, max_memory, stored)
+    plan = plan_chunks(cost, x.shape[0], chains, max_memory, stored,
+                       f"{steps} annealing steps and {chains} chains (--steps, --chains)")
     if plan.samples < chains:
         raise PyrovaeError(f"{chains} AIS chains of one data point do not fit in the memory bound; "
                            f"use fewer chains or raise the memory bound")

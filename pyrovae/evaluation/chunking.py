@@ -114,11 +114,14 @@ class ChunkPlan(NamedTuple):
 
 
 def plan_chunks(cost: Cost, num_points: int, num_samples: int, max_memory: int,
-                stored_per_point: float) -> ChunkPlan:
+                stored_per_point: float, stored_for: str = "") -> ChunkPlan:
     """The largest chunks under ``max_memory``, aiming at :data:`TARGET_CHUNK_BYTES`.
 
     Samples per chunk come first: the guide's encoder runs once per chunk, so long chunks
-    of samples for few points waste the least work.
+    of samples for few points waste the least work. ``stored_for`` names the settings that
+    size ``stored_per_point`` (e.g. ``"1000 annealing steps and 16 chains (--steps,
+    --chains)"``): when what is stored for one point alone exceeds the bound, the error
+    blames those settings.
     """
     rows = max(1, int(TARGET_CHUNK_BYTES // max(SAFETY_FACTOR * cost.per_pair, 1)))
     samples = min(num_samples, rows)
@@ -129,11 +132,20 @@ def plan_chunks(cost: Cost, num_points: int, num_samples: int, max_memory: int,
         elif samples > 1:
             samples //= 2
         else:
-            need = cost.bytes(1, 1, stored_per_point)
-            raise PyrovaeError(f"a memory bound of {format_bytes(max_memory)} is too small: one data point "
-                               f"with {num_samples} samples needs at least {format_bytes(need)}; "
-                               f"raise the memory bound or use fewer samples")
+            raise _bound_too_small(cost, num_samples, max_memory, stored_per_point, stored_for)
     return ChunkPlan(points, samples)
+
+
+def _bound_too_small(cost: Cost, num_samples: int, max_memory: int, stored_per_point: float,
+                     stored_for: str) -> PyrovaeError:
+    """The error for a bound too small for one data point, blaming what needs the memory."""
+    if stored_for and stored_per_point > max_memory:
+        return PyrovaeError(f"a memory bound of {format_bytes(max_memory)} is too small for {stored_for}: they "
+                            f"need {format_bytes(stored_per_point)} per data point; use fewer, or raise the bound")
+    need = cost.bytes(1, 1, stored_per_point)
+    return PyrovaeError(f"a memory bound of {format_bytes(max_memory)} is too small: one data point "
+                        f"with {num_samples} samples needs at least {format_bytes(need)}; "
+                        f"raise the memory bound or use fewer samples")
 
 
 def rows(t: Optional[torch.Tensor], start: int, stop: int) -> Optional[torch.Tensor]:

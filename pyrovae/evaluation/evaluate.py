@@ -13,10 +13,12 @@ they are more than a tenth of the points, the headline reports no Monte Carlo er
 the delta-method error then understates the uncertainty. ``--method ais`` estimates log p(x)
 per point by annealed importance sampling (:mod:`.ais`); ``--method bdmc`` sandwiches
 log p(x) of data simulated from the model between forward and reverse AIS (:mod:`.bdmc`).
-Results go to ``evaluation.json`` (one entry per split and method, see
-:mod:`pyrovae.runs.evaluations`); the "Evaluation" section of ``report.md`` and the figure of
-the bounds against K are the evaluation report's (:mod:`pyrovae.reports.evaluation_report`),
-which ``pyrovae evaluate`` (:mod:`pyrovae.commands.evaluate`) writes next.
+Results go to ``evaluation.json`` (one entry per split and method, each recording the epoch
+and SHA-256 of the checkpoint it evaluated, see :mod:`pyrovae.runs.evaluations`); the
+"Evaluation" section of ``report.md`` (which shows only evaluations of the checkpoint the
+folder holds now) and the figure of the bounds against K are the evaluation report's
+(:mod:`pyrovae.reports.evaluation_report`), which ``pyrovae evaluate``
+(:mod:`pyrovae.commands.evaluate`) writes next.
 """
 
 import json
@@ -30,12 +32,13 @@ import torch
 
 from ..components.datasets import SPLITS, load_data
 from ..components.likelihoods import DATA_KINDS
-from ..errors import PyrovaeError, did_you_mean
+from ..errors import PyrovaeError, did_you_mean, seed_value, warn
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
-from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, entry_name, read_evaluations
+from ..runs.checkpoint import current_checkpoint
+from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, entry_name, evaluation_lock, read_evaluations
 from ..runs.files import WriteFailed, write_atomic
-from ..runs.loading import load_run
+from ..runs.loading import load_run_and_checkpoint
 from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, AISResult, annealed_importance_sample, check_settings
 from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
 from .blocks import BLOCK_POINTS, sample_in_blocks
@@ -92,16 +95,17 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
                         (elbo_particles, "--elbo-particles"), (simulated, "--simulated")]:
         if value is not None and value < 1:
             raise PyrovaeError(f"{flag} must be a positive integer, got {value}")
+    seed_value(seed, "--seed")
     proposal = Proposal(proposal_scale, proposal_df)
     if method != "is":
         check_settings(steps, chains, leapfrog, ais_start, DEFAULT_TARGET_ACCEPT)
 
-    spec, vae = load_run(run_dir, device)
+    spec, vae, checkpoint = load_run_and_checkpoint(run_dir, device)
     pyro.set_rng_seed(seed)
     x, y, subset = _split_data(spec, vae, split, simulated if method == "bdmc" else max_points, seed)
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
-              "seed": seed}
+              "seed": seed, "checkpoint": checkpoint}
     if sampler is not None and (method != "is" or split == "train" or device != "cpu"):
         raise PyrovaeError("evaluation split over workers covers importance sampling (--method is) of the valid and "
                            "test splits on CPU; leave out --workers and --engine for this one")
@@ -132,6 +136,10 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     except WriteFailed as exc:
         raise EvaluationNotSaved(f"{exc}; the results are kept in memory (the command line prints them)",
                                  summary) from None
+    if current_checkpoint(run_dir) != checkpoint:
+        warn(f"the checkpoint in {run_dir} was replaced while it was evaluated (training goes on there): these "
+             f"results are of epoch {checkpoint['epoch']}, and report.md says so; evaluate again once training "
+             f"has finished")
     return summary
 
 
@@ -283,7 +291,9 @@ def _reference(vae, x, y, estimate: Estimate, quadrature: bool, max_memory: int,
 # ----------------------------------------------------------------------------- saving
 
 def _save(run_dir: Path, summary: dict) -> None:
-    """Add ``summary`` to evaluation.json (keeping other splits and methods), atomically."""
-    everything = read_evaluations(run_dir)
-    everything[entry_name(summary)] = summary
-    write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
+    """Add ``summary`` to evaluation.json (keeping other splits and methods), atomically, one
+    evaluation at a time (:func:`~pyrovae.runs.evaluations.evaluation_lock`)."""
+    with evaluation_lock(run_dir):
+        everything = read_evaluations(run_dir)
+        everything[entry_name(summary)] = summary
+        write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")

@@ -183,21 +183,21 @@ def reweighted_wake_sleep(*, num_particles=5, insomnia=0.5):
 
 
 @ESTIMATORS.register("mcem")
-def mcem(*, hmc_steps=1, num_leapfrog=10, target_accept=0.9, updates_per_sample=5, step_size=0.1):
+def mcem(*, hmc_steps=1, num_leapfrog=10, target_accept=0.9, step_size=0.1):
     """Monte Carlo EM: per-point HMC chains on p(z|x) (E-step), then theta ascends log p(x, z).
 
     z_i <- HMC transitions on p_theta(z | x_i) continuing from z_i's last state (10 leapfrog
-    steps, step size adapted toward 90% acceptance), moved on every updates_per_sample-th visit;
+    steps, step size adapted toward 90% acceptance), moved on every visit;
     grad_theta log p_theta(x_i, z_i) (Kingma & Welling 2014, Fig. 3). The encoder is fitted to the
     samples (grad_phi log q(z_i | x_i)) for evaluation only.
     """
-    for name, value in [("hmc_steps", hmc_steps), ("num_leapfrog", num_leapfrog), ("updates_per_sample", updates_per_sample)]:
+    for name, value in [("hmc_steps", hmc_steps), ("num_leapfrog", num_leapfrog)]:
         positive_int(value, f"estimator option {name}")
     if not isinstance(target_accept, (int, float)) or not 0 < target_accept < 1:
         raise PyrovaeError(f"estimator option target_accept must be a number in (0, 1), got {target_accept!r}")
     if not isinstance(step_size, (int, float)) or step_size <= 0:
         raise PyrovaeError(f"estimator option step_size must be a positive number, got {step_size!r}")
-    return MonteCarloEM(hmc_steps, num_leapfrog, float(target_accept), updates_per_sample, float(step_size))
+    return MonteCarloEM(hmc_steps, num_leapfrog, float(target_accept), float(step_size))
 
 
 def build_estimator(spec):

@@ -2,17 +2,17 @@
 
 Every data point keeps a latent state z_i. A training step on a minibatch
 
-1. (E-step) moves each point's z_i by ``hmc_steps`` HMC transitions on p_theta(z | x_i),
-   continuing from the state the point had before (10 leapfrog steps, one step size
-   adapted toward 90% acceptance by dual averaging: the shared sampler of
-   :mod:`pyrovae.inference.hmc`);
+1. (E-step) moves each point's z_i by ``hmc_steps`` HMC transitions (one by default) on
+   p_theta(z | x_i), continuing from the state the point had before (10 leapfrog steps, one
+   step size adapted toward 90% acceptance by dual averaging: the shared sampler of
+   :mod:`pyrovae.inference.hmc`), all points of the minibatch at once;
 2. (M-step) ascends log p_theta(x_i, z_i) in theta at those samples.
 
-The paper follows each E-step with 5 weight updates on the same minibatch. In pyrovae's
-training loop a step is one update of one minibatch, so a point is moved only on every
-``updates_per_sample``-th visit (5 by default) and its stored sample serves the updates in
-between: the same ratio of weight updates per HMC move of every point, interleaved with
-other minibatches instead of consecutive. (A first visit always samples.)
+So every visit of a point makes the paper's HMC move (appendix E: "10 HMC leapfrog steps
+with an automatically tuned stepsize such that the acceptance rate was 90%"). The paper
+then makes 5 weight updates on the same minibatch with that sample; pyrovae's training loop
+makes one optimizer step per minibatch visit, so here each HMC move is followed by one
+weight update (docs/paper.md says what that changes).
 
 The encoder is not part of MCEM; it is fitted here to the HMC samples by maximum
 likelihood (ascend log q_phi(z_i | x_i)), which leaves theta's updates untouched but gives
@@ -49,11 +49,11 @@ class MonteCarloEM(ELBO):
     measurable = False  # no differentiable_loss for the variance laboratory to draw
 
     def __init__(self, hmc_steps: int = 1, num_leapfrog: int = 10, target_accept: float = 0.9,
-                 updates_per_sample: int = 5, step_size: float = 0.1):
+                 step_size: float = 0.1):
         super().__init__(num_particles=1)
-        self.hmc_steps, self.updates_per_sample = hmc_steps, updates_per_sample
+        self.hmc_steps = hmc_steps
         self.hmc = HMC(step_size=step_size, num_leapfrog=num_leapfrog, target_accept=target_accept)
-        self.states = {}  # row key -> (latent state, visits so far)
+        self.states = {}  # row key -> the point's latent state after its last visit
         self._elbo = Trace_ELBO()
 
     @staticmethod
@@ -88,47 +88,45 @@ class MonteCarloEM(ELBO):
             return self._elbo.loss(model, guide, x, y, kl_weight)
 
     def sample(self, vae, x, y=None) -> torch.Tensor:
-        """The E-step: every point's latent state after this visit, ``(batch, latent_dim)``."""
+        """The E-step: every point of ``x`` moved by ``hmc_steps`` HMC transitions from its
+        last state (a new point from its encoder's mean), ``(batch, latent_dim)``."""
         from .log_joint import log_joint
 
         keys = row_keys(x)
-        dim = vae.latent_dim
-        z = torch.empty(len(keys), dim, dtype=x.dtype, device=x.device)
-        due = torch.zeros(len(keys), dtype=torch.bool)
+        z = self._last_states(vae, x, y, keys)
+        potential = lambda zz: -log_joint(vae, x, y, zz)  # noqa: E731
+        z = self.hmc.sample(potential, z.unsqueeze(0), self.hmc_steps)[0]
+        for key, state in zip(keys, z.cpu()):
+            self.states[key] = state
+        return z
+
+    def _last_states(self, vae, x, y, keys: List[str]) -> torch.Tensor:
+        """Each point's stored latent state; a point seen for the first time starts its chain
+        at its encoder's mean."""
+        with torch.no_grad():
+            z = vae.encode(x, y)[0].detach().clone()
         for i, key in enumerate(keys):
-            state = self.states.get(key)
-            if state is None:
-                with torch.no_grad():  # a new point's chain starts at its encoder's mean
-                    z[i] = vae.encode(x[i:i + 1], None if y is None else y[i:i + 1])[0][0]
-                due[i] = True
-            else:
-                z[i] = state[0].to(z)
-                due[i] = state[1] % self.updates_per_sample == 0
-        if due.any():
-            xs, ys = x[due], None if y is None else y[due]
-            potential = lambda zz: -log_joint(vae, xs, ys, zz)  # noqa: E731
-            z[due] = self.hmc.sample(potential, z[due].unsqueeze(0).detach(), self.hmc_steps)[0].to(z)
-        for i, key in enumerate(keys):
-            visits = self.states[key][1] if key in self.states else 0
-            self.states[key] = (z[i].detach().cpu(), visits + 1)
-        return z.detach()
+            if key in self.states:
+                z[i] = self.states[key].to(z)
+        return z
 
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict:
-        """Chain states, visit counts and the step-size adaptation, in tensors and numbers."""
+        """Chain states and the step-size adaptation, in tensors and numbers."""
         keys = sorted(self.states)
         scheme = self.hmc.adaptation._scheme
         return {"keys": keys,
-                "z": torch.stack([self.states[k][0] for k in keys]) if keys else torch.empty(0),
-                "visits": torch.tensor([self.states[k][1] for k in keys], dtype=torch.long),
+                "z": torch.stack([self.states[k] for k in keys]) if keys else torch.empty(0),
                 "step_size": self.hmc.adaptation.step_size.clone(),
                 "dual_averaging": {name: torch.as_tensor(getattr(scheme, name)).clone()
                                    for name in ("prox_center", "_x_avg", "_g_avg", "_t", "_x_t")
                                    if hasattr(scheme, name)}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.states = {k: (state["z"][i], int(state["visits"][i])) for i, k in enumerate(state["keys"])}
+        """Restore :meth:`state_dict` (checkpoints that also hold visit counts, written before
+        every visit moved its point, load too: the counts are not needed)."""
+        self.states = {k: state["z"][i] for i, k in enumerate(state["keys"])}
         self.hmc.adaptation.step_size = state["step_size"].clone()
         scheme = self.hmc.adaptation._scheme
         for name, value in state["dual_averaging"].items():

@@ -1,9 +1,16 @@
 """The "Evaluation" section of a run's report, the terminal summary and the bounds figure,
-from the summaries :mod:`pyrovae.evaluation.evaluate` saves in ``evaluation.json``."""
+from the summaries :mod:`pyrovae.evaluation.evaluate` saves in ``evaluation.json``.
+
+A report never shows results of parameters other than the checkpoint's: each summary
+records the checkpoint it evaluated (epoch and SHA-256), and the section shows only those
+of the checkpoint the run folder holds when the report is written. The others (a run
+resumed after it was evaluated, or evaluated while it went on training) are named with the
+command that evaluates the new parameters."""
 
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from ..runs.checkpoint import current_checkpoint
 from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, SECTION, read_evaluations
 from .markdown import markdown_table, update_section
 
@@ -115,31 +122,87 @@ def draw_figure(run_dir: Path, s: dict) -> Path:
                                            f"{s['split']} split, {s['num_points']} points")
 
 
-def write_evaluation_report(run_dir: Path, drawn: Optional[Sequence[dict]] = None) -> Path:
-    """The Evaluation section of ``run_dir``'s report from every summary in its evaluation.json,
-    with the bounds figure of each importance-sampling summary in ``drawn`` (default: all;
-    AIS and BDMC summaries have no bounds figure)."""
+def write_evaluation_report(run_dir: Path, drawn: Optional[Sequence[dict]] = None) -> Optional[Path]:
+    """The Evaluation section of ``run_dir``'s report (if the run was evaluated), against the
+    checkpoint the folder holds now, with the bounds figure of each importance-sampling summary
+    in ``drawn`` (default: every one of the current checkpoint; AIS and BDMC have none)."""
     everything = read_evaluations(run_dir)
-    for summary in everything.values() if drawn is None else drawn:
+    if not everything:
+        return None
+    if drawn is None:
+        drawn = split_by_checkpoint(everything, current_checkpoint(run_dir))[0].values()
+    for summary in drawn:
         if summary.get("method", "is") == "is":
             draw_figure(run_dir, summary)
     return write_report(run_dir, everything)
 
 
 def write_report(run_dir: Path, everything: dict) -> Path:
-    """The report's Evaluation section from the summaries ``everything`` (by split and method)."""
+    """The report's Evaluation section from the summaries ``everything`` (by split and method).
+
+    Only evaluations of the checkpoint the folder holds now are shown; those of an earlier
+    one (the run trained on with ``--resume``, or went on training while it was evaluated)
+    are listed with the command that evaluates the new parameters, their numbers left out."""
+    now = current_checkpoint(run_dir)
+    current, earlier = split_by_checkpoint(everything, now)
     parts = []
-    for s in everything.values():
+    for s in current.values():
         part = f"### {_heading(s)}\n\n{markdown_table(['quantity', 'value'], _escape_pipes(summary_rows(s)))}"
         if s.get("method", "is") == "is":
             part += f"\n\n![bounds against K](figures/bounds_vs_k_{s['split']}.png)"
         parts.append(part)
-    return update_section(run_dir, SECTION,
-                          "Importance sampling keeps one estimate per data point; ± is the standard error over "
-                          "data points, the Monte Carlo error is that of the sampling itself, trusted only where the "
-                          "weights' Pareto k-hat stays below 0.7. log p(x) >= IWAE_K >= ELBO. AIS anneals HMC chains "
-                          "from the guide to the posterior; BDMC brackets log p(x) of simulated data between forward "
-                          f"and reverse AIS. Full numbers: `{EVALUATION}`.\n\n" + "\n\n".join(parts))
+    if earlier:
+        parts.append(_earlier_note(run_dir, earlier.values(), now))
+    intro = ("Importance sampling keeps one estimate per data point; ± is the standard error over "
+             "data points, the Monte Carlo error is that of the sampling itself, trusted only where the "
+             "weights' Pareto k-hat stays below 0.7. log p(x) >= IWAE_K >= ELBO. AIS anneals HMC chains "
+             "from the guide to the posterior; BDMC brackets log p(x) of simulated data between forward "
+             f"and reverse AIS. Full numbers: `{EVALUATION}`.\n\n")
+    return update_section(run_dir, SECTION, (intro if current else "") + "\n\n".join(parts))
+
+
+def split_by_checkpoint(everything: dict, now: Optional[dict]) -> Tuple[dict, dict]:
+    """The summaries of the checkpoint ``now`` (its record, or None without one), and the
+    others: of an earlier checkpoint, or saved before evaluations recorded theirs."""
+    def of_now(s: dict) -> bool:
+        return now is not None and (s.get("checkpoint") or {}).get("sha256") == now["sha256"]
+
+    return ({k: s for k, s in everything.items() if of_now(s)},
+            {k: s for k, s in everything.items() if not of_now(s)})
+
+
+def _earlier_note(run_dir: Path, summaries, now: Optional[dict]) -> str:
+    """What the section leaves out, and the commands that evaluate the current parameters."""
+    holds = "no checkpoint" if now is None else f"the checkpoint of epoch {now['epoch']} (sha256 {now['sha256'][:12]})"
+    lines = [f"- {_heading(s)}: evaluated {_evaluated(s)}; evaluate again with `{_rerun_command(run_dir, s)}`"
+             for s in summaries]
+    return ("### Evaluations of an earlier checkpoint (not shown)\n\n"
+            f"The run folder now holds {holds}. The evaluations below were made of other parameters: their "
+            f"numbers stay in `{EVALUATION}` but are left out of this report until they are made again.\n\n"
+            + "\n".join(lines))
+
+
+def _evaluated(s: dict) -> str:
+    """The checkpoint a summary records, in words."""
+    checkpoint = s.get("checkpoint")
+    if checkpoint is None:
+        return "an unrecorded checkpoint (saved before evaluations recorded theirs)"
+    return f"the checkpoint of epoch {checkpoint['epoch']} (sha256 {checkpoint['sha256'][:12]})"
+
+
+def _rerun_command(run_dir: Path, s: dict) -> str:
+    """The ``pyrovae evaluate`` command that repeats the evaluation ``s`` with its main options."""
+    method = s.get("method", "is")
+    options = [] if method == "is" else ["--method", method]
+    if method != "bdmc":
+        options += ["--split", s["split"]]
+    options += ["--num-samples", s["num_samples"]] if method == "is" else ["--steps", s["steps"], "--chains", s["chains"]]
+    if method == "bdmc":
+        options += ["--simulated", s["num_points"]]
+    subset = s.get("subset") or {}
+    if subset.get("chosen") == "random":
+        options += ["--max-points", s["num_points"], "--seed", subset["seed"]]
+    return " ".join(["pyrovae evaluate", str(run_dir), *map(str, options)])
 
 
 def _escape_pipes(rows):

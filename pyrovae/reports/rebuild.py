@@ -1,7 +1,8 @@
 """A run folder's whole report, drawn again from its files: the training section from its
-config, checkpoint and metrics, the evaluation section from ``evaluation.json``, the
-variance section from ``variance.json``. ``pyrovae report`` (:mod:`pyrovae.commands.report`)
-calls it after making the folder consistent.
+config, checkpoint and metrics, the evaluation section from ``evaluation.json`` (only the
+evaluations of the checkpoint the folder holds), the variance section from
+``variance.json``. ``pyrovae report`` (:mod:`pyrovae.commands.report`) calls it after making
+the folder consistent.
 """
 
 import json
@@ -9,7 +10,6 @@ from pathlib import Path
 
 from ..errors import PyrovaeError
 from ..lab.variance import VARIANCE
-from ..runs.evaluations import read_evaluations
 from .evaluation_report import write_evaluation_report
 from .training import result_of_folder, write_training_report
 from .variance_report import write_variance_report
@@ -20,8 +20,7 @@ def rebuild_report(run_dir: Path) -> Path:
     ``report.md``."""
     spec, result = result_of_folder(run_dir)
     report = write_training_report(result, spec)
-    if read_evaluations(run_dir):
-        write_evaluation_report(run_dir)
+    write_evaluation_report(run_dir)  # with the bounds figures of the checkpoint's evaluations
     if (run_dir / VARIANCE).is_file():
         try:
             results = json.loads((run_dir / VARIANCE).read_text())

@@ -10,7 +10,9 @@ from ..runs.checkpoint import load_checkpoint
 from ..runs.csvlog import read_rows
 from ..runs.folder import METRICS, stopped_early
 from ..runs.loading import TrainResult, load_run
+from ..runs.random_state import private_random
 from . import plots
+from .evaluation_report import write_evaluation_report
 from .markdown import markdown_table, update_section
 
 FIGURES = "figures"
@@ -18,14 +20,23 @@ MANIFOLD_GRID = 15
 
 
 @torch.no_grad()
-def make_figures(result: TrainResult) -> dict:
+def make_figures(result: TrainResult, seed: int) -> dict:
     """Training curves, reconstructions and prior samples; for a 2-D latent space also the
-    test set's latent means (coloured by label where labels exist) and the manifold."""
+    test set's latent means (coloured by label where labels exist) and the manifold. Their
+    draws come from a private stream started at ``seed``: the same figures whether drawn
+    after training or by ``pyrovae report``, and the global random state left alone."""
     vae, data, folder = result.vae, result.data, result.out_dir / FIGURES
     device = next(vae.parameters()).device
     was_training = vae.training
     vae.eval()
-    figures = {"training curves": plots.training_curves(read_metrics(result.out_dir), folder / "training_curves.png")}
+    with private_random(seed, device):
+        figures = _draw_figures(vae, data, folder, result.out_dir, device)
+    vae.train(was_training)
+    return figures
+
+
+def _draw_figures(vae, data, folder: Path, run_dir: Path, device) -> dict:
+    figures = {"training curves": plots.training_curves(read_metrics(run_dir), folder / "training_curves.png")}
     if len(data.data_shape) == 3:  # images
         test = data.test
         x = test.x[:10].to(device)
@@ -38,7 +49,6 @@ def make_figures(result: TrainResult) -> dict:
                                               "means of p(x|z), z from the prior")
         if vae.latent_dim == 2:
             figures.update(_latent_figures(vae, data, folder, device))
-    vae.train(was_training)
     return figures
 
 
@@ -75,8 +85,9 @@ def result_of_folder(run_dir) -> tuple:
 
 def write_training_report(result: TrainResult, spec) -> Path:
     """The run's figures and the 'Training' section of report.md: config, metrics per
-    epoch and figures."""
-    figures = make_figures(result)
+    epoch and figures; and the 'Evaluation' section rewritten against the checkpoint training
+    left (a resumed run's earlier evaluations are of other parameters and no longer shown)."""
+    figures = make_figures(result, spec.seed)
     rows = read_metrics(result.out_dir)
     table = markdown_table(
         ["epoch", "KL weight", "train ELBO", "valid ELBO", "seconds"],
@@ -92,4 +103,6 @@ def write_training_report(result: TrainResult, spec) -> Path:
             f"mean during the epoch at that epoch's KL weight.\n\n{table}\n\n{images}\n\n"
             f"<details><summary>resolved config</summary>\n\n```yaml\n"
             f"{yaml.safe_dump(spec.to_dict(), sort_keys=False)}```\n</details>")
-    return update_section(result.out_dir, "Training", body)
+    report = update_section(result.out_dir, "Training", body)
+    write_evaluation_report(result.out_dir, drawn=())  # earlier checkpoints' numbers leave the report
+    return report

@@ -3,10 +3,15 @@ is read, and the names its summaries use. The evaluation engine writes it; repor
 read it.
 """
 
+import fcntl
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import PyrovaeError
+from .files import remove_stale_temp_files
 
 EVALUATION = "evaluation.json"
 SECTION = "Evaluation"  # the section of report.md drawn from the record
@@ -29,3 +34,19 @@ def read_evaluations(run_dir: Path) -> dict:
     if not isinstance(everything, dict):
         raise PyrovaeError(f"{path} is not an evaluation file (a mapping of splits); delete it and evaluate again")
     return everything
+
+
+@contextmanager
+def evaluation_lock(run_dir: Path) -> Iterator[None]:
+    """Let one evaluation at a time save into ``run_dir`` and draw its report, under a lock on
+    the folder itself (no lock file): each save reads evaluation.json, adds to it and writes it
+    back, so two at once would lose one. Under the lock, a temporary file of evaluation.json or
+    of a bounds figure can only be left by a killed evaluation, so it is removed."""
+    folder = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor is closed
+        remove_stale_temp_files(run_dir, [EVALUATION])
+        remove_stale_temp_files(Path(run_dir) / "figures", ["bounds_vs_k_*.png"])
+        yield
+    finally:
+        os.close(folder)

@@ -48,7 +48,9 @@ def check_new_run_folder(out_dir: Path) -> None:
 
 
 def check_resumable(run_dir: Path) -> None:
-    """Refuse to resume what holds no run, saying how to start one."""
+    """Refuse to resume (or report on) what holds no run, saying how to start one. A folder
+    pyrovae did not make is never written into: a ``config.yaml`` alone, without the lock,
+    metrics or checkpoint training leaves, is the user's file, not a run's."""
     run_dir = Path(run_dir)
     start = f"start it with 'pyrovae train CONFIG --out {run_dir}'"
     if not run_dir.exists():
@@ -60,6 +62,10 @@ def check_resumable(run_dir: Path) -> None:
             raise PyrovaeError(f"{run_dir} was stopped before it held a config or a checkpoint, so there is "
                                f"nothing to resume; {start}")
         raise PyrovaeError(f"{run_dir} is not a run folder (no config.yaml); {start}")
+    if not is_run_folder(run_dir):
+        raise PyrovaeError(f"{run_dir} holds a config.yaml but no run (pyrovae never trained there), so there is "
+                           f"nothing to resume or report and the folder is left as it is; train from that file with "
+                           f"'pyrovae train {run_dir / CONFIG} --out NEW_FOLDER'")
 
 
 def load_resume_config(run_dir: Path, overrides: Sequence[str] = (), plugins: Sequence[str] = ()):

@@ -17,7 +17,7 @@ from ..components.datasets import Dataset
 from ..errors import PyrovaeError
 from ..model import VAE
 from ..spec import ExperimentSpec, load_config
-from .checkpoint import CHECKPOINT, load_checkpoint
+from .checkpoint import CHECKPOINT, read_checkpoint
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,9 +54,16 @@ def build_vae(spec: ExperimentSpec, data: Dataset) -> VAE:
 
 def load_run(run_dir, device: str = "cpu", best: bool = True):
     """The spec and trained VAE of a run folder (the best-validation parameters by default)."""
+    spec, vae, _ = load_run_and_checkpoint(run_dir, device, best)
+    return spec, vae
+
+
+def load_run_and_checkpoint(run_dir, device: str = "cpu", best: bool = True):
+    """:func:`load_run`'s spec and VAE, and which checkpoint they came from (its epoch and
+    hash, see :func:`~pyrovae.runs.checkpoint.read_checkpoint`), as evaluations record it."""
     run_dir = Path(run_dir)
     spec = load_config(run_dir)
-    state = load_checkpoint(run_dir / CHECKPOINT)
+    state, checkpoint = read_checkpoint(run_dir / CHECKPOINT)
     vae = VAE.from_config(spec)
     weights = state["best_model"] if best and state.get("best_model") is not None else state["model"]
     try:
@@ -64,4 +71,4 @@ def load_run(run_dir, device: str = "cpu", best: bool = True):
     except RuntimeError:
         raise PyrovaeError(f"checkpoint in {run_dir} does not match its config.yaml; "
                            f"was config.yaml edited after training?") from None
-    return spec, vae.to(resolve_device(device)).eval()
+    return spec, vae.to(resolve_device(device)).eval(), checkpoint

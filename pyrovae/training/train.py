@@ -43,6 +43,7 @@ from ..runs.folder import (
     metrics_text,
 )
 from ..runs.loading import TrainResult, build_vae, resolve_device
+from ..runs.random_state import random_state, restore_random_state
 from ..spec import ExperimentSpec, config_text
 from .first_batch import check_first_batch
 from .tensorboard_log import open_log
@@ -121,9 +122,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                                f"resume with the config the run was started with") from None
         optimizer.set_state(state["optim"])
         load_estimator_state(loss, state.get("estimator", {}))
-        torch.set_rng_state(state["rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], device)
+        restore_random_state(state, device)
         record.update({k: state[k] for k in record})
         best_state = state.get("best_model")
     if record["epoch"] >= spec.train.epochs:
@@ -144,7 +143,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     steps_per_epoch = math.ceil(n / batch)
     stopped_early = False
     lr_factor_in_use = 1.0  # the optimizer was built with the config's lr
-    log = open_log(spec.train.log, out_dir)
+    log = open_log(spec.train.log, out_dir, spec.seed)
 
     try:  # the TensorBoard log is closed however training ends
         for epoch in range(record["epoch"], spec.train.epochs):
@@ -195,9 +194,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                     files.write(out_dir / CONFIG, config_text(spec))
                 files.write(ckpt_path, checkpoint_bytes({
                     **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
-                    "rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    "estimator": estimator_state(loss), "metrics": history}))
+                    **random_state(device), "estimator": estimator_state(loss), "metrics": history}))
                 files.write(out_dir / METRICS, metrics_text(history))
             config_pending = False
             if log is not None:
