@@ -10,6 +10,7 @@ from conftest import mnist_test_images, tiny_overrides
 
 import pyrovae
 from pyrovae.cli import main
+from pyrovae.commands.train import train as train_and_report
 from pyrovae.errors import PyrovaeError
 from pyrovae.reports.training import make_figures
 from pyrovae.runs.checkpoint import load_checkpoint
@@ -94,7 +95,7 @@ def test_report_figures_draw_privately_and_are_redrawn_the_same(tmp_path, mnist_
     """The figures' samples leave the global random state alone, and drawing them again (as
     'pyrovae report' does) gives the very images training's report drew."""
     spec = pyrovae.load_config("quickstart", tiny_overrides())
-    result = train(spec, tmp_path, data=mnist_data)
+    result = train_and_report(spec, tmp_path, data=mnist_data)
     drawn = {name: (tmp_path / "figures" / name).read_bytes() for name in ("samples.png", "reconstructions.png")}
     torch.randn(10)  # whatever was drawn in between
     before = torch.get_rng_state()

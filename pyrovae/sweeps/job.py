@@ -5,7 +5,7 @@ The run folder is an ordinary ``pyrovae train`` run folder, written by the same 
 its report is drawn by the reports the sweep command hands the job (:class:`JobReports`),
 the same ones ``pyrovae train`` and ``pyrovae evaluate`` draw. A job picks up whatever an earlier
 sitting left: finished training is not repeated, an interrupted one resumes from its last
-checkpoint. Its record notes the checkpoint it evaluated (its SHA-256), so a later
+checkpoint. The evaluation notes the checkpoint it evaluated (its SHA-256), so a later
 re-evaluation with other settings or a retrained checkpoint is seen
 (:func:`evaluation_mismatch`) and the next sitting evaluates the run again.
 
@@ -22,7 +22,6 @@ error's one line, or ``paused`` when the budget ran out.
 """
 
 import fcntl
-import hashlib
 import json
 import math
 import os
@@ -38,7 +37,7 @@ import torch
 import yaml
 
 from ..errors import PyrovaeError
-from ..runs.checkpoint import CHECKPOINT, load_checkpoint
+from ..runs.checkpoint import CHECKPOINT, current_checkpoint, load_checkpoint
 from ..runs.csvlog import csv_text, read_rows
 from ..runs.files import write_atomic
 from ..runs.folder import stopped_early
@@ -159,27 +158,17 @@ def _train_and_evaluate(run_dir: Path, task: Dict[str, Any], reports: Optional[J
         from ..evaluation.evaluate import evaluate_run
 
         summary = evaluate_run(run_dir, **evaluation)
-        progress["evaluated_checkpoint"] = file_digest(run_dir / CHECKPOINT)
         if reports is not None:
             reports.evaluation(run_dir, summary)
     return {"state": "done", "evaluate": evaluation, **progress}
 
 
-def file_digest(path: Path) -> str:
-    """The SHA-256 of a file's bytes: which checkpoint an evaluation was made from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(2 ** 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def evaluation_mismatch(run_dir: Path, record: Dict[str, Any], options: Optional[Dict[str, Any]]) -> Optional[str]:
+def evaluation_mismatch(run_dir: Path, options: Optional[Dict[str, Any]]) -> Optional[str]:
     """Why the evaluation in ``run_dir/evaluation.json`` is not the sweep's (``options``) of the
     run's current checkpoint, or ``None`` when it is. The entry a sweep reads can be replaced
     later (``pyrovae evaluate RUN --num-samples 200``) and the checkpoint retrained, so a
-    finished job's record alone does not make a run done. Records written before jobs noted
-    the evaluated checkpoint (``evaluated_checkpoint``) are checked on the settings only."""
+    finished job's record alone does not make a run done. Each summary names the checkpoint it
+    evaluated (its SHA-256); summaries saved before they did are checked on the settings only."""
     if options is None:
         return None
     from ..runs.evaluations import entry_name, read_evaluations
@@ -194,8 +183,8 @@ def evaluation_mismatch(run_dir: Path, record: Dict[str, Any], options: Optional
     made, wanted = _evaluation_settings(summary), _wanted_settings(options, summary)
     if made != wanted:
         return f"evaluation.json's '{entry}' entry has {_settings_text(made)}, not the sweep's {_settings_text(wanted)}"
-    evaluated = record.get("evaluated_checkpoint")
-    if evaluated is not None and evaluated != file_digest(run_dir / CHECKPOINT):
+    evaluated = (summary.get("checkpoint") or {}).get("sha256")
+    if evaluated is not None and evaluated != (current_checkpoint(run_dir) or {}).get("sha256"):
         return "checkpoint.pt changed after the sweep evaluated it"
     return None
 

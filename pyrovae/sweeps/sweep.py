@@ -199,7 +199,7 @@ def _run_status(run_dir: Path, plan: RunPlan, spec: SweepSpec) -> RunStatus:
             if not _same_evaluation(record.get("evaluate"), spec.evaluate):
                 error = "trained, but evaluated with other options (or not at all)"
             else:
-                error = evaluation_mismatch(run_dir, record, spec.evaluate)
+                error = evaluation_mismatch(run_dir, spec.evaluate)
             if error:  # trained: the next sitting evaluates it with the sweep's settings
                 state, error = "paused", f"{error}; the next sitting evaluates it again"
         return RunStatus(plan, state, error, record.get("epochs"))
