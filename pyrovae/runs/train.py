@@ -35,6 +35,7 @@ from ..inference.svi import TrainingSVI
 from ..model import VAE
 from ..spec import ExperimentSpec, config_text
 from .checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint
+from .failed_start import nothing_left_on_failure
 from .files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
 from .first_batch import check_first_batch
 from .folder import (
@@ -111,9 +112,10 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
         check_resumable(out_dir)
     else:
         check_new_run_folder(out_dir)
+    existed = out_dir.exists()
     make_folder(out_dir)
     check_writable(out_dir)
-    with exclusive_run(out_dir), warnings.catch_warnings():
+    with exclusive_run(out_dir), nothing_left_on_failure(out_dir, existed), warnings.catch_warnings():
         # a non-finite loss stops training with its own one-line message; Pyro's warning would repeat it
         warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]inf)", category=UserWarning)
         remove_stale_temp_files(out_dir, TRAINING_FILES)
