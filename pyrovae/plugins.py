@@ -82,7 +82,7 @@ def load_plugins(plugins: Iterable[str], config_dir: Optional[Path] = None) -> L
 def plugin_sha256(plugin: str) -> Optional[str]:
     """The sha256 of the source the loaded ``plugin`` was imported from (None for a module
     without a source file)."""
-    return _sha256[plugin]
+    return _sha256.get(plugin)
 
 
 def file_sha256(path: Path) -> str:

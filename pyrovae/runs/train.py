@@ -48,6 +48,7 @@ from .folder import (
     metrics_history,
     metrics_text,
 )
+from .inputs import INPUTS, check_inputs_unchanged, inputs_text
 from .tensorboard_log import open_log
 
 __all__ = ["METRICS", "METRIC_COLUMNS", "TrainResult", "TrainingDiverged", "build_vae", "load_run", "train"]
@@ -184,6 +185,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     with _kept_on_failure(ckpt_path, record["epoch"]), staged_writes() as files:
         if state is None:  # a new start: the config, and no metrics rows left from an earlier try
             files.write(out_dir / CONFIG, config_text(spec))
+            files.write(out_dir / INPUTS, inputs_text(spec))
         files.write(out_dir / METRICS, metrics_text(history))
     config_pending = state is not None  # a resumed run's config is kept once an epoch ran with it
 
@@ -244,6 +246,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
             with _kept_on_failure(ckpt_path, epoch), staged_writes() as files:
                 if config_pending:
                     files.write(out_dir / CONFIG, config_text(spec))
+                    files.write(out_dir / INPUTS, inputs_text(spec))
                 files.write(ckpt_path, checkpoint_bytes({
                     **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
                     "rng": torch.get_rng_state(),
@@ -290,6 +293,7 @@ def load_run(run_dir, device: str = "cpu", best: bool = True):
 
     run_dir = Path(run_dir)
     spec = load_config(run_dir)
+    check_inputs_unchanged(run_dir, spec)
     state = load_checkpoint(run_dir / CHECKPOINT)
     vae = VAE.from_config(spec)
     weights = state["best_model"] if best and state.get("best_model") is not None else state["model"]
