@@ -160,7 +160,7 @@ class Registry:
             if key not in valid:
                 listed = ", ".join(valid) if valid else "none"
                 raise PyrovaeError(
-                    f"{where}: {self.kind} '{name}' has no option '{key}'"
+                    f"{where}: {self.label(name)} has no option '{key}'"
                     f"{did_you_mean(str(key), valid)}; its options are: {listed}"
                 )
 

@@ -59,7 +59,8 @@ def check_first_batch(vae, data, batch_size: int) -> None:
 
 def _calling(where: str, registry, name: str, call):
     """``call()``, run as the code of the part ``name`` of ``registry`` (see ``plugin_code``)."""
-    with plugin_code(f"{where}: {registry.label(name)}", registry.get(name).origin, "on the first training batch"):
+    with plugin_code(f"{where}: {registry.label(name)}", registry.get(name).origin, "on the first training batch",
+                     f"a {registry.kind} must be {registry.contract.description}"):
         return call()
 
 
