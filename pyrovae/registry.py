@@ -278,7 +278,8 @@ def register(family: str, name: str, description: Optional[str] = None):
     ``family`` is one of ``prior``, ``likelihood``, ``network``, ``dataset``, ``estimator``,
     ``optimizer``, ``lr_schedule``. The decorated factory (a function or a class) is called
     with the *inputs* the family gives, by name (declare only those you need), and with its
-    keyword-only arguments as the options a config may set. Option values are checked against
+    keyword-only arguments as the options a config may set (one without a default is required:
+    a config that leaves it out is refused, naming it). Option values are checked against
     each default's type (float, int, bool, str); check ranges yourself and raise
     :class:`pyrovae.PyrovaeError` with a message saying what to do. The first line of the
     docstring is what ``pyrovae list`` shows. What each family's factory must return:
@@ -301,7 +302,10 @@ def register(family: str, name: str, description: Optional[str] = None):
     - ``optimizer``, no inputs: a ``pyro.optim`` optimizer; ``lr_schedule``: a function of
       the epoch returning a factor on the learning rate.
 
-    A name already registered (a built-in or another plugin's) is refused.
+    What a factory returns, and what its part computes on the first training batch, is checked
+    against this contract (:mod:`pyrovae.runs.first_batch`); a part that breaks it, or plugin
+    code that raises, exits or changes the working directory, is a one-line error naming the
+    part and its plugin. A name already registered (a built-in or another plugin's) is refused.
     """
     return family_registry(family).register(name, description)
 

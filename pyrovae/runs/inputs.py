@@ -2,7 +2,7 @@
 
 A run folder's ``config.yaml`` names its plugins and data files by path; a file edited in
 place after training would silently change what ``evaluate``, ``--resume``, ``report`` and
-``variance`` compute (a prior's scale tripled moves log p(x) by ten nats). So training
+``variance`` compute (the same weights under an edited prior give another log p(x)). So training
 writes ``inputs.json`` beside the config: the sha256 of each plugin's source as it was
 imported and of each data file or folder named by a data option ``path`` or ``*_path`` (the
 ``array`` dataset's). Opening the run compares them with the files as they are now and
