@@ -118,14 +118,15 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
         config = config.to_dict()
     overrides = _as_list(overrides, "overrides")
     plugins = _as_list(plugins, "plugins")
+    here = Path.cwd()  # the run folder is found from here, whatever the plugins do
     if resume:
         if isinstance(config, dict):
             raise PyrovaeError("resume=True needs a run folder as config (or out=RUN)")
-        folder = Path(out or config)
+        folder = here / (out or config)
         spec = load_resume_config(folder, overrides, plugins)
     else:
         spec = load_config(config, overrides, plugins)
-        folder = Path(out or Path("runs") / spec.name)
+        folder = here / (out or Path("runs") / spec.name)
     if quiet:
         spec.train.progress = False
     result = train_loop(spec, folder, resume=resume)  # writes the figures and report too

@@ -12,6 +12,7 @@ from typing import List, Optional
 
 from . import __version__
 from .errors import PyrovaeError, PyrovaeWarning
+from .runs.inputs import changed_inputs_allowed
 
 # Modules adding a subcommand through ``add_command(subparsers)``.
 COMMAND_MODULES: List[str] = [
@@ -22,6 +23,10 @@ COMMAND_MODULES: List[str] = [
     "pyrovae.reproduce",
     "pyrovae.evaluation.posterior_command",
 ]
+
+
+# Commands that open a trained run folder, and so check its inputs (pyrovae.runs.inputs).
+RUN_OPENING_COMMANDS = ("train", "evaluate", "variance", "report", "posterior")
 
 
 def _list(args) -> None:
@@ -86,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_command(sub)
+    for command in RUN_OPENING_COMMANDS:
+        sub.choices[command].add_argument(
+            "--allow-changed-inputs", action="store_true",
+            help="open a run even if a plugin or data file changed since it was trained (see its inputs.json)")
     return parser
 
 
@@ -109,7 +118,7 @@ def _add_plugin_option(p) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), changed_inputs_allowed(getattr(args, "allow_changed_inputs", False)):
             warnings.showwarning = _show_warning
             status = args.func(args)  # a command may return its exit status
     except PyrovaeError as exc:

@@ -35,6 +35,7 @@ from ..inference.svi import TrainingSVI
 from ..model import VAE
 from ..spec import ExperimentSpec, config_text
 from .checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint, read_checkpoint
+from .failed_start import nothing_left_on_failure
 from .files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
 from .first_batch import check_first_batch
 from .folder import (
@@ -47,6 +48,7 @@ from .folder import (
     metrics_history,
     metrics_text,
 )
+from .inputs import INPUTS, check_inputs_unchanged, inputs_text
 from .random_state import random_state, restore_random_state
 from .tensorboard_log import open_log
 
@@ -113,9 +115,10 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
         check_resumable(out_dir)
     else:
         check_new_run_folder(out_dir)
+    existed = out_dir.exists()
     make_folder(out_dir)
     check_writable(out_dir)
-    with exclusive_run(out_dir), warnings.catch_warnings():
+    with exclusive_run(out_dir), nothing_left_on_failure(out_dir, existed), warnings.catch_warnings():
         # a non-finite loss stops training with its own one-line message; Pyro's warning would repeat it
         warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]inf)", category=UserWarning)
         remove_stale_temp_files(out_dir, TRAINING_FILES)
@@ -182,6 +185,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     with _kept_on_failure(ckpt_path, record["epoch"]), staged_writes() as files:
         if state is None:  # a new start: the config, and no metrics rows left from an earlier try
             files.write(out_dir / CONFIG, config_text(spec))
+            files.write(out_dir / INPUTS, inputs_text(spec))
         files.write(out_dir / METRICS, metrics_text(history))
     config_pending = state is not None  # a resumed run's config is kept once an epoch ran with it
 
@@ -242,6 +246,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
             with _kept_on_failure(ckpt_path, epoch), staged_writes() as files:
                 if config_pending:
                     files.write(out_dir / CONFIG, config_text(spec))
+                    files.write(out_dir / INPUTS, inputs_text(spec))
                 files.write(ckpt_path, checkpoint_bytes({
                     **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
                     **random_state(device), "estimator": estimator_state(loss), "metrics": history}))
@@ -293,6 +298,7 @@ def load_run_and_checkpoint(run_dir, device: str = "cpu", best: bool = True):
 
     run_dir = Path(run_dir)
     spec = load_config(run_dir)
+    check_inputs_unchanged(run_dir, spec)
     state, checkpoint = read_checkpoint(run_dir / CHECKPOINT)
     vae = VAE.from_config(spec)
     weights = state["best_model"] if best and state.get("best_model") is not None else state["model"]
