@@ -12,6 +12,7 @@ from typing import List, Optional
 from . import __version__
 from .commands import evaluate, listing, posterior, report, reproduce, sweep, train, variance
 from .errors import PyrovaeError, PyrovaeWarning
+from .runs.inputs import changed_inputs_allowed
 
 # The subcommands in the order ``pyrovae --help`` lists them; each module adds its own.
 COMMANDS = [listing, train, evaluate, variance, sweep, report, reproduce, posterior]
@@ -41,7 +42,7 @@ _python_show_warning = warnings.showwarning
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), changed_inputs_allowed(getattr(args, "allow_changed_inputs", False)):
             warnings.showwarning = _show_warning
             status = args.func(args)  # a command may return its exit status
     except PyrovaeError as exc:

@@ -32,7 +32,7 @@ class VAE(nn.Module):
     def __init__(self, data_shape: Tuple[int, ...], latent_dim: int, encoder: nn.Module,
                  decoder: nn.Module, likelihood, likelihood_name: str,
                  prior_name: str = "standard_normal", prior_options: Optional[dict] = None,
-                 num_classes: int = 0):
+                 num_classes: int = 0, encoder_name: str = "mlp", decoder_name: str = "mlp"):
         super().__init__()
         self.data_shape = tuple(data_shape)
         self.latent_dim = latent_dim
@@ -42,6 +42,7 @@ class VAE(nn.Module):
         self.likelihood = likelihood
         self.likelihood_name = likelihood_name
         self.prior_name = prior_name
+        self.encoder_name, self.decoder_name = encoder_name, decoder_name  # registered names, for messages
         encode = None if num_classes else (lambda u: self.encode(u))
         self.prior = PRIORS.build(prior_name, {"latent_dim": latent_dim, "encode": encode, "data_shape": self.data_shape},
                                   options=prior_options, where="model.prior")
@@ -73,7 +74,7 @@ class VAE(nn.Module):
                                                   *data_shape), "cond_dim": cond_dim},
                                  options=m.decoder.options, where="model.decoder")
         return cls(data_shape, m.latent_dim, encoder, decoder, likelihood, m.likelihood.name,
-                   m.prior.name, m.prior.options, cond_dim)
+                   m.prior.name, m.prior.options, cond_dim, m.encoder.name, m.decoder.name)
 
     # ------------------------------------------------------------------ the networks
 
@@ -133,6 +134,10 @@ class VAE(nn.Module):
         """Start the decoder at the data's mean: its output bias becomes the likelihood's
         raw location for the average training example (the IWAE paper's initialisation),
         which spares the first epochs the work of learning the background."""
+        if not callable(getattr(self.decoder, "set_output_bias", None)):
+            raise PyrovaeError(f"model.decoder: {NETWORKS.label(self.decoder_name)} has no set_output_bias(index, "
+                               f"value), which model.data_init needs; add it (see the built-in mlp) or set "
+                               f"model.data_init=false")
         self.decoder.set_output_bias(0, self.likelihood.raw_location(x.mean(0)))
 
     @torch.no_grad()

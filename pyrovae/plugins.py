@@ -10,9 +10,13 @@ against the folder of the config that lists it) and recorded in the run folder's
 ``config.yaml`` by its absolute path, so ``--resume``, ``evaluate``, ``variance`` and
 ``report`` load it again from anywhere. A module is named by its dotted import path.
 
-A plugin that fails to import, or registers a name already taken (by a built-in or another
+A plugin that fails to import (an exception, ``sys.exit``, ``KeyboardInterrupt``, a change
+of the working directory), or registers a name already taken (by a built-in or another
 plugin), is a one-line :class:`~pyrovae.errors.PyrovaeError` naming the file, and leaves
 nothing of itself registered.
+
+The sha256 of each plugin's source is taken as it is imported (:func:`plugin_sha256`), so a
+run folder can record the code it was trained with (see :mod:`pyrovae.runs.inputs`).
 """
 
 import hashlib
@@ -23,9 +27,10 @@ from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
 from .errors import PyrovaeError
-from .registry import FAMILIES, family_registry, registering_as
+from .registry import FAMILIES, family_registry, plugin_code, registering_as
 
 _loaded: dict = {}  # plugin (absolute path or module name) -> module
+_sha256: dict = {}  # plugin -> sha256 of the source it was imported from (None if it has no file)
 
 
 def resolve_plugin(plugin: str, config_dir: Optional[Path] = None) -> str:
@@ -40,6 +45,10 @@ def resolve_plugin(plugin: str, config_dir: Optional[Path] = None) -> str:
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate.resolve())
+        if candidate.is_dir():
+            raise PyrovaeError(f"plugin {plugin} is a folder ({candidate.resolve()}), not a Python file; give a .py "
+                               f"file, or a package by its module name (e.g. mypkg.parts) with its parent folder "
+                               f"on PYTHONPATH")
     where = " or ".join(str(c.parent) for c in candidates)
     raise PyrovaeError(f"plugin file {plugin} not found (looked in {where}); give its path")
 
@@ -66,7 +75,28 @@ def load_plugins(plugins: Iterable[str], config_dir: Optional[Path] = None) -> L
     for plugin in resolved:
         if plugin not in _loaded:
             _loaded[plugin] = _import(plugin)
+            _sha256[plugin] = _source_sha256(plugin, _loaded[plugin])
     return resolved
+
+
+def plugin_sha256(plugin: str) -> Optional[str]:
+    """The sha256 of the source the loaded ``plugin`` was imported from (None for a module
+    without a source file)."""
+    return _sha256.get(plugin)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's content, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _source_sha256(plugin: str, module) -> Optional[str]:
+    source = getattr(module, "__file__", None)
+    return file_sha256(Path(source)) if source and Path(source).is_file() else None
 
 
 def forget_plugins() -> None:
@@ -76,13 +106,15 @@ def forget_plugins() -> None:
         for registry in FAMILIES.values():
             registry.remove_origin(plugin)
         sys.modules.pop(_loaded.pop(plugin).__name__, None)
+        _sha256.pop(plugin, None)
 
 
 def _import(plugin: str):
     family_registry("prior")  # register the built-ins first, so a clash is the plugin's
     is_file = Path(plugin).is_absolute()
+    expects = "fix it or remove it from plugins"
     try:
-        with registering_as(plugin):
+        with registering_as(plugin), plugin_code(f"plugin {plugin}", plugin, "to import", expects):
             if not is_file:
                 return importlib.import_module(plugin)
             # A module name unique to the file, so two plugins called parts.py do not collide.
@@ -97,22 +129,6 @@ def _import(plugin: str):
                 raise
             return module
     except PyrovaeError as exc:
+        if str(exc).startswith(f"plugin {plugin} "):
+            raise
         raise PyrovaeError(f"plugin {plugin}: {exc}") from None
-    except Exception as exc:
-        where = _line_in(exc, plugin) if is_file else ""
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise PyrovaeError(f"plugin {plugin} failed to import{where}: {type(exc).__name__}"
-                           f"{': ' + detail if detail else ''}; fix it or remove it from plugins") from None
-
-
-def _line_in(exc: BaseException, path: str) -> str:
-    """`` (line N)``: the last line of ``path`` in the exception's traceback, if any."""
-    if isinstance(exc, SyntaxError) and exc.lineno:
-        return f" (line {exc.lineno})"
-    line = None
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == path:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return f" (line {line})" if line else ""

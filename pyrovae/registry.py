@@ -22,6 +22,7 @@ import contextvars
 import importlib
 import inspect
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, Optional
@@ -41,6 +42,24 @@ _BUILT_IN_MODULES = ("pyrovae.components", "pyrovae.components.datasets", "pyrov
 _origin = contextvars.ContextVar("registration_origin", default=BUILT_IN)
 
 
+class _Required:
+    """The default shown for a keyword-only option declared without one: a config must set it."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED = _Required()
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a family's factory must return: ``description`` for messages, ``holds`` to check it."""
+
+    description: str
+    holds: Callable[[Any], bool]
+
+
 @dataclass(frozen=True)
 class Entry:
     """A registered factory with its name, one-line description and origin (``"built-in"``
@@ -52,13 +71,24 @@ class Entry:
     origin: str = BUILT_IN
 
     def options(self) -> Dict[str, Any]:
-        """The options a config may set: keyword-only parameters and their defaults."""
+        """The options a config may set: keyword-only parameters and their defaults
+        (:data:`REQUIRED` for one declared without a default)."""
         sig = inspect.signature(self.factory)
         return {
-            p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+            p.name: _shown_default(p.default)
             for p in sig.parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
+
+    @property
+    def from_plugin(self) -> bool:
+        return self.origin != BUILT_IN
+
+
+def _shown_default(default: Any) -> Any:
+    if default is inspect.Parameter.empty:
+        return REQUIRED
+    return list(default) if isinstance(default, tuple) else default
 
 
 NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")  # names of registered parts, as written in configs
@@ -71,9 +101,10 @@ class Registry:
     arguments are the user-settable options, with defaults.
     """
 
-    def __init__(self, kind: str, inputs: tuple = ()):
+    def __init__(self, kind: str, inputs: tuple = (), contract: Optional[Contract] = None):
         self.kind = kind
         self.inputs = tuple(inputs)
+        self.contract = contract
         self._entries: Dict[str, Entry] = {}
         FAMILIES[kind.replace(" ", "_")] = self
 
@@ -107,6 +138,11 @@ class Registry:
     def names(self):
         return list(self._entries)
 
+    def label(self, name: str) -> str:
+        """``prior 'student_t' (from plugin /home/me/parts.py)``: the part as messages name it."""
+        entry = self.get(name)
+        return f"{self.kind} '{name}'" + (f" (from plugin {entry.origin})" if entry.from_plugin else "")
+
     def get(self, name: str) -> Entry:
         """The entry for ``name``; an unknown name lists the valid ones and the nearest."""
         try:
@@ -124,7 +160,7 @@ class Registry:
             if key not in valid:
                 listed = ", ".join(valid) if valid else "none"
                 raise PyrovaeError(
-                    f"{where}: {self.kind} '{name}' has no option '{key}'"
+                    f"{where}: {self.label(name)} has no option '{key}'"
                     f"{did_you_mean(str(key), valid)}; its options are: {listed}"
                 )
 
@@ -135,6 +171,10 @@ class Registry:
         resolved = self.get(name).options()
         for key, value in options.items():
             resolved[key] = like_default(resolved[key], value, f"{where}.{key}")
+        missing = [key for key, value in resolved.items() if value is REQUIRED]
+        if missing:
+            raise PyrovaeError(f"{where}: {self.label(name)} needs the option '{missing[0]}', which has no default; "
+                               f"set it, e.g. {where}.{missing[0]}=VALUE (or give it a default in the factory)")
         return resolved
 
     def build(self, name: str, inputs: Optional[Dict[str, Any]] = None,
@@ -143,7 +183,13 @@ class Registry:
         where = where or self.kind
         entry = self.get(name)
         options = self.resolve_options(name, dict(options or {}), where)
-        return entry.factory(**self._inputs_for(entry, dict(inputs or {}), where), **options)
+        arguments = {**self._inputs_for(entry, dict(inputs or {}), where), **options}
+        expects = f"its factory must return {self.contract.description}" if self.contract else ""
+        with plugin_code(f"{where}: {self.label(name)}", entry.origin, "when built", expects or "fix it"):
+            part = entry.factory(**arguments)
+        if self.contract is not None and not self.contract.holds(part):
+            raise PyrovaeError(f"{where}: {self.label(name)} returned {_shown(part)}; {expects}")
+        return part
 
     def _inputs_for(self, entry: Entry, inputs: Dict[str, Any], where: str) -> Dict[str, Any]:
         """The subset of ``inputs`` that ``entry``'s factory declares (all of them if it takes
@@ -160,7 +206,7 @@ class Registry:
                 chosen[p.name] = inputs[p.name]
             elif p.default is inspect.Parameter.empty:
                 given = ", ".join(self.inputs) or "none"
-                raise PyrovaeError(f"{where}: {self.kind} '{entry.name}' ({entry.origin}) takes an input "
+                raise PyrovaeError(f"{where}: {self.label(entry.name)} takes an input "
                                    f"'{p.name}' that pyrovae does not give; {self.kind} inputs are: {given} "
                                    f"(make '{p.name}' keyword-only to turn it into an option)")
         return chosen
@@ -172,8 +218,8 @@ def like_default(default: Any, value: Any, where: str) -> Any:
     takes a finite number (also written as text, like YAML's ``1e-3``), an int default an
     integer, a bool default true or false, a string default a string, and a list default a
     list whose items are like its first item (integers in such lists are sizes: positive).
-    A ``None`` default takes anything."""
-    if default is None:
+    A ``None`` default, and a :data:`REQUIRED` option, take anything."""
+    if default is None or default is REQUIRED:
         return value
     if isinstance(default, bool):
         if isinstance(value, bool):
@@ -207,6 +253,13 @@ def like_default(default: Any, value: Any, where: str) -> Any:
     return value
 
 
+def _shown(value: Any) -> str:
+    """A returned value as a message shows it: ``42 (int)``, ``a Tensor``, ``None``."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return f"{value!r} ({type(value).__name__})" if value is not None else "None"
+    return f"a {type(value).__name__}"
+
+
 def _number(value: Any) -> Optional[float]:
     """``value`` as a float if it is a number or text that reads as one, else None."""
     if isinstance(value, bool):
@@ -225,7 +278,8 @@ def register(family: str, name: str, description: Optional[str] = None):
     ``family`` is one of ``prior``, ``likelihood``, ``network``, ``dataset``, ``estimator``,
     ``optimizer``, ``lr_schedule``. The decorated factory (a function or a class) is called
     with the *inputs* the family gives, by name (declare only those you need), and with its
-    keyword-only arguments as the options a config may set. Option values are checked against
+    keyword-only arguments as the options a config may set (one without a default is required:
+    a config that leaves it out is refused, naming it). Option values are checked against
     each default's type (float, int, bool, str); check ranges yourself and raise
     :class:`pyrovae.PyrovaeError` with a message saying what to do. The first line of the
     docstring is what ``pyrovae list`` shows. What each family's factory must return:
@@ -248,7 +302,10 @@ def register(family: str, name: str, description: Optional[str] = None):
     - ``optimizer``, no inputs: a ``pyro.optim`` optimizer; ``lr_schedule``: a function of
       the epoch returning a factor on the learning rate.
 
-    A name already registered (a built-in or another plugin's) is refused.
+    What a factory returns, and what its part computes on the first training batch, is checked
+    against this contract (:mod:`pyrovae.runs.first_batch`); a part that breaks it, or plugin
+    code that raises, exits or changes the working directory, is a one-line error naming the
+    part and its plugin. A name already registered (a built-in or another plugin's) is refused.
     """
     return family_registry(family).register(name, description)
 
@@ -261,6 +318,53 @@ def family_registry(family: str) -> Registry:
         raise PyrovaeError(f"unknown component family '{family}'{did_you_mean(family, FAMILIES)}; "
                            f"choose one of: {', '.join(FAMILIES)}")
     return FAMILIES[family]
+
+
+# ----------------------------------------------------------------------------- running plugin code
+
+@contextlib.contextmanager
+def plugin_code(what: str, origin: str, during: str, expects: str = "fix it"):
+    """Run code of ``origin`` (a plugin; built-in code runs unguarded, its failures are bugs).
+
+    An exception, ``SystemExit`` or ``KeyboardInterrupt`` it raises becomes a one-line
+    :class:`PyrovaeError`: ``{what} failed {during} (line N): {exception}; {expects}``, naming
+    the part and its plugin, the plugin's line and what the contract asks; a plugin's own
+    PyrovaeError passes unchanged. A plugin that changes the working directory is refused
+    and the directory put back, since relative paths (a run folder's among them) would
+    silently point elsewhere."""
+    if origin == BUILT_IN:
+        yield
+        return
+    cwd = os.getcwd()
+    try:
+        yield
+    except PyrovaeError:
+        raise
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        if not isinstance(exc, Exception):
+            expects += "; to stop, a plugin raises pyrovae.PyrovaeError with a message saying what to change"
+        raise PyrovaeError(f"{what} failed {during}{line_in(exc, origin)}: {type(exc).__name__}"
+                           f"{': ' + detail if detail else ''}; {expects}") from None
+    finally:
+        moved_to = os.getcwd()
+        os.chdir(cwd)
+    if moved_to != cwd:
+        raise PyrovaeError(f"{what} changed the working directory to {moved_to}; a plugin must leave it as it is "
+                           f"(open files by absolute path instead)")
+
+
+def line_in(exc: BaseException, path: str) -> str:
+    """`` (line N)``: the last line of the file ``path`` in the exception's traceback, if any."""
+    if isinstance(exc, SyntaxError) and exc.lineno and exc.filename == path:
+        return f" (line {exc.lineno})"
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == path:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" (line {line})" if line else ""
 
 
 @contextlib.contextmanager

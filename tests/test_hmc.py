@@ -7,7 +7,7 @@ import math
 import torch
 
 from pyrovae.inference.hmc import HMC, StepSizeAdaptation, hmc_transition
-from pyrovae.inference.point_random import PointRandom
+from pyrovae.inference.point_random import PointRandom, point_seed, stream_seed
 
 
 def gaussian_potential(loc, scale):
@@ -69,3 +69,13 @@ def test_per_point_random_numbers_do_not_depend_on_the_batch():
     assert torch.equal(whole[:, 2:], part)
     assert not torch.equal(whole[:, 0], whole[:, 1])
     assert not torch.equal(PointRandom(8, [2]).normal((5, 1, 2)), part[:, :1])
+
+
+def test_stream_seeds_are_unrelated_to_the_runs_own_seeds():
+    """A second stream for the same points (start states, a pilot, BDMC's directions) must
+    not reproduce the run's own numbers: seed 0's stream 0 once was seed 0 itself."""
+    own = {point_seed(seed, index) for seed in range(20) for index in range(500)}
+    streams = {point_seed(stream_seed(seed, stream), index)
+               for seed in range(20) for stream in range(4) for index in range(500)}
+    assert not own & streams
+    assert len(streams) == 20 * 4 * 500

@@ -62,20 +62,24 @@ def _masked_tables(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def normalized(path: Path) -> bytes:
-    """The bytes of ``path`` with its timings masked."""
+def normalized(path: Path, workdir: Path) -> bytes:
+    """The bytes of ``path`` with its timings masked and the folder the run was made in left
+    out of the paths it names."""
     if path.name == "checkpoint.pt":
         return json.dumps(_masked(torch.load(path, map_location="cpu", weights_only=False)), sort_keys=True).encode()
+    if path.suffix not in (".json", ".csv", ".md", ".yaml"):
+        return path.read_bytes()
+    text = path.read_text().replace(f"{workdir.resolve()}/", "")
     if path.suffix == ".json":
-        return json.dumps(_masked(json.loads(path.read_text())), sort_keys=True).encode()
+        return json.dumps(_masked(json.loads(text)), sort_keys=True).encode()
     if path.name == "metrics.csv":
-        rows = [line.split(",") for line in path.read_text().splitlines()]
+        rows = [line.split(",") for line in text.splitlines()]
         column = rows[0].index("seconds")
         return "\n".join(",".join(MASK if i == column and n else c for i, c in enumerate(row))
                          for n, row in enumerate(rows)).encode()
     if path.suffix == ".md":
-        return _masked_tables(path.read_text()).encode()
-    return path.read_bytes()
+        return _masked_tables(text).encode()
+    return text.encode()
 
 
 def run_folder_digests(workdir: Path) -> dict:
@@ -92,7 +96,7 @@ def run_folder_digests(workdir: Path) -> dict:
         os.chdir(cwd)
         torch.set_num_threads(threads)
     folder = workdir / "run"
-    return {str(p.relative_to(folder)): hashlib.sha256(normalized(p)).hexdigest()
+    return {str(p.relative_to(folder)): hashlib.sha256(normalized(p, workdir)).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 

@@ -13,6 +13,7 @@ from ..evaluation.evaluate import METHODS, EvaluationNotSaved, evaluate_run
 from ..reports.evaluation_report import print_summary, write_evaluation_report
 from ..runs.evaluations import EVALUATION, SECTION, evaluation_lock
 from ..sweeps.split_evaluation import SplitSampler
+from .options import add_changed_inputs_option
 
 
 def evaluate(run_dir, **options) -> dict:
@@ -97,4 +98,5 @@ def add_command(subparsers) -> None:
     parallel.add_argument("--threads", type=int, metavar="T", help="torch threads per worker (default: cores / "
                                                                   "workers locally, 1 on Ray)")
     parallel.add_argument("--address", metavar="ADDR", help="the Ray cluster (auto: the one 'ray start' made here)")
+    add_changed_inputs_option(p)
     p.set_defaults(func=_command)

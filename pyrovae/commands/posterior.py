@@ -26,6 +26,7 @@ from ..evaluation.posterior import inspect_posterior
 from ..reports.posterior_report import REPORT, RESULTS, write_posterior_report
 from ..runs.files import make_folder, write_atomic
 from ..runs.loading import load_run
+from .options import add_changed_inputs_option
 
 
 def parse_points(text: str) -> List[int]:
@@ -195,4 +196,5 @@ def add_command(subparsers) -> None:
     p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
                    help=f"bound on the working memory, e.g. 512MB (default {DEFAULT_MAX_MEMORY})")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_changed_inputs_option(p)
     p.set_defaults(func=_command)

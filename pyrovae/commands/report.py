@@ -15,6 +15,7 @@ from ..reports.rebuild import rebuild_report
 from ..runs.checkpoint import CHECKPOINT, exclusive_run
 from ..runs.evaluations import EVALUATION
 from ..runs.folder import check_resumable, repair_run_folder
+from .options import add_changed_inputs_option
 
 
 def report(run_dir) -> Path:
@@ -45,4 +46,5 @@ def add_command(subparsers) -> None:
                     "evaluation.json and variance.json, e.g. after a run was stopped while writing them. "
                     "Repairs metrics.csv from the checkpoint if an interruption left them apart.")
     p.add_argument("run", help="a run folder written by 'pyrovae train'")
+    add_changed_inputs_option(p)
     p.set_defaults(func=_command)

@@ -12,7 +12,7 @@ from ..runs.folder import load_resume_config
 from ..runs.loading import TrainResult
 from ..spec import ExperimentSpec, load_config
 from ..training.train import train as train_loop
-from .options import add_plugin_option
+from .options import add_changed_inputs_option, add_plugin_option
 
 ConfigSource = Union[str, Path, Dict[str, Any], ExperimentSpec]
 
@@ -21,17 +21,19 @@ def resolve_run(config: ConfigSource, out=None, overrides: Sequence[str] = (), p
                 resume: bool = False, quiet: bool = False) -> Tuple[ExperimentSpec, Path]:
     """The spec and run folder of ``config`` (a built-in name, a YAML/JSON file, a dict or an
     :class:`~pyrovae.spec.ExperimentSpec`; with ``resume`` a run folder) with ``overrides`` and
-    ``plugins``; the folder is ``out``, by default ``runs/<config name>``."""
+    ``plugins``; the folder is ``out``, by default ``runs/<config name>``, made absolute before
+    any plugin runs."""
     if isinstance(config, ExperimentSpec):
         config = config.to_dict()
+    here = Path.cwd()  # the run folder is found from here, whatever the plugins do
     if resume:
         if isinstance(config, dict):
             raise PyrovaeError("resume=True needs a run folder as config (or out=RUN)")
-        folder = Path(out or config)
+        folder = here / (out or config)
         spec = load_resume_config(folder, overrides, plugins)
     else:
         spec = load_config(config, overrides, plugins)
-        folder = Path(out or Path("runs") / spec.name)
+        folder = here / (out or Path("runs") / spec.name)
     if quiet:
         spec.train.progress = False
     return spec, folder
@@ -68,4 +70,5 @@ def add_command(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in CONFIG (a run folder) or --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     add_plugin_option(p)
+    add_changed_inputs_option(p)
     p.set_defaults(func=_command)

@@ -6,6 +6,7 @@ from typing import Optional, Tuple
 
 from ..lab.variance import measurable_estimators, parse_estimators, parse_snapshots, run_variance
 from ..reports.variance_report import write_variance_report
+from .options import add_changed_inputs_option
 
 
 def add_command(subparsers) -> None:
@@ -32,6 +33,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set data.train_size=1000 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_changed_inputs_option(p)
     p.set_defaults(func=_command)
 
 

@@ -7,7 +7,7 @@ data (grey pixels under a Bernoulli) is refused up front.
 """
 
 import math
-from typing import Callable
+from typing import Callable, List
 
 import pyro.distributions as dist
 import torch
@@ -16,9 +16,7 @@ from torch.distributions import constraints
 from torch.nn import functional as F
 
 from ..errors import PyrovaeError, did_you_mean, warn
-from ..registry import Registry
-
-LIKELIHOODS = Registry("likelihood")
+from ..registry import Contract, Registry
 
 MEAN_ACTIVATIONS = {"sigmoid": torch.sigmoid, "identity": lambda t: t}
 
@@ -76,11 +74,22 @@ class Likelihood:
         return torch.logit(mean.clamp(1e-3, 1 - 1e-3))
 
 
+def _keeps_likelihood_contract(part) -> bool:
+    num_params = getattr(part, "num_params", None)
+    return (isinstance(part, Likelihood) and isinstance(num_params, int) and not isinstance(num_params, bool)
+            and num_params >= 1)
+
+
+LIKELIHOODS = Registry("likelihood", contract=Contract(
+    "a pyrovae.Likelihood with num_params a positive integer (the decoder outputs per data element)",
+    _keeps_likelihood_contract))
+
+
 def check_data_fits(name: str, likelihood: Likelihood, x: torch.Tensor, what: str = "the data") -> None:
     """Refuse data the likelihood does not fit, naming the likelihoods that fit it."""
     if likelihood.fits(x):
         return
-    fitting = [e.name for e in LIKELIHOODS if e.factory().fits(x)]
+    fitting = _likelihoods_where(lambda candidate: candidate.fits(x))
     hint = " or set data.binarize=static or dynamic" if likelihood.data_kind == "binary" and bool(
         ((x >= 0) & (x <= 1)).all()) else ""
     raise PyrovaeError(
@@ -89,13 +98,26 @@ def check_data_fits(name: str, likelihood: Likelihood, x: torch.Tensor, what: st
         f"choose model.likelihood.name from: {', '.join(fitting) or 'none'}{hint}")
 
 
+def _likelihoods_where(keep: Callable[[Likelihood], bool]) -> List[str]:
+    """The names of the likelihoods that ``keep`` accepts, each built with its default options;
+    one that cannot be built so (a required option, a broken plugin) is not suggested."""
+    names = []
+    for entry in LIKELIHOODS:
+        try:
+            if keep(LIKELIHOODS.build(entry.name)):
+                names.append(entry.name)
+        except PyrovaeError:
+            continue
+    return names
+
+
 def warn_if_binary_data_fits_better(name: str, likelihood: Likelihood, x: torch.Tensor) -> None:
     """Warn when binary data meet a likelihood made for other data: a density such as a
     Gaussian can put unbounded mass on two values, so it trains, but its numbers mean
     little and are not comparable with a Bernoulli's."""
     if likelihood.data_kind == "binary" or not DATA_KINDS["binary"][0](x):
         return
-    fitting = [e.name for e in LIKELIHOODS if e.factory().data_kind == "binary"]
+    fitting = _likelihoods_where(lambda candidate: candidate.data_kind == "binary")
     warn(f"the training data are binary (every value 0 or 1) but likelihood '{name}' is made for "
          f"{DATA_KINDS[likelihood.data_kind][1]}; binary data fit model.likelihood.name={' or '.join(fitting)}")
 

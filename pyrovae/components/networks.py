@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from ..errors import PyrovaeError, did_you_mean
-from ..registry import Registry
+from ..registry import Contract, Registry
 
-NETWORKS = Registry("network", inputs=("in_shape", "out_shape", "cond_dim"))
+NETWORKS = Registry("network", inputs=("in_shape", "out_shape", "cond_dim"), contract=Contract(
+    "an nn.Module mapping (..., *in_shape) and a condition to (..., *out_shape)",
+    lambda part: isinstance(part, nn.Module)))
 
 ACTIVATIONS = {
     "tanh": nn.Tanh,

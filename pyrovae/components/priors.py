@@ -16,9 +16,11 @@ from torch.distributions import constraints
 from torch.nn import functional as F
 
 from ..errors import PyrovaeError, positive_int
-from ..registry import Registry
+from ..registry import Contract, Registry
 
-PRIORS = Registry("prior", inputs=("latent_dim", "encode", "data_shape"))
+PRIORS = Registry("prior", inputs=("latent_dim", "encode", "data_shape"), contract=Contract(
+    "an nn.Module whose call (no arguments) returns p(z): a distribution with batch shape () and event shape "
+    "(latent_dim,)", lambda part: isinstance(part, nn.Module)))
 
 
 class StandardNormal(nn.Module):

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from ..errors import PyrovaeError, positive_int
 from ..inference.hmc import StepSizeAdaptation, energy_and_grad, hmc_transition
 from ..inference.log_joint import guide_distribution, log_prior_and_likelihood, prepare
-from ..inference.point_random import PointRandom, point_seed
+from ..inference.point_random import PointRandom, point_seed, stream_seed
 from .chunking import DEFAULT_MAX_MEMORY, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, log_mean_exp
 
@@ -51,9 +51,15 @@ SCHEDULE_SHARPNESS = 4.0   # delta of the sigmoidal schedule (Grosse et al. 2015
 INITIAL_STEP_SIZE = 0.1    # in whitened coordinates; dual averaging adapts it within a few steps
 DEFAULT_TARGET_ACCEPT = 0.65
 DEFAULT_LEAPFROG = 10
+# Chains per point that only adapt the step sizes (see :func:`anneal`): a quarter more work
+# at the default 16 chains.
+PILOT_CHAINS = 4
 # Backpropagating through the model allocates about what the forward pass does; the
 # allocation counter sees only the forward pass.
 BACKWARD_FACTOR = 2.0
+# Prior start states are drawn by the prior's own sampler (torch's generator), seeded per
+# point from this stream: not from the point's seed, whose generator draws the momenta.
+PRIOR_START_STREAM = 0
 
 
 def sigmoid_schedule(steps: int, sharpness: float = SCHEDULE_SHARPNESS) -> torch.Tensor:
@@ -78,7 +84,8 @@ class AnnealResult:
 
 def anneal(log_start: Callable, log_target: Callable, u: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
            betas: torch.Tensor, random: PointRandom, leapfrog: int = DEFAULT_LEAPFROG,
-           target_accept: float = DEFAULT_TARGET_ACCEPT, step_sizes: Optional[torch.Tensor] = None) -> AnnealResult:
+           target_accept: float = DEFAULT_TARGET_ACCEPT, step_sizes: Optional[torch.Tensor] = None,
+           pilot: int = 0) -> AnnealResult:
     """Run AIS chains from whitened states ``u`` ``(chains, points, dim)`` along ``betas``.
 
     The chain's density at inverse temperature b is log_start(z) + b [log_target(z) -
@@ -86,13 +93,20 @@ def anneal(log_start: Callable, log_target: Callable, u: torch.Tensor, loc: torc
     ``(chains, points)`` log densities. The weight is accumulated before each transition
     and no transition follows the last one. ``betas`` running from 1 to 0 give reverse AIS.
 
-    Step sizes (one per point) adapt toward ``target_accept`` by dual averaging unless
-    ``step_sizes`` ``(points, len(betas) - 2)`` gives them per transition (to replay a
-    forward run's steps in reverse).
+    The step sizes (one per point and transition) are given, ``step_sizes`` ``(points,
+    len(betas) - 2)`` (to replay a forward run's in reverse), or adapted toward
+    ``target_accept`` by dual averaging from the acceptance of the first ``pilot`` chains of
+    ``u`` alone. The pilot chains move with the others but their weights are discarded: a
+    step size chosen from the acceptance of the chains it then moves would make every
+    transition depend on those chains' past, so it would no longer leave f_t invariant and
+    E[W] = p(x) would fail (the estimate lands above log p(x)). Given the pilot, whose random
+    numbers are not theirs, the weighted chains' transitions are fixed in advance.
     """
-    chains, points = u.shape[:2]
+    if (step_sizes is None) == (pilot == 0):
+        raise ValueError("give either step sizes to replay or pilot chains to adapt them, not both")
+    points = u.shape[1]
     transitions = len(betas) - 2
-    log_w = torch.zeros(chains, points, dtype=torch.float64, device=u.device)
+    log_w = torch.zeros(u.shape[0] - pilot, points, dtype=torch.float64, device=u.device)
     used = torch.empty(points, max(transitions, 0), dtype=torch.float64, device=u.device)
     adaptation = StepSizeAdaptation(torch.full((points,), INITIAL_STEP_SIZE), target_accept)
     accept_sum = torch.zeros(points, dtype=torch.float64, device=u.device)
@@ -113,17 +127,17 @@ def anneal(log_start: Callable, log_target: Callable, u: torch.Tensor, loc: torc
 
         if k == len(betas) - 1:  # the last weight needs no transition and no gradient
             with torch.no_grad():
-                log_w += (betas[k] - betas[k - 1]) * terms(u)[1]
+                log_w += (betas[k] - betas[k - 1]) * terms(u[pilot:])[1]
             break
         energy, grad = energy_and_grad(potential, u)
-        log_w += (betas[k] - betas[k - 1]) * cache["difference"].detach()
+        log_w += (betas[k] - betas[k - 1]) * cache["difference"][pilot:].detach()
         step = adaptation.step_size if step_sizes is None else step_sizes[:, k - 1]
         u, _, _, accept_prob = hmc_transition(potential, u, step.to(u), leapfrog, random, (energy, grad))
         used[:, k - 1] = step
-        accept_sum += accept_prob.double().mean(0)
+        accept_sum += accept_prob[pilot:].double().mean(0)
         if step_sizes is None:
-            adaptation.update(accept_prob)
-    return AnnealResult(log_w.T, (loc + scale * u).detach(), accept_sum / max(transitions, 1), used)
+            adaptation.update(accept_prob[:pilot])
+    return AnnealResult(log_w.T, (loc + scale * u[pilot:]).detach(), accept_sum / max(transitions, 1), used)
 
 
 @dataclass
@@ -146,6 +160,11 @@ class AISResult:
     log_weights: torch.Tensor  # (N, chains)
 
 
+def pilot_chains(chains: int) -> int:
+    """The number of pilot chains that adapt the step sizes of ``chains`` weighted chains."""
+    return min(chains, PILOT_CHAINS)
+
+
 def _start(vae, x, y, start: str, chains: int, random: PointRandom, seed: int, indices):
     """The start density p_0 as a function of z, its whitening (loc, scale) and whitened
     initial states: exact draws from p_0 for every point's chains."""
@@ -157,10 +176,10 @@ def _start(vae, x, y, start: str, chains: int, random: PointRandom, seed: int, i
         loc, scale = q.mean.detach(), q.stddev.detach()
         return (lambda z: q.log_prob(z).double()), loc, scale, loc + scale * random.normal((chains, *loc.shape))
     prior = vae.prior()
-    draws = []
-    for index in indices:  # the prior is the same for every point; each point's draws come from its seed
+    draws, starts = [], stream_seed(seed, PRIOR_START_STREAM)
+    for index in indices:  # the prior is the same for every point; each point's draws come from its own seed
         with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
-            torch.manual_seed(point_seed(seed, int(index)))
+            torch.manual_seed(point_seed(starts, int(index)))
             draws.append(prior.sample((chains,)))
     zero = torch.zeros(x.shape[0], vae.latent_dim, dtype=x.dtype, device=x.device)
     return (lambda z: log_prior_and_likelihood(vae, x, y, z)[0]), zero, zero + 1, torch.stack(draws, 1).detach()
@@ -232,7 +251,8 @@ def _run(vae, x, y, steps, chains, leapfrog, start, target_accept, seed, indices
         indices = list(range(x.shape[0])) if indices is None else [int(i) for i in indices]
         if len(indices) != x.shape[0]:
             raise PyrovaeError(f"{len(indices)} indices for {x.shape[0]} data points; give one index per point")
-        points = _plan(vae, x, y, chains, steps, as_bytes(max_memory))
+        pilot = 0 if reverse is not None else pilot_chains(chains)
+        points = _plan(vae, x, y, pilot + chains, steps, as_bytes(max_memory))
         betas = sigmoid_schedule(steps) if reverse is None else sigmoid_schedule(steps).flip(0)
 
         def batches():
@@ -240,14 +260,14 @@ def _run(vae, x, y, steps, chains, leapfrog, start, target_accept, seed, indices
                 hi = lo + points
                 xb, yb, ib = x[lo:hi], rows(y, lo, hi), indices[lo:hi]
                 random = PointRandom(seed, ib, x.device, x.dtype)
-                log_start, loc, scale, z0 = _start(vae, xb, yb, start, chains, random, seed, ib)
+                log_start, loc, scale, z0 = _start(vae, xb, yb, start, pilot + chains, random, seed, ib)
                 step_sizes = None
                 if reverse is not None:
                     z0 = reverse[0][lo:hi].to(z0).expand_as(z0)
                     step_sizes = reverse[1][lo:hi]
                 target = lambda z, xb=xb, yb=yb: sum(log_prior_and_likelihood(vae, xb, yb, z))  # noqa: E731
                 run = anneal(log_start, target, (z0 - loc) / scale, loc, scale, betas, random, leapfrog,
-                             target_accept, step_sizes)
+                             target_accept, step_sizes, pilot)
                 value, std_error, ess = log_mean_exp(run.log_weights)
                 yield {"log_marginal": Estimate(value, std_error), "spread": run.log_weights.std(-1),
                        "ess": ess, "accept_rate": run.accept_rate, "step_sizes": run.step_sizes,

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from ..errors import PyrovaeError, positive_int
-from ..inference.point_random import point_seed
+from ..inference.point_random import point_seed, stream_seed
 from .ais import (
     DEFAULT_LEAPFROG,
     DEFAULT_TARGET_ACCEPT,
@@ -32,10 +32,6 @@ from .diagnostics import Estimate
 SIMULATION_STREAM, FORWARD_STREAM, REVERSE_STREAM = 0, 1, 2
 
 
-def _stream_seed(seed: int, stream: int) -> int:
-    return point_seed(seed, -1 - stream)
-
-
 @torch.no_grad()
 def simulate(vae, num_points: int, seed: int = 0, y: Optional[torch.Tensor] = None):
     """``num_points`` pairs (z*, x) from the model: z* ~ p(z), x ~ p(x|z*) (given the labels
@@ -45,7 +41,7 @@ def simulate(vae, num_points: int, seed: int = 0, y: Optional[torch.Tensor] = No
     prior, zs, xs = vae.prior(), [], []
     for index in range(num_points):
         with torch.random.fork_rng(devices=[] if param.device.type == "cpu" else [param.device]):
-            torch.manual_seed(point_seed(_stream_seed(seed, SIMULATION_STREAM), index))
+            torch.manual_seed(point_seed(stream_seed(seed, SIMULATION_STREAM), index))
             z = prior.sample((1,))
             label = None if y is None else y[index:index + 1].to(param.device)
             xs.append(vae.decode(z.to(param), label).sample())
@@ -84,8 +80,8 @@ def bidirectional_monte_carlo(vae, num_points: int = 100, steps: int = 1000, cha
     x, z_exact = simulate(vae, num_points, seed, y)
     y = None if y is None else y[:num_points]
     forward = annealed_importance_sample(vae, x, y, steps, chains, leapfrog, start, target_accept,
-                                         _stream_seed(seed, FORWARD_STREAM), max_memory=max_memory, progress=progress)
-    reverse = reverse_annealed_importance_sample(vae, x, z_exact, forward, y, _stream_seed(seed, REVERSE_STREAM),
+                                         stream_seed(seed, FORWARD_STREAM), max_memory=max_memory, progress=progress)
+    reverse = reverse_annealed_importance_sample(vae, x, z_exact, forward, y, stream_seed(seed, REVERSE_STREAM),
                                                  max_memory=max_memory, progress=progress)
     upper = Estimate(-reverse.log_marginal.value, reverse.log_marginal.std_error)
     return BDMCResult(forward.log_marginal, upper, forward, reverse)

@@ -17,12 +17,14 @@ from typing import Sequence
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ..errors import PyrovaeError, positive_int
-from ..registry import Registry
+from ..registry import Contract, Registry
 from .mcem import MonteCarloEM
 from .surrogates import IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction, StickingTheLanding
 from .wake_sleep import WakeSleep
 
-ESTIMATORS = Registry("estimator")
+ESTIMATORS = Registry("estimator", contract=Contract(
+    "a Pyro loss: an object with loss(model, guide, *args) and loss_and_grads(model, guide, *args), as Pyro's "
+    "ELBOs have", lambda part: callable(getattr(part, "loss", None)) and callable(getattr(part, "loss_and_grads", None))))
 
 
 def _check_particles(num_particles, minimum: int = 1) -> int:

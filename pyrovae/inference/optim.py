@@ -26,9 +26,11 @@ import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
 from ..errors import PyrovaeError
-from ..registry import Registry
+from ..registry import Contract, Registry
 
-OPTIMIZERS = Registry("optimizer")
+OPTIMIZERS = Registry("optimizer", contract=Contract(
+    "a pyro.optim optimizer (a pyro.optim.PyroOptim, e.g. pyro.optim.Adam({'lr': lr}))",
+    lambda part: isinstance(part, pyro.optim.PyroOptim)))
 
 
 class JointOptim(pyro.optim.PyroOptim):
@@ -121,7 +123,8 @@ def clipped_adam(*, lr=1e-3, betas=(0.9, 0.999), clip_norm=10.0, lrd=1.0):
     return JointOptim(ClippedAdam, {"lr": lr, "betas": tuple(betas), "clip_norm": clip_norm, "lrd": lrd})
 
 
-LR_SCHEDULES = Registry("lr schedule")
+LR_SCHEDULES = Registry("lr schedule", contract=Contract(
+    "a function of the epoch returning a factor on the learning rate", callable))
 
 
 @LR_SCHEDULES.register("constant")

@@ -72,9 +72,12 @@ def load_resume_config(run_dir: Path, overrides: Sequence[str] = (), plugins: Se
     """The config of the run in ``run_dir`` with ``overrides`` (and extra ``plugins``)
     applied, for ``--resume``."""
     from ..spec import load_config
+    from .inputs import check_inputs_unchanged
 
     check_resumable(run_dir)
-    return load_config(run_dir, overrides, plugins)
+    spec = load_config(run_dir, overrides, plugins)
+    check_inputs_unchanged(run_dir, spec)
+    return spec
 
 
 def save_config(spec, path) -> None:

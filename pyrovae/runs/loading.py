@@ -18,6 +18,7 @@ from ..errors import PyrovaeError
 from ..model import VAE
 from ..spec import ExperimentSpec, load_config
 from .checkpoint import CHECKPOINT, read_checkpoint
+from .inputs import check_inputs_unchanged
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,6 +64,7 @@ def load_run_and_checkpoint(run_dir, device: str = "cpu", best: bool = True):
     hash, see :func:`~pyrovae.runs.checkpoint.read_checkpoint`), as evaluations record it."""
     run_dir = Path(run_dir)
     spec = load_config(run_dir)
+    check_inputs_unchanged(run_dir, spec)
     state, checkpoint = read_checkpoint(run_dir / CHECKPOINT)
     vae = VAE.from_config(spec)
     weights = state["best_model"] if best and state.get("best_model") is not None else state["model"]

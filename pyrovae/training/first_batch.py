@@ -1,4 +1,13 @@
-"""The first-batch check: score one training batch under the initial model before training.
+"""The first-batch check: run every part of the initial model on one training batch before
+training, and score the batch.
+
+Each part is called as training will call it and its result held to its contract (see
+:func:`pyrovae.register`): the encoder gives ``(batch, 2, latent_dim)``, the prior a
+distribution with batch shape ``()`` and event shape ``(latent_dim,)``, the decoder
+``(batch, num_params, *data_shape)``, the likelihood a distribution and a mean shaped like the
+batch. A plugin's part that breaks it is named here in one line, instead of failing as a
+traceback inside Pyro, or, worse, training an epoch and failing when the figures are drawn.
+Plugin code that raises is reported the same way (:func:`~pyrovae.registry.plugin_code`).
 
 A likelihood that cannot score some data values (a Beta density at exact 0 or 1, a
 log-normal at 0) makes the very first loss infinite or NaN. Caught after the first step,
@@ -7,29 +16,36 @@ the data values it cannot score, which is what needs changing.
 """
 
 import torch
+from torch.distributions import Distribution
 
+from ..components import LIKELIHOODS, NETWORKS, PRIORS
 from ..errors import PyrovaeError
+from ..registry import plugin_code
 
 SHOWN_VALUES = 4
 
 
 @torch.no_grad()
 def check_first_batch(vae, data, batch_size: int) -> None:
-    """Score the first ``batch_size`` training points under ``vae``: log p(z) at a draw of the
-    guide and log p(x|z) per data element must be finite, else a one-line error."""
+    """Run the parts of ``vae`` on the first ``batch_size`` training points, checking each
+    result's type and shape; log p(z) at a draw of the guide and log p(x|z) per data element
+    must be finite. Anything amiss is a one-line error naming the part."""
     device = next(vae.parameters()).device
     x = data.training_batch(data.train.x[:batch_size]).to(device)
     y = data.train.y[:batch_size].to(device) if vae.num_classes else None
-    loc, scale = vae.encode(x, y)
-    z = loc + scale * torch.randn_like(scale)
-    log_prior = vae.prior().log_prob(z)
+    cond = vae.condition(y)
+    loc, log_scale = _checked_encoding(vae, x, cond)
+    z = loc + log_scale.exp() * torch.randn_like(loc)
+    prior = _checked_prior(vae)
+    log_prior = _calling("model.prior", PRIORS, vae.prior_name, lambda: prior.log_prob(z))
     if not torch.isfinite(log_prior).all():
         raise PyrovaeError(f"prior '{vae.prior_name}' gives a non-finite log p(z) ({_first_bad(log_prior)}) at "
                            f"draws of the initial guide; check the prior's support and parameters")
-    params = vae.decoder(z, vae.condition(y)).unbind(-len(vae.data_shape) - 1)
+    params = _checked_decoding(vae, z, cond)
+    likelihood = _checked_likelihood(vae, params)
     name = vae.likelihood_name
     try:
-        log_lik = vae.likelihood.distribution(*params).log_prob(x)
+        log_lik = _calling("model.likelihood", LIKELIHOODS, name, lambda: likelihood.log_prob(x))
     except ValueError as exc:  # torch's support check
         raise PyrovaeError(f"likelihood '{name}' cannot score the first training batch "
                            f"({str(exc).splitlines()[0][:160]}); the data range over "
@@ -39,6 +55,78 @@ def check_first_batch(vae, data, batch_size: int) -> None:
         raise PyrovaeError(f"likelihood '{name}' gives a non-finite log p(x|z) ({_first_bad(log_lik)}) for "
                            f"{int(bad.sum())} of {bad.numel()} data values in the first training batch, at the "
                            f"values {_value_counts(x[bad])}; {_advice(x[bad])}")
+
+
+def _calling(where: str, registry, name: str, call):
+    """``call()``, run as the code of the part ``name`` of ``registry`` (see ``plugin_code``)."""
+    with plugin_code(f"{where}: {registry.label(name)}", registry.get(name).origin, "on the first training batch",
+                     f"a {registry.kind} must be {registry.contract.description}"):
+        return call()
+
+
+def _checked_encoding(vae, x: torch.Tensor, cond):
+    """The encoder's (loc, log scale) for the batch ``x``, after checking its output's shape."""
+    out = _calling("model.encoder", NETWORKS, vae.encoder_name, lambda: vae.encoder(x, cond))
+    expected = (x.shape[0], 2, vae.latent_dim)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        raise PyrovaeError(f"model.encoder: {NETWORKS.label(vae.encoder_name)} maps the first training batch "
+                           f"{tuple(x.shape)} to {_shape_of(out)}; an encoder must give (batch, 2, latent_dim) = "
+                           f"{expected}: the guide's loc and log scale")
+    return out.unbind(-2)
+
+
+def _checked_prior(vae) -> Distribution:
+    """p(z) from the prior module, after checking it is a distribution over one z."""
+    prior = _calling("model.prior", PRIORS, vae.prior_name, vae.prior)
+    expected = f"batch shape () and event shape (latent_dim,) = ({vae.latent_dim},)"
+    if not isinstance(prior, Distribution):
+        raise PyrovaeError(f"model.prior: {PRIORS.label(vae.prior_name)} returned {_kind_of(prior)} when called; "
+                           f"a prior module's call must return a distribution with {expected}")
+    if prior.batch_shape != () or prior.event_shape != (vae.latent_dim,):
+        raise PyrovaeError(f"model.prior: {PRIORS.label(vae.prior_name)} returned a distribution with batch shape "
+                           f"{tuple(prior.batch_shape)} and event shape {tuple(prior.event_shape)}; it must have "
+                           f"{expected} (.to_event(1) turns a batch of coordinates into one event)")
+    return prior
+
+
+def _checked_decoding(vae, z: torch.Tensor, cond):
+    """The decoder's ``num_params`` outputs for ``z``, after checking their shape."""
+    out = _calling("model.decoder", NETWORKS, vae.decoder_name, lambda: vae.decoder(z, cond))
+    expected = (z.shape[0], vae.likelihood.num_params, *vae.data_shape)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+        raise PyrovaeError(f"model.decoder: {NETWORKS.label(vae.decoder_name)} maps latent points {tuple(z.shape)} "
+                           f"to {_shape_of(out)}; a decoder must give (batch, num_params, *data_shape) = {expected}")
+    return out.unbind(1)
+
+
+def _checked_likelihood(vae, params) -> Distribution:
+    """p(x|z) of every data element given the decoder's outputs, after checking that it and
+    the likelihood's mean are shaped like the batch."""
+    name = vae.likelihood_name
+    expected = tuple(params[0].shape)
+    distribution = _calling("model.likelihood", LIKELIHOODS, name, lambda: vae.likelihood.distribution(*params))
+    mean = _calling("model.likelihood", LIKELIHOODS, name, lambda: vae.likelihood.mean(*params))
+    contract = (f"distribution(*params) must return a distribution with batch shape (batch, *data_shape) = "
+                f"{expected} and event shape (), and mean(*params) a tensor of that shape")
+    if not isinstance(distribution, Distribution):
+        found = f"distribution(*params) returned {_kind_of(distribution)}"
+    elif distribution.batch_shape != expected or distribution.event_shape != ():
+        found = (f"distribution(*params) has batch shape {tuple(distribution.batch_shape)} and event shape "
+                 f"{tuple(distribution.event_shape)}")
+    elif not isinstance(mean, torch.Tensor) or tuple(mean.shape) != expected:
+        found = f"mean(*params) has shape {_shape_of(mean)}"
+    else:
+        return distribution
+    raise PyrovaeError(f"model.likelihood: {LIKELIHOODS.label(name)}: on the first training batch {found}; "
+                       f"{contract}")
+
+
+def _shape_of(value) -> str:
+    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else _kind_of(value)
+
+
+def _kind_of(value) -> str:
+    return "None" if value is None else f"a {type(value).__name__}"
 
 
 def _first_bad(t: torch.Tensor) -> str:

@@ -32,6 +32,7 @@ from ..inference.estimators import bound_particles, build_estimator, estimator_s
 from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
 from ..inference.svi import TrainingSVI
 from ..runs.checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_checkpoint
+from ..runs.failed_start import nothing_left_on_failure
 from ..runs.files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
 from ..runs.folder import (
     CONFIG,
@@ -42,6 +43,7 @@ from ..runs.folder import (
     metrics_history,
     metrics_text,
 )
+from ..runs.inputs import INPUTS, inputs_text
 from ..runs.loading import TrainResult, build_vae, resolve_device
 from ..runs.random_state import random_state, restore_random_state
 from ..spec import ExperimentSpec, config_text
@@ -78,9 +80,10 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
         check_resumable(out_dir)
     else:
         check_new_run_folder(out_dir)
+    existed = out_dir.exists()
     make_folder(out_dir)
     check_writable(out_dir)
-    with exclusive_run(out_dir), warnings.catch_warnings():
+    with exclusive_run(out_dir), nothing_left_on_failure(out_dir, existed), warnings.catch_warnings():
         # a non-finite loss stops training with its own one-line message; Pyro's warning would repeat it
         warnings.filterwarnings("ignore", message="Encountered (NaN|[+-]inf)", category=UserWarning)
         remove_stale_temp_files(out_dir, TRAINING_FILES)
@@ -132,6 +135,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     with _kept_on_failure(ckpt_path, record["epoch"]), staged_writes() as files:
         if state is None:  # a new start: the config, and no metrics rows left from an earlier try
             files.write(out_dir / CONFIG, config_text(spec))
+            files.write(out_dir / INPUTS, inputs_text(spec))
         files.write(out_dir / METRICS, metrics_text(history))
     config_pending = state is not None  # a resumed run's config is kept once an epoch ran with it
 
@@ -192,6 +196,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
             with _kept_on_failure(ckpt_path, epoch), staged_writes() as files:
                 if config_pending:
                     files.write(out_dir / CONFIG, config_text(spec))
+                    files.write(out_dir / INPUTS, inputs_text(spec))
                 files.write(ckpt_path, checkpoint_bytes({
                     **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
                     **random_state(device), "estimator": estimator_state(loss), "metrics": history}))
