@@ -3,7 +3,9 @@ reference: every file byte for byte, apart from wall-clock timings.
 
 The reference (``tests/data/run_folder_reference.json``) holds a digest per file of a small
 quickstart run; timings are masked before digesting (the ``seconds`` column of metrics.csv and
-of the report's tables, every ``seconds`` entry of evaluation.json and of the checkpoint).
+of the report's tables, every ``seconds`` entry of evaluation.json and of the checkpoint, and
+the checkpoint hash evaluation.json records, which the checkpoint's seconds change), and so is
+the folder the run was made in.
 A change that alters what a run folder holds (a new field, another figure) records the
 reference again, on purpose and in its own commit:
 
@@ -33,9 +35,12 @@ MASK = "<seconds>"
 
 
 def _masked(value):
-    """``value`` with every ``seconds`` entry of its mappings masked, tensors as their bytes."""
+    """``value`` with every ``seconds`` entry of its mappings masked (and the hash of a checkpoint
+    an evaluation records: the checkpoint's bytes hold its training seconds), tensors as their bytes."""
     if isinstance(value, dict):
-        return {str(k): MASK if k == "seconds" else _masked(v) for k, v in value.items()}
+        checkpoint_record = "sha256" in value and "epoch" in value  # an evaluation's record of its checkpoint
+        return {str(k): MASK if k == "seconds" or (checkpoint_record and k == "sha256") else _masked(v)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_masked(v) for v in value]
     if isinstance(value, torch.Tensor):
@@ -116,6 +121,8 @@ def test_masking_keeps_everything_but_timings():
     assert _masked_tables("| seconds | 2.7 |\n") == f"| seconds | {MASK} |\n"
     assert _masked({"seconds": 1.0, "epoch": 2, "metrics": [{"seconds": 3}]}) == \
         {"seconds": MASK, "epoch": "2", "metrics": [{"seconds": MASK}]}
+    assert _masked({"checkpoint": {"epoch": 2, "sha256": "ab"}, "sha256": "cd"}) == \
+        {"checkpoint": {"epoch": "2", "sha256": MASK}, "sha256": "'cd'"}
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
