@@ -185,8 +185,9 @@ def _start(vae, x, y, start: str, chains: int, random: PointRandom, seed: int, i
     return (lambda z: log_prior_and_likelihood(vae, x, y, z)[0]), zero, zero + 1, torch.stack(draws, 1).detach()
 
 
-def _plan(vae, x, y, chains: int, steps: int, max_memory: int):
-    """Points per chunk: all chains of a point, forward and backward pass under the bound."""
+def _plan(vae, x, y, chains: int, pilot: int, steps: int, max_memory: int):
+    """Points per chunk: all chains of a point (``chains`` weighted and ``pilot`` pilot chains),
+    forward and backward pass under the bound."""
     def forward(p, s):
         with torch.enable_grad():
             z = torch.zeros(s, p, vae.latent_dim, dtype=x.dtype, device=x.device, requires_grad=True)
@@ -194,12 +195,13 @@ def _plan(vae, x, y, chains: int, steps: int, max_memory: int):
 
     measured = Cost.measure(forward)
     cost = Cost(*(BACKWARD_FACTOR * c for c in (measured.fixed, measured.per_point, measured.per_pair)))
-    stored = 8 * (steps + 4 * chains) + 4 * 4 * chains * vae.latent_dim  # step sizes, weights, states
-    plan = plan_chunks(cost, x.shape[0], chains, max_memory, stored,
+    total = chains + pilot
+    stored = 8 * (steps + 4 * total) + 4 * 4 * total * vae.latent_dim  # step sizes, weights, states
+    plan = plan_chunks(cost, x.shape[0], total, max_memory, stored,
                        f"{steps} annealing steps and {chains} chains (--steps, --chains)")
-    if plan.samples < chains:
-        raise PyrovaeError(f"{chains} AIS chains of one data point do not fit in the memory bound; "
-                           f"use fewer chains or raise the memory bound")
+    if plan.samples < total:
+        raise PyrovaeError(f"{chains} AIS chains of one data point (and {pilot} pilot chains adapting the step size) "
+                           f"do not fit in the memory bound; use fewer chains or raise the memory bound")
     return plan.points
 
 
@@ -252,7 +254,7 @@ def _run(vae, x, y, steps, chains, leapfrog, start, target_accept, seed, indices
         if len(indices) != x.shape[0]:
             raise PyrovaeError(f"{len(indices)} indices for {x.shape[0]} data points; give one index per point")
         pilot = 0 if reverse is not None else pilot_chains(chains)
-        points = _plan(vae, x, y, pilot + chains, steps, as_bytes(max_memory))
+        points = _plan(vae, x, y, chains, pilot, steps, as_bytes(max_memory))
         betas = sigmoid_schedule(steps) if reverse is None else sigmoid_schedule(steps).flip(0)
 
         def batches():
