@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 
+from .digests import file_digest
 from .errors import PyrovaeError
 from .registry import FAMILIES, family_registry, plugin_code, registering_as
 
@@ -85,18 +86,9 @@ def plugin_sha256(plugin: str) -> Optional[str]:
     return _sha256.get(plugin)
 
 
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's content, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _source_sha256(plugin: str, module) -> Optional[str]:
     source = getattr(module, "__file__", None)
-    return file_sha256(Path(source)) if source and Path(source).is_file() else None
+    return file_digest(Path(source)) if source and Path(source).is_file() else None
 
 
 def forget_plugins() -> None:

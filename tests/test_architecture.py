@@ -10,7 +10,7 @@ ARCHITECTURE_PAGE = PACKAGE.parent / "docs" / "architecture.md"
 
 # Bottom to top: what each layer holds (top-level modules and packages of pyrovae).
 LAYERS = [
-    ("foundation", ["errors", "registry", "plugins"]),
+    ("foundation", ["errors", "digests", "registry", "plugins"]),
     ("model", ["components", "model", "inference"]),
     ("experiment", ["spec"]),
     ("run folder", ["runs"]),

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyrovae.components.datasets import FASHION_SYSTEM_FOLDER, download, load_data, md5sum, read_idx
+from pyrovae.components.datasets import FASHION_SYSTEM_FOLDER, download, load_data, read_idx
+from pyrovae.digests import file_digest
 from pyrovae.errors import PyrovaeError
 from pyrovae.spec import DataSpec
 
@@ -90,7 +91,7 @@ def test_downloads_are_verified_and_never_leave_a_bad_file(tmp_path):
     with pytest.raises(PyrovaeError, match="has md5"):
         download(url, tmp_path / "out" / "file.bin", "0" * 32)
     assert list((tmp_path / "out").iterdir()) == []
-    target = download(url, tmp_path / "out" / "file.bin", md5sum(source))
+    target = download(url, tmp_path / "out" / "file.bin", file_digest(source, "md5"))
     assert target.read_bytes() == source.read_bytes()
     with pytest.raises(PyrovaeError, match="could not download"):
         download((tmp_path / "absent").as_uri(), tmp_path / "out" / "other.bin", "0" * 32)

@@ -11,7 +11,6 @@ for images (``(N, channels, height, width)``), plus integer labels where they ex
 
 import dataclasses
 import gzip
-import hashlib
 import os
 import shutil
 import struct
@@ -25,6 +24,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..digests import file_digest
 from ..errors import PyrovaeError
 from ..registry import Registry
 
@@ -93,14 +93,6 @@ def data_root(root: Optional[str]) -> Path:
     return Path(root or os.environ.get("PYROVAE_DATA") or Path.home() / ".cache" / "pyrovae").expanduser()
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download(url: str, target: Path, md5: str) -> Path:
     """Fetch ``url`` to ``target`` through a temporary file, verifying its md5."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +104,7 @@ def download(url: str, target: Path, md5: str) -> Path:
         except OSError as exc:
             os.unlink(tmp.name)
             raise PyrovaeError(f"could not download {url}: {exc}; fetch it by hand into {target.parent}") from None
-    got = md5sum(Path(tmp.name))
+    got = file_digest(Path(tmp.name), "md5")
     if got != md5:
         os.unlink(tmp.name)
         raise PyrovaeError(f"download of {url} has md5 {got}, expected {md5}; try again later")

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 from ..components.datasets import data_root
+from ..digests import file_digest
 from ..errors import PyrovaeError, warn
-from ..plugins import file_sha256, plugin_sha256
+from ..plugins import plugin_sha256
 
 INPUTS = "inputs.json"
 
@@ -84,7 +85,7 @@ def _plugin_hashes(spec) -> Dict[str, str]:
 def _data_hashes(spec) -> Dict[str, str]:
     hashes = {}
     for path in _data_paths(spec.data):
-        hashes[str(path)] = folder_sha256(path) if path.is_dir() else file_sha256(path)
+        hashes[str(path)] = folder_sha256(path) if path.is_dir() else file_digest(path)
     return hashes
 
 
@@ -106,5 +107,5 @@ def folder_sha256(folder: Path) -> str:
     """One sha256 for a folder's files: their relative paths and contents, in sorted order."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_digest(path)}\n".encode())
     return digest.hexdigest()
