@@ -76,7 +76,7 @@ def load_plugins(plugins: Iterable[str], config_dir: Optional[Path] = None) -> L
     for plugin in resolved:
         if plugin not in _loaded:
             _loaded[plugin] = _import(plugin)
-            _sha256[plugin] = _source_sha256(plugin, _loaded[plugin])
+            _sha256[plugin] = _source_sha256(_loaded[plugin])
     return resolved
 
 
@@ -86,7 +86,7 @@ def plugin_sha256(plugin: str) -> Optional[str]:
     return _sha256.get(plugin)
 
 
-def _source_sha256(plugin: str, module) -> Optional[str]:
+def _source_sha256(module) -> Optional[str]:
     source = getattr(module, "__file__", None)
     return file_digest(Path(source)) if source and Path(source).is_file() else None
 

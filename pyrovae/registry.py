@@ -303,7 +303,7 @@ def register(family: str, name: str, description: Optional[str] = None):
       the epoch returning a factor on the learning rate.
 
     What a factory returns, and what its part computes on the first training batch, is checked
-    against this contract (:mod:`pyrovae.runs.first_batch`); a part that breaks it, or plugin
+    against this contract (:mod:`pyrovae.training.first_batch`); a part that breaks it, or plugin
     code that raises, exits or changes the working directory, is a one-line error naming the
     part and its plugin. A name already registered (a built-in or another plugin's) is refused.
     """

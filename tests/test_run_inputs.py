@@ -116,3 +116,43 @@ def test_a_folder_of_data_is_hashed_by_its_files(tmp_path):
     before = folder_sha256(tmp_path)
     (tmp_path / "a" / "x.png").write_bytes(b"two")
     assert folder_sha256(tmp_path) != before
+
+
+def test_a_resume_by_the_training_engine_refuses_a_changed_plugin_and_keeps_the_record(run):
+    """Sweeps and the laboratory resume through the training loop itself: it checks the inputs
+    too, so a changed plugin is refused there and inputs.json keeps the trained run's hashes."""
+    from pyrovae.errors import PyrovaeError
+    from pyrovae.spec import load_config
+    from pyrovae.training.train import train
+
+    recorded = (run / "inputs.json").read_text()
+    (run.parent / "scaled.py").write_text(PRIOR.format(scale=3.0))
+    forget_plugins()
+    spec = load_config(run, ["train.epochs=2"])
+    with pytest.raises(PyrovaeError, match="scaled.py changed since"):
+        train(spec, run, resume=True)
+    assert (run / "inputs.json").read_text() == recorded
+
+
+def test_workers_are_handed_the_permission_to_open_changed_inputs(run):
+    """A worker process does not inherit the caller's context: the sweep's and the split
+    evaluation's tasks carry --allow-changed-inputs themselves."""
+    from pyrovae.runs.inputs import changed_inputs_allowed
+    from pyrovae.sweeps.spec import load_sweep
+    from pyrovae.sweeps.split_evaluation import sample_task
+    from pyrovae.sweeps.sweep import job_task
+
+    sweep = load_sweep({"name": "one", "base": "quickstart", "seeds": [0]})
+    plan = sweep.runs()[0]
+    assert job_task(sweep, run.parent, plan, None)["allow_changed_inputs"] is False
+    with changed_inputs_allowed():
+        assert job_task(sweep, run.parent, plan, None)["allow_changed_inputs"] is True
+
+    (run.parent / "scaled.py").write_text(PRIOR.format(scale=3.0))
+    forget_plugins()
+    task = {"run_dir": str(run), "split": "test", "indices": [0, 1], "num_samples": 4, "bounds": [1],
+            "max_memory": 2 ** 26, "proposal": (1.0, None), "seed": 0}
+    refused = sample_task({**task, "allow_changed_inputs": False})
+    assert refused["state"] == "failed" and "scaled.py changed since" in refused["error"]
+    with pytest.warns(Warning, match="scaled.py"):
+        assert sample_task({**task, "allow_changed_inputs": True})["state"] == "done"

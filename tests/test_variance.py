@@ -218,3 +218,29 @@ def test_score_nn_baseline_trains_quickstart_to_a_finite_improving_elbo(tmp_path
     with open(tmp_path / "metrics.csv", newline="") as f:
         valid = [float(row["valid_elbo"]) for row in csv.DictReader(f)]
     assert all(math.isfinite(v) for v in valid) and valid[-1] > valid[0]
+
+
+def test_the_report_shows_na_where_a_measurement_has_no_number(tmp_path):
+    """NaN in memory and null in variance.json (how `pyrovae report` reads it back) print as n/a."""
+    from pyrovae.reports.variance_report import report_body
+
+    numbers = {"trace": 2.0, "snr": None, "mean_t_squared": float("nan"), "seconds_per_draw": 0.001,
+               "variance_x_seconds": 0.002}
+    entry = {"groups": {"encoder": numbers, "decoder": {**numbers, "trace": None}, "all": {"cosine": None}},
+             "reference": "pathwise mean"}
+    results = {"settings": {"draws": 10, "batch_size": 5, "seed": 0},
+               "snapshots": [{"epoch": 0, "step": 0, "estimators": {"pathwise": entry}}]}
+    body = report_body(results, tmp_path / "variance.png")
+    assert "| pathwise | 2 | 1 | n/a | n/a | n/a / n/a | n/a | n/a / n/a | 1.00 | 0.002 | pathwise mean |" in body
+
+
+def test_variance_never_writes_into_a_folder_of_someone_elses_files(tmp_path):
+    from pyrovae.errors import PyrovaeError
+    from pyrovae.lab.variance import run_variance
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "report.md").write_text("my notes")
+    with pytest.raises(PyrovaeError, match="did not write"):
+        run_variance("linear_gaussian", parse_estimators("pathwise"), draws=3, out=theirs, progress=False)
+    assert [p.name for p in theirs.iterdir()] == ["report.md"] and (theirs / "report.md").read_text() == "my notes"

@@ -11,7 +11,7 @@ from ..evaluation.ais import DEFAULT_LEAPFROG, STARTS
 from ..evaluation.chunking import DEFAULT_MAX_MEMORY
 from ..evaluation.evaluate import METHODS, EvaluationNotSaved, evaluate_run
 from ..reports.evaluation_report import print_summary, write_evaluation_report
-from ..runs.evaluations import EVALUATION, SECTION, evaluation_lock
+from ..runs.evaluations import EVALUATION, SECTION
 from ..sweeps.split_evaluation import SplitSampler
 from .options import add_changed_inputs_option
 
@@ -20,15 +20,8 @@ def evaluate(run_dir, **options) -> dict:
     """Evaluate the run in ``run_dir`` (``options`` as :func:`~pyrovae.evaluation.evaluate.evaluate_run`'s),
     then draw the summary's figure and rewrite the report's Evaluation section; return the summary."""
     summary = evaluate_run(run_dir, **options)
-    report_evaluation(Path(run_dir), summary)
+    write_evaluation_report(Path(run_dir), drawn=[summary])
     return summary
-
-
-def report_evaluation(run_dir: Path, summary: dict) -> Path:
-    """The bounds figure of ``summary`` and the report's Evaluation section, drawn while no other
-    evaluation saves into the folder."""
-    with evaluation_lock(run_dir):
-        return write_evaluation_report(run_dir, drawn=[summary])
 
 
 def _command(args) -> None:

@@ -25,6 +25,7 @@ from ..evaluation.chunking import DEFAULT_MAX_MEMORY, parse_memory
 from ..evaluation.posterior import inspect_posterior
 from ..reports.posterior_report import REPORT, RESULTS, write_posterior_report
 from ..runs.files import make_folder, write_atomic
+from ..runs.folder import check_output_folder
 from ..runs.loading import load_run
 from .options import add_changed_inputs_option
 
@@ -102,13 +103,7 @@ def check_out_folder(out_dir: Path) -> None:
     """Refuse an ``--out`` that is a file (or lies under one) or a folder holding files that
     ``pyrovae posterior`` did not write; a new folder, an empty one or an earlier output
     folder of this command are fine."""
-    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        where = "is a file" if existing == out_dir else f"lies under the file {existing}"
-        raise PyrovaeError(f"--out {out_dir} {where}; give a folder for the figures, {RESULTS} and {REPORT}")
-    if existing == out_dir and any(out_dir.iterdir()) and not _earlier_output(out_dir):
-        raise PyrovaeError(f"--out {out_dir} holds files 'pyrovae posterior' did not write, which it would replace; "
-                           f"give a new folder (it is made) or an empty one")
+    check_output_folder(out_dir, _earlier_output, "pyrovae posterior", f"the figures, {RESULTS} and {REPORT}")
 
 
 def _earlier_output(folder: Path) -> bool:

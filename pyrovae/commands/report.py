@@ -13,7 +13,7 @@ from ..lab.variance import VARIANCE
 from ..reports.markdown import REPORT
 from ..reports.rebuild import rebuild_report
 from ..runs.checkpoint import CHECKPOINT, exclusive_run
-from ..runs.evaluations import EVALUATION
+from ..runs.evaluations import evaluation_lock
 from ..runs.folder import check_resumable, repair_run_folder
 from .options import add_changed_inputs_option
 
@@ -30,7 +30,8 @@ def report(run_dir) -> Path:
         raise PyrovaeError(f"{run_dir} has no finished epoch (no {CHECKPOINT}), so there is nothing to report; "
                            f"train it with 'pyrovae train {run_dir} --resume'")
     with exclusive_run(run_dir):
-        repair_run_folder(run_dir, (REPORT, EVALUATION, VARIANCE, "variance.csv"))
+        with evaluation_lock(run_dir):  # no evaluation is writing evaluation.json or a bounds figure meanwhile
+            repair_run_folder(run_dir, (REPORT, VARIANCE, "variance.csv"))
         return rebuild_report(run_dir)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import PyrovaeError, did_you_mean
+from .options import add_changed_inputs_option
 
 REPORT = "report.md"
 
@@ -65,10 +66,10 @@ def get_experiment(name: str) -> Experiment:
 def sweep_runs(out: Path, sweep: str) -> List[tuple]:
     """``(grid point, run folder)`` of every run of the sweep ``sweep`` started under ``out``
     (none when it has not been started)."""
-    from ..sweeps.sweep import RUNS, SWEEP_FILE, open_sweep
+    from ..sweeps.sweep import RUNS, is_sweep_folder, open_sweep
 
     folder = Path(out) / sweep
-    if not (folder / SWEEP_FILE).is_file():
+    if not is_sweep_folder(folder):
         return []
     return [(plan.point, folder / RUNS / plan.folder) for plan in open_sweep(folder).runs()]
 
@@ -487,6 +488,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--record", metavar="DIR", help="train nothing: write the results the runs in --out have reached "
                                                   "(curves, tables) into DIR, e.g. benchmarks/paper/results")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads per run (default: the cores shared out)")
+    add_changed_inputs_option(p)
     p.set_defaults(func=_command)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
 from ..errors import PyrovaeError
+from ..reports.evaluation_report import write_evaluation_report
 from ..reports.markdown import REPORT
 from ..reports.sweep_report import write_sweep_report
 from ..reports.training import result_of_folder, write_training_report
@@ -23,7 +24,7 @@ from ..sweeps.sweep import (
     run_sweep,
     summary_line,
 )
-from .evaluate import report_evaluation
+from .options import add_changed_inputs_option
 
 
 def _report_training(run_dir: Path, spec: ExperimentSpec, result: Optional[TrainResult]) -> None:
@@ -37,7 +38,11 @@ def _report_training(run_dir: Path, spec: ExperimentSpec, result: Optional[Train
     write_training_report(result, spec)
 
 
-RUN_REPORTS = JobReports(training=_report_training, evaluation=report_evaluation)
+def _report_evaluation(run_dir: Path, summary: dict) -> None:
+    write_evaluation_report(run_dir, drawn=[summary])
+
+
+RUN_REPORTS = JobReports(training=_report_training, evaluation=_report_evaluation)
 
 
 def reported_job(task: Dict[str, Any]) -> Dict[str, Any]:
@@ -98,4 +103,5 @@ def add_command(subparsers) -> None:
     p.add_argument("--threads", type=int, metavar="T", help="torch threads per run (default: cores / workers "
                                                           "locally, 1 on Ray)")
     p.add_argument("--address", metavar="ADDR", help="the Ray cluster to use (auto: the one 'ray start' made here)")
+    add_changed_inputs_option(p)
     p.set_defaults(func=_command)

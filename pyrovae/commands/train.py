@@ -7,7 +7,6 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 from ..components.datasets import Dataset
 from ..errors import PyrovaeError
 from ..reports.training import write_training_report
-from ..runs.files import WriteFailed
 from ..runs.folder import load_resume_config
 from ..runs.loading import TrainResult
 from ..spec import ExperimentSpec, load_config
@@ -45,9 +44,9 @@ def train(spec: ExperimentSpec, folder: Path, resume: bool = False, data: Option
     result = train_loop(spec, folder, resume=resume, data=data)
     try:
         result.report = write_training_report(result, spec)
-    except WriteFailed as exc:
-        raise WriteFailed(f"{exc}; training finished and its checkpoint is kept: write the report "
-                          f"later with 'pyrovae report {result.out_dir}'") from None
+    except PyrovaeError as exc:  # a full disk, a damaged evaluation.json: the training is not lost
+        raise type(exc)(f"{exc}; training finished and its checkpoint is kept: write the report "
+                        f"later with 'pyrovae report {result.out_dir}'") from None
     return result
 
 

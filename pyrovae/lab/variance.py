@@ -34,6 +34,7 @@ from ..model import VAE
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import csv_text
 from ..runs.files import make_folder, write_atomic
+from ..runs.folder import check_output_folder
 from ..runs.loading import build_vae, load_run, resolve_device
 from ..spec import load_config
 from ..training.train import train
@@ -61,8 +62,17 @@ class EstimatorChoice:
 
 
 def measurable_estimators() -> List[str]:
-    """Names of the estimators whose gradients can be drawn (not mcem, whose E-step samples)."""
-    return [entry.name for entry in ESTIMATORS if getattr(entry.factory(), "measurable", True)]
+    """Names of the estimators whose gradients can be drawn (not mcem, whose E-step samples),
+    each built with its default options; one that cannot be built so (a required option, a
+    broken plugin) is left out."""
+    names = []
+    for entry in ESTIMATORS:
+        try:
+            if getattr(ESTIMATORS.build(entry.name), "measurable", True):
+                names.append(entry.name)
+        except PyrovaeError:
+            continue
+    return names
 
 
 def parse_estimators(text: str) -> List[EstimatorChoice]:
@@ -166,6 +176,8 @@ def run_variance(source, choices: Sequence[EstimatorChoice], draws: int = 1000,
             raise PyrovaeError(f"{source} is a run folder, measured as trained at its latest checkpoint; "
                                f"--snapshots and --set need a config (e.g. its config.yaml) and a new --out")
         out = Path(out or source)
+        if out.resolve() != Path(source).resolve():
+            _check_out(out)
         spec, vae = load_run(source, best=False)
         vae.to(resolve_device(spec.train.device))
         state = load_checkpoint(Path(source) / CHECKPOINT)
@@ -179,10 +191,18 @@ def run_variance(source, choices: Sequence[EstimatorChoice], draws: int = 1000,
         if (out / CHECKPOINT).exists():
             raise PyrovaeError(f"{out} already holds a run; measure it with 'pyrovae variance {out}' "
                                f"or choose another --out")
+        _check_out(out)
         measured = _measure_while_training(spec, out, snapshots or [0], measure_here, log)
     results = {"source": str(source), "settings": settings, "snapshots": measured}
     write_results(out, results)
     return out, results
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``--out`` that is a file or a folder of files this laboratory did not write
+    (its own earlier results, with variance.json, are measured over)."""
+    check_output_folder(out, lambda folder: (folder / VARIANCE).is_file(), "pyrovae variance",
+                        f"{VARIANCE}, variance.csv, figures/ and report.md")
 
 
 def _measure_while_training(spec, out: Path, snapshots: Sequence[int], measure_here, log) -> List[dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ..runs.checkpoint import current_checkpoint
-from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, SECTION, read_evaluations
+from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, SECTION, evaluation_lock, read_evaluations
 from .markdown import markdown_table, update_section
 
 
@@ -125,16 +125,18 @@ def draw_figure(run_dir: Path, s: dict) -> Path:
 def write_evaluation_report(run_dir: Path, drawn: Optional[Sequence[dict]] = None) -> Optional[Path]:
     """The Evaluation section of ``run_dir``'s report (if the run was evaluated), against the
     checkpoint the folder holds now, with the bounds figure of each importance-sampling summary
-    in ``drawn`` (default: every one of the current checkpoint; AIS and BDMC have none)."""
-    everything = read_evaluations(run_dir)
-    if not everything:
-        return None
-    if drawn is None:
-        drawn = split_by_checkpoint(everything, current_checkpoint(run_dir))[0].values()
-    for summary in drawn:
-        if summary.get("method", "is") == "is":
-            draw_figure(run_dir, summary)
-    return write_report(run_dir, everything)
+    in ``drawn`` (default: every one of the current checkpoint; AIS and BDMC have none). Drawn
+    under the folder's evaluation lock, so no evaluation saves or draws meanwhile."""
+    with evaluation_lock(run_dir):
+        everything = read_evaluations(run_dir)
+        if not everything:
+            return None
+        if drawn is None:
+            drawn = split_by_checkpoint(everything, current_checkpoint(run_dir))[0].values()
+        for summary in drawn:
+            if summary.get("method", "is") == "is":
+                draw_figure(run_dir, summary)
+        return write_report(run_dir, everything)
 
 
 def write_report(run_dir: Path, everything: dict) -> Path:

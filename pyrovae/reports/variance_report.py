@@ -3,6 +3,7 @@ laboratory (:mod:`pyrovae.lab.variance`) saves in ``variance.json``."""
 
 import math
 from pathlib import Path
+from typing import Optional
 
 from ..lab.variance import result_rows
 from .markdown import markdown_table, update_section
@@ -37,11 +38,12 @@ def report_body(results: dict, figure: Path) -> str:
         rows = []
         for label, entry in estimators.items():
             enc, dec = (entry["groups"][g] for g in SUMMARY_GROUPS)
-            rows.append([label, f"{enc['trace']:.3g}", f"{enc['trace'] / base[0]:.3g}", f"{dec['trace']:.3g}",
-                         f"{dec['trace'] / base[1]:.3g}", f"{enc['snr']:.3g} / {dec['snr']:.3g}",
-                         f"{entry['groups']['all']['cosine']:.4f}",
-                         f"{enc['mean_t_squared']:.2f} / {dec['mean_t_squared']:.2f}",
-                         f"{1e3 * enc['seconds_per_draw']:.2f}", f"{enc['variance_x_seconds']:.3g}",
+            rows.append([label, _number(enc["trace"], ".3g"), _number(_ratio(enc["trace"], base[0]), ".3g"),
+                         _number(dec["trace"], ".3g"), _number(_ratio(dec["trace"], base[1]), ".3g"),
+                         f"{_number(enc['snr'], '.3g')} / {_number(dec['snr'], '.3g')}",
+                         _number(entry["groups"]["all"]["cosine"], ".4f"),
+                         f"{_number(enc['mean_t_squared'], '.2f')} / {_number(dec['mean_t_squared'], '.2f')}",
+                         _number(1e3 * enc["seconds_per_draw"], ".2f"), _number(enc["variance_x_seconds"], ".3g"),
                          entry["reference"]])
         parts.append(f"### Epoch {snapshot['epoch']} (step {snapshot['step']})\n\n" + markdown_table(
             ["estimator", "encoder variance", f"x {base_label}", "decoder variance", f"x {base_label}",
@@ -50,3 +52,11 @@ def report_body(results: dict, figure: Path) -> str:
     return "\n\n".join(parts)
 
 
+def _number(value: Optional[float], spec: str) -> str:
+    """``value`` formatted, or ``n/a`` where the measurement has none (NaN in memory, null in
+    variance.json: e.g. the SNR of a parameter without gradient)."""
+    return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+
+def _ratio(value: Optional[float], base: Optional[float]) -> Optional[float]:
+    return None if value is None or not base else value / base

@@ -38,10 +38,11 @@ def read_evaluations(run_dir: Path) -> dict:
 
 @contextmanager
 def evaluation_lock(run_dir: Path) -> Iterator[None]:
-    """Let one evaluation at a time save into ``run_dir`` and draw its report, under a lock on
-    the folder itself (no lock file): each save reads evaluation.json, adds to it and writes it
-    back, so two at once would lose one. Under the lock, a temporary file of evaluation.json or
-    of a bounds figure can only be left by a killed evaluation, so it is removed."""
+    """Let one evaluation at a time save into ``run_dir`` or draw the report's Evaluation
+    section, under a lock on the folder itself (no lock file): each save reads evaluation.json,
+    adds to it and writes it back, so two at once would lose one. evaluation.json and the bounds
+    figures are written only under this lock, so a temporary file of theirs found on taking it
+    was left by a killed process and is removed."""
     folder = os.open(run_dir, os.O_RDONLY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor is closed

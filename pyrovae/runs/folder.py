@@ -10,7 +10,7 @@ rewrites ``metrics.csv`` from the checkpoint.
 """
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from ..errors import PyrovaeError
 from .checkpoint import CHECKPOINT, LOCK, load_checkpoint
@@ -70,14 +70,11 @@ def check_resumable(run_dir: Path) -> None:
 
 def load_resume_config(run_dir: Path, overrides: Sequence[str] = (), plugins: Sequence[str] = ()):
     """The config of the run in ``run_dir`` with ``overrides`` (and extra ``plugins``)
-    applied, for ``--resume``."""
+    applied, for ``--resume`` (whose training checks the run's inputs)."""
     from ..spec import load_config
-    from .inputs import check_inputs_unchanged
 
     check_resumable(run_dir)
-    spec = load_config(run_dir, overrides, plugins)
-    check_inputs_unchanged(run_dir, spec)
-    return spec
+    return load_config(run_dir, overrides, plugins)
 
 
 def save_config(spec, path) -> None:
@@ -135,3 +132,17 @@ def repair_run_folder(run_dir: Path, written: Sequence[str]) -> None:
     history = metrics_history(run_dir, load_checkpoint(run_dir))
     if metrics_need_repair(run_dir, history):
         write_atomic(run_dir / METRICS, metrics_text(history))
+
+
+def check_output_folder(out_dir: Path, is_earlier_output: Callable[[Path], bool], command: str, writes: str) -> None:
+    """Refuse an ``--out`` of ``command`` that is a file (or lies under one), or a folder holding
+    files the command did not write (``is_earlier_output`` recognizes its own earlier output);
+    a new folder or an empty one is fine. ``writes`` names what the command puts there."""
+    out_dir = Path(out_dir)
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == out_dir else f"lies under the file {existing}"
+        raise PyrovaeError(f"--out {out_dir} {where}; give a folder for {writes}")
+    if existing == out_dir and any(out_dir.iterdir()) and not is_earlier_output(out_dir):
+        raise PyrovaeError(f"--out {out_dir} holds files '{command}' did not write, which it would replace; "
+                           f"give a new folder (it is made) or an empty one")

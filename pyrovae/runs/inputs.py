@@ -28,6 +28,12 @@ INPUTS = "inputs.json"
 _allowed = contextvars.ContextVar("changed_inputs_allowed", default=False)
 
 
+def changed_inputs_are_allowed() -> bool:
+    """Whether the caller allowed changed inputs (to hand on to worker processes, whose context
+    does not inherit it)."""
+    return _allowed.get()
+
+
 @contextlib.contextmanager
 def changed_inputs_allowed(allowed: bool = True) -> Iterator[None]:
     """Inside the block, a run whose inputs changed since training opens with a warning."""

@@ -55,7 +55,7 @@ class LocalEngine:
 
     def run(self, tasks: List[Dict[str, Any]], on_done: OnDone, deadline: Optional[float] = None, *,
             function: Callable[[Dict[str, Any]], Dict[str, Any]]) -> None:
-        context = _worker_context()
+        context = _worker_context(function)
         pending, active = list(tasks), {}
         stopped_by_term = _terminate_as_interrupt()
         try:
@@ -88,17 +88,17 @@ class LocalEngine:
             stopped_by_term.restore()
 
 
-# What every run imports, loaded once by the fork server, so a run's process starts in a
-# moment instead of importing torch, Pyro and matplotlib afresh.
-PRELOAD = ["pyrovae.commands.sweep", "pyrovae.sweeps.job", "pyrovae.training.train", "pyrovae.evaluation.evaluate",
-           "pyrovae.reports.training", "torch._dynamo"]
+# What every task imports besides its function's own module, loaded once by the fork server,
+# so a task's process starts in a moment instead of importing torch and Pyro afresh.
+PRELOAD = ["pyrovae.training.train", "pyrovae.evaluation.evaluate", "torch._dynamo"]
 
 
-def _worker_context():
-    """Processes forked from a server that has imported the libraries but run no tensor
-    operation (so no thread pool is forked); each run still gets a process of its own."""
+def _worker_context(function: Callable):
+    """Processes forked from a server that has imported the libraries and ``function``'s module
+    (with what it imports: the sweep command's brings the reports) but run no tensor operation
+    (so no thread pool is forked); each task still gets a process of its own."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload([function.__module__, *PRELOAD])
     return context
 
 

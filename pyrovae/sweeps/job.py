@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
 import torch
-import yaml
 
 from ..errors import PyrovaeError
 from ..runs.checkpoint import CHECKPOINT, current_checkpoint, load_checkpoint
 from ..runs.csvlog import csv_text, read_rows
 from ..runs.files import write_atomic
-from ..runs.folder import stopped_early
+from ..runs.folder import CONFIG, save_config, stopped_early
+from ..runs.inputs import changed_inputs_allowed
 from ..runs.loading import TrainResult
 from ..spec import ExperimentSpec, load_config
 
@@ -111,7 +111,7 @@ def run_job(task: Dict[str, Any], reports: Optional[JobReports] = None) -> Dict[
     started = time.time()
     outcome: Dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), "threads": torch.get_num_threads()}
     try:
-        with run_lock(run_dir):
+        with run_lock(run_dir), changed_inputs_allowed(task.get("allow_changed_inputs", False)):
             (run_dir / RUN_STATE).unlink(missing_ok=True)  # an earlier sitting's record is not this one's
             outcome.update(_train_and_evaluate(run_dir, task, reports))
     except RunHeld as exc:
@@ -147,8 +147,7 @@ def _train_and_evaluate(run_dir: Path, task: Dict[str, Any], reports: Optional[J
         progress, result = _train(run_dir, spec, task)
         if not progress["finished"]:
             return {"state": "paused", **progress}
-    # the whole run's epochs: training in chunks wrote each chunk's
-    write_atomic(run_dir / "config.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    save_config(spec, run_dir / CONFIG)  # the whole run's epochs: training in chunks wrote each chunk's
     if reports is not None:
         reports.training(run_dir, spec, result)
     evaluation = task.get("evaluate")

@@ -27,12 +27,14 @@ def sample_task(task: Dict[str, Any]) -> Dict[str, Any]:
     from ..components.datasets import load_data
     from ..evaluation.blocks import sample_block
     from ..evaluation.importance import Proposal
+    from ..runs.inputs import changed_inputs_allowed
     from ..runs.loading import load_run
 
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
     try:
-        spec, vae = load_run(task["run_dir"])
+        with changed_inputs_allowed(task["allow_changed_inputs"]):
+            spec, vae = load_run(task["run_dir"])
         part = load_data(spec.data).split(task["split"])
     except PyrovaeError as exc:  # a worker that does not see the run folder or the data
         return {"state": "failed", "error": str(exc).splitlines()[0]}
@@ -55,10 +57,11 @@ class SplitSampler:
     def __call__(self, *, run_dir, split: str, indices: Sequence[int], num_samples: int, bounds: Sequence[int],
                  max_memory: int, proposal, seed: int):
         from ..evaluation.blocks import BLOCK_POINTS, block_ranges, merge_blocks
+        from ..runs.inputs import changed_inputs_are_allowed
 
         common = {"run_dir": str(Path(run_dir).resolve()), "split": split, "num_samples": num_samples,
                   "bounds": list(bounds), "max_memory": max_memory, "proposal": (proposal.scale, proposal.df),
-                  "seed": seed}
+                  "seed": seed, "allow_changed_inputs": changed_inputs_are_allowed()}
         blocks = block_ranges(len(indices), BLOCK_POINTS)
         tasks = [{**common, "block": b, "indices": [int(indices[i]) for i in block]} for b, block in enumerate(blocks)]
         done: Dict[int, Dict[str, Any]] = {}

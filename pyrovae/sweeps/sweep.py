@@ -177,9 +177,13 @@ def continue_hint(statuses: List[RunStatus], again: str) -> str:
 
 
 def job_task(spec: SweepSpec, sweep_dir: Path, plan: RunPlan, deadline: Optional[float]) -> Dict[str, Any]:
-    """The task for :func:`pyrovae.sweeps.job.run_job` that carries out ``plan``."""
+    """The task for :func:`pyrovae.sweeps.job.run_job` that carries out ``plan`` (with the
+    caller's ``--allow-changed-inputs``, which a worker's context does not inherit)."""
+    from ..runs.inputs import changed_inputs_are_allowed
+
     return {"folder": plan.folder, "run_dir": str((sweep_dir / RUNS / plan.folder).resolve()), "config": plan.config,
-            "evaluate": spec.evaluate, "curve": spec.curve, "deadline": deadline}
+            "evaluate": spec.evaluate, "curve": spec.curve, "deadline": deadline,
+            "allow_changed_inputs": changed_inputs_are_allowed()}
 
 
 def sweep_status(sweep_dir, spec: Optional[SweepSpec] = None) -> List[RunStatus]:

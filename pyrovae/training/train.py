@@ -43,7 +43,7 @@ from ..runs.folder import (
     metrics_history,
     metrics_text,
 )
-from ..runs.inputs import INPUTS, inputs_text
+from ..runs.inputs import INPUTS, check_inputs_unchanged, inputs_text
 from ..runs.loading import TrainResult, build_vae, resolve_device
 from ..runs.random_state import random_state, restore_random_state
 from ..spec import ExperimentSpec, config_text
@@ -78,6 +78,7 @@ def train(spec: ExperimentSpec, out_dir, resume: bool = False, data: Optional[Da
     out_dir = Path(out_dir)
     if resume:
         check_resumable(out_dir)
+        check_inputs_unchanged(out_dir, spec)  # a changed plugin or data file is refused, not re-recorded
     else:
         check_new_run_folder(out_dir)
     existed = out_dir.exists()
