@@ -27,9 +27,12 @@ _WATCHDOGS: List[subprocess.Popen] = []  # the driver holds each pipe open for i
 
 def watch(session_dir: str) -> Optional[subprocess.Popen]:
     """Start the watchdog of the Ray session ``session_dir`` that this process started (none
-    where ``/proc`` is missing)."""
+    where ``/proc`` is missing), after reaping those of earlier sessions that have ended."""
     if not Path("/proc/self/stat").exists():
         return None
+    for finished in [w for w in _WATCHDOGS if w.poll() is not None]:  # reaped: no zombie, no open pipe
+        finished.stdin.close()
+        _WATCHDOGS.remove(finished)
     watchdog = subprocess.Popen([sys.executable, __file__, str(os.getpid()), Path(session_dir).name],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
