@@ -188,6 +188,8 @@ def sweep(source, out=None, resume: bool = False, **options) -> list:
     from .commands import sweep as command
 
     if resume:
+        if out is not None and Path(out) != Path(source):
+            raise PyrovaeError("with resume=True give the sweep folder only: pyrovae.sweep(DIR, resume=True)")
         return command.resume(source, **options)
     if out is None:
         raise PyrovaeError("say where the sweep's runs go: pyrovae.sweep(source, out=DIR)")

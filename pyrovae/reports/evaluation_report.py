@@ -7,6 +7,7 @@ of the checkpoint the run folder holds when the report is written. The others (a
 resumed after it was evaluated, or evaluated while it went on training) are named with the
 command that evaluates the new parameters."""
 
+import shlex
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
@@ -203,8 +204,9 @@ def _rerun_command(run_dir: Path, s: dict) -> str:
         options += ["--simulated", s["num_points"]]
     subset = s.get("subset") or {}
     if subset.get("chosen") == "random":
-        options += ["--max-points", s["num_points"], "--seed", subset["seed"]]
-    return " ".join(["pyrovae evaluate", str(run_dir), *map(str, options)])
+        options += ["--max-points", s["num_points"]]
+    options += ["--seed", s.get("seed", subset.get("seed", 0))]  # the draws depend on it, whatever the points
+    return shlex.join(["pyrovae", "evaluate", str(run_dir), *map(str, options)])
 
 
 def _escape_pipes(rows):
