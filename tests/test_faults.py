@@ -151,6 +151,13 @@ def test_a_killed_run_resumes_bit_identically(point, reference, tmp_path, capsys
     assert same_training(reference, tmp_path / "run")
 
 
+def test_a_kill_while_the_input_hashes_are_written_leaves_no_temporary_file(reference, tmp_path, capsys, one_thread):
+    """inputs.json is written with the first epoch's files: its leftover is removed like theirs."""
+    outcome = kill_then_resume("write:inputs.json:1:20", tmp_path / "run", capsys)
+    assert outcome["problems"] == [] and outcome["after"] == []
+    assert same_training(reference, tmp_path / "run")
+
+
 def kill_points(seed: int, count: int) -> list:
     """Random kill points over a whole training run: SVI steps, byte offsets inside every
     file's writes, and the moments between the renames of files written together."""

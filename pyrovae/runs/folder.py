@@ -16,12 +16,13 @@ from ..errors import PyrovaeError
 from .checkpoint import CHECKPOINT, LOCK, load_checkpoint
 from .csvlog import csv_text, read_rows
 from .files import remove_stale_temp_files, write_atomic
+from .inputs import INPUTS
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 METRIC_COLUMNS = ["epoch", "step", "kl_weight", "lr", "train_elbo", "valid_elbo", "seconds"]
 # Files only training writes; their temporary leftovers are removed when training starts.
-TRAINING_FILES = (CONFIG, CHECKPOINT, METRICS)
+TRAINING_FILES = (CONFIG, CHECKPOINT, METRICS, INPUTS)
 
 
 def is_run_folder(path: Path) -> bool:
