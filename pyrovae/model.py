@@ -1,38 +1,50 @@
 """The VAE as a Pyro model and guide (Kingma & Welling 2014, eq. 9-12).
 
     model:  z_i ~ p(z),            x_i ~ p(x | z_i) = likelihood(decoder(z_i))
-    guide:  z_i ~ q(z | x_i) = N(mu(x_i), diag sigma(x_i)^2),  (mu, log sigma) = encoder(x_i)
+    guide:  z_i ~ q(z | x_i) = guide family(encoder(x_i)),  by default N(mu(x_i), diag sigma(x_i)^2)
 
 for every data point i in a plate over the minibatch. With ``model.conditional`` the
 one-hot label y_i enters encoder and decoder (a conditional VAE, p(x | y)).
+
+What the encoder computes is read through the guide family (``model.guide``,
+:mod:`pyrovae.components.guides`):
+
+- :meth:`VAE.posterior` is q(z|x) as a distribution, for every guide: what sampling and
+  log q(z|x) use;
+- :meth:`VAE.latent_code` is one latent point per data point standing for q(z|x) (its
+  mean for Gaussian guides): what plots, reconstructions and chain starts use;
+- :meth:`VAE.encode` is the (loc, scale) of a diagonal Gaussian guide, for the methods that
+  need exactly that (the VampPrior, closed forms); other guides refuse it in one line.
 """
 
 import math
 from typing import Optional, Tuple
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro import poutine
 from torch import nn
 from torch.nn import functional as F
 
-from .components import LIKELIHOODS, NETWORKS, PRIORS
+from .components import GUIDES, LIKELIHOODS, NETWORKS, PRIORS
+from .components.guides import DiagonalNormal, check_support
 from .components.likelihoods import check_data_fits
 from .errors import PyrovaeError
 
 
 class VAE(nn.Module):
-    """Encoder, decoder, prior and likelihood, with Pyro ``model`` and ``guide`` methods.
+    """Encoder, decoder, prior, likelihood and guide family, with Pyro ``model`` and ``guide`` methods.
 
-    The model registers the decoder and prior with Pyro (theta), the guide the encoder
-    (phi), each time they run, so SVI optimizes exactly ``self.parameters()``.
+    The model registers the decoder and prior with Pyro (theta), the guide the encoder and
+    the guide family (phi), each time they run, so SVI optimizes exactly ``self.parameters()``.
+    ``guide_family`` defaults to the diagonal Gaussian (``diagonal_normal``).
     """
 
     def __init__(self, data_shape: Tuple[int, ...], latent_dim: int, encoder: nn.Module,
                  decoder: nn.Module, likelihood, likelihood_name: str,
                  prior_name: str = "standard_normal", prior_options: Optional[dict] = None,
-                 num_classes: int = 0, encoder_name: str = "mlp", decoder_name: str = "mlp"):
+                 num_classes: int = 0, encoder_name: str = "mlp", decoder_name: str = "mlp",
+                 guide_family: Optional[nn.Module] = None, guide_name: str = "diagonal_normal"):
         super().__init__()
         self.data_shape = tuple(data_shape)
         self.latent_dim = latent_dim
@@ -43,9 +55,19 @@ class VAE(nn.Module):
         self.likelihood_name = likelihood_name
         self.prior_name = prior_name
         self.encoder_name, self.decoder_name = encoder_name, decoder_name  # registered names, for messages
+        self.guide_family = DiagonalNormal(latent_dim) if guide_family is None else guide_family
+        self.guide_name = guide_name
         encode = None if num_classes else (lambda u: self.encode(u))
         self.prior = PRIORS.build(prior_name, {"latent_dim": latent_dim, "encode": encode, "data_shape": self.data_shape},
                                   options=prior_options, where="model.prior")
+        if not PRIORS.get(prior_name).from_plugin:  # a plugin's prior is checked with its contract (first batch)
+            with torch.no_grad():
+                self.check_supports(self.prior())
+
+    def check_supports(self, prior) -> None:
+        """Refuse a prior p(z) and guide family on different latent spaces, in one line."""
+        check_support(prior.support, self.guide_family, f"model.prior: {PRIORS.label(self.prior_name)}",
+                      f"model.guide: {GUIDES.label(self.guide_name)}")
 
     @classmethod
     def from_config(cls, spec, data_shape: Optional[Tuple[int, ...]] = None,
@@ -67,14 +89,15 @@ class VAE(nn.Module):
             cond_dim = num_classes
         likelihood = LIKELIHOODS.build(m.likelihood.name, options=m.likelihood.options,
                                        where="model.likelihood")
-        encoder = NETWORKS.build(m.encoder.name, {"in_shape": tuple(data_shape), "out_shape": (2, m.latent_dim),
-                                                  "cond_dim": cond_dim},
+        guide = GUIDES.build(m.guide.name, {"latent_dim": m.latent_dim}, options=m.guide.options, where="model.guide")
+        encoder = NETWORKS.build(m.encoder.name, {"in_shape": tuple(data_shape),
+                                                  "out_shape": tuple(guide.encoder_out_shape), "cond_dim": cond_dim},
                                  options=m.encoder.options, where="model.encoder")
         decoder = NETWORKS.build(m.decoder.name, {"in_shape": (m.latent_dim,), "out_shape": (likelihood.num_params,
                                                   *data_shape), "cond_dim": cond_dim},
                                  options=m.decoder.options, where="model.decoder")
         return cls(data_shape, m.latent_dim, encoder, decoder, likelihood, m.likelihood.name,
-                   m.prior.name, m.prior.options, cond_dim, m.encoder.name, m.decoder.name)
+                   m.prior.name, m.prior.options, cond_dim, m.encoder.name, m.decoder.name, guide, m.guide.name)
 
     # ------------------------------------------------------------------ the networks
 
@@ -90,10 +113,32 @@ class VAE(nn.Module):
     def decoder_dtype(self) -> torch.dtype:
         return next(self.decoder.parameters()).dtype
 
+    def encoding(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The encoder's output, ``(..., *guide_family.encoder_out_shape)``."""
+        return self.encoder(x, self.condition(y))
+
+    def posterior(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
+        """q(z|x) of every row of ``x``: a distribution with batch shape ``x.shape[:-len(data_shape)]``
+        and event shape ``(latent_dim,)``, whatever the guide family."""
+        return self.guide_family(self.encoding(x, y), self.log_joint_of(x, y))
+
+    def latent_code(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One latent point per row of ``x`` standing for q(z|x) (the guide family's ``code``:
+        the mean for Gaussian guides), ``(..., latent_dim)``: for plots and reconstructions."""
+        return self.guide_family.code(self.encoding(x, y), self.log_joint_of(x, y))
+
     def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
-        """The guide's parameters: loc and scale of q(z|x), each ``(..., latent_dim)``."""
-        loc, log_scale = self.encoder(x, self.condition(y)).unbind(-2)
-        return loc, log_scale.exp()
+        """loc and scale of a diagonal Gaussian q(z|x), each ``(..., latent_dim)``; refused for
+        any other guide (use :meth:`posterior` or :meth:`latent_code`)."""
+        if self.guide_family.gaussian_kind != "diagonal":
+            raise PyrovaeError(f"this needs the (loc, scale) of a diagonal Gaussian guide, and guide "
+                               f"'{self.guide_name}' is not one; set model.guide.name=diagonal_normal")
+        return self.guide_family.loc_scale(self.encoding(x, y))
+
+    def log_joint_of(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
+        """The function z -> log p(x, z) per row of ``x`` (z ``(..., points, latent_dim)``,
+        result ``(..., points)``), which a semi-amortized guide family ascends."""
+        return lambda z: self.prior().log_prob(z) + self.decode(z, y).log_prob(x)
 
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None):
         """p(x|z) as a distribution whose event shape is the data's shape."""
@@ -112,12 +157,13 @@ class VAE(nn.Module):
             pyro.sample("x", self.decode(z, y), obs=x)
 
     def guide(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, kl_weight: float = 1.0):
-        """The amortized posterior q(z|x) = N(mu(x), diag sigma(x)^2)."""
+        """The amortized posterior q(z|x) of the guide family (by default N(mu(x), diag sigma(x)^2))."""
         pyro.module("encoder", self.encoder)  # phi: the recognition model's parameters
+        pyro.module("guide", self.guide_family)  # and the family's own (none for the diagonal Gaussian)
         with pyro.plate("data", x.shape[0]):
-            loc, scale = self.encode(x, y)
+            q = self.posterior(x, y)
             with poutine.scale(scale=kl_weight):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                pyro.sample("z", q)
 
     # ------------------------------------------------------------------ conveniences
 
@@ -142,9 +188,8 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """The likelihood's mean at the guide's mean: E[x | z = mu(x)]."""
-        loc, _ = self.encode(x, y)
-        return self.decode_mean(loc, y)
+        """The likelihood's mean at the guide's latent code: E[x | z = mu(x)] for Gaussian guides."""
+        return self.decode_mean(self.latent_code(x, y), y)
 
     @torch.no_grad()
     def sample(self, num_samples: int, y: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -275,7 +275,7 @@ def _number(value: Any) -> Optional[float]:
 def register(family: str, name: str, description: Optional[str] = None):
     """Decorator adding your own component to a family's vocabulary under ``name``.
 
-    ``family`` is one of ``prior``, ``likelihood``, ``network``, ``dataset``, ``estimator``,
+    ``family`` is one of ``prior``, ``likelihood``, ``network``, ``guide``, ``dataset``, ``estimator``,
     ``optimizer``, ``lr_schedule``. The decorated factory (a function or a class) is called
     with the *inputs* the family gives, by name (declare only those you need), and with its
     keyword-only arguments as the options a config may set (one without a default is required:
@@ -287,15 +287,21 @@ def register(family: str, name: str, description: Optional[str] = None):
     - ``prior``, inputs ``latent_dim``, ``encode``, ``data_shape``: an ``nn.Module`` whose call
       (no arguments) returns a Pyro distribution with batch shape ``()`` and event shape
       ``(latent_dim,)``; keep tensors in buffers or parameters so they follow the device.
-      ``encode(x)`` is the guide's (loc, scale) (None for a conditional VAE).
+      ``encode(x)`` is the guide's (loc, scale) (None for a conditional VAE; refused for a guide
+      other than the diagonal Gaussian).
     - ``likelihood``, no inputs: a :class:`pyrovae.Likelihood` with ``num_params`` (decoder
       outputs per data element), ``data_kind`` (the data it fits), ``distribution(*params)``,
       ``mean(*params)`` and ``raw_location(mean)`` (see :class:`pyrovae.Likelihood`).
     - ``network``, inputs ``in_shape``, ``out_shape``, ``cond_dim``: an ``nn.Module`` mapping
       ``(..., *in_shape)`` (and a condition ``(..., cond_dim)`` or None) to
-      ``(..., *out_shape)``; the encoder's ``out_shape`` is ``(2, latent_dim)`` (loc and log
-      scale), the decoder's ``(num_params, *data_shape)``. A decoder used with
-      ``model.data_init`` needs ``set_output_bias(index, value)``.
+      ``(..., *out_shape)``; the encoder's ``out_shape`` is the guide family's
+      ``encoder_out_shape`` (``(2, latent_dim)``, loc and log scale, for the default guide), the
+      decoder's ``(num_params, *data_shape)``. A decoder used with ``model.data_init`` needs
+      ``set_output_bias(index, value)``.
+    - ``guide``, input ``latent_dim``: a :class:`pyrovae.components.guides.Guide` (an
+      ``nn.Module`` with ``encoder_out_shape``, ``support``, ``reparameterized``,
+      ``gaussian_kind`` and ``code``) whose call ``(encoding, target=None)`` maps the
+      encoder's output to q(z|x), a distribution with event shape ``(latent_dim,)``.
     - ``dataset``, no inputs: a :class:`pyrovae.components.datasets.Source`.
     - ``estimator``, no inputs: a Pyro loss (an ELBO object with ``loss`` and
       ``loss_and_grads``).

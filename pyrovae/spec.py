@@ -19,6 +19,8 @@ import yaml
 
 from .errors import PyrovaeError, did_you_mean, positive_int, seed_value
 
+DEFAULT_GUIDE = "diagonal_normal"
+
 
 @dataclass
 class ComponentSpec:
@@ -57,8 +59,9 @@ class DataSpec:
 
 @dataclass
 class ModelSpec:
-    """The generative model p(z) p(x|z) and the amortized guide q(z|x). With
-    ``data_init`` the decoder starts at the training data's mean image."""
+    """The generative model p(z) p(x|z) and the amortized guide q(z|x): the encoder network
+    and the ``guide`` family reading its output. With ``data_init`` the decoder starts at
+    the training data's mean image."""
 
     latent_dim: int = 20
     conditional: bool = False
@@ -67,6 +70,15 @@ class ModelSpec:
     likelihood: ComponentSpec = _component("bernoulli")
     encoder: ComponentSpec = _component("mlp")
     decoder: ComponentSpec = _component("mlp")
+    guide: ComponentSpec = _component(DEFAULT_GUIDE)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The fields as a config holds them; the default guide is left out, so configs
+        saved before guides were chosen in the config read the same."""
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if self.guide == ComponentSpec(DEFAULT_GUIDE):
+            del plain["guide"]
+        return plain
 
 
 @dataclass
@@ -353,7 +365,7 @@ def _to_plain(obj: Any) -> Any:
 def validate(spec: ExperimentSpec) -> None:
     """Check every value the registries and the loop will rely on, and fill in each
     component's default options so the saved config says everything; raise PyrovaeError."""
-    from .components import LIKELIHOODS, NETWORKS, PRIORS
+    from .components import GUIDES, LIKELIHOODS, NETWORKS, PRIORS
     from .components.datasets import DATASETS
     from .inference.estimators import ESTIMATORS
     from .inference.optim import LR_SCHEDULES, OPTIMIZERS
@@ -364,6 +376,7 @@ def validate(spec: ExperimentSpec) -> None:
         ("model.likelihood", LIKELIHOODS, spec.model.likelihood),
         ("model.encoder", NETWORKS, spec.model.encoder),
         ("model.decoder", NETWORKS, spec.model.decoder),
+        ("model.guide", GUIDES, spec.model.guide),
         ("train.optimizer", OPTIMIZERS, spec.train.optimizer),
         ("train.lr_schedule", LR_SCHEDULES, spec.train.lr_schedule),
         ("train.estimator", ESTIMATORS, spec.train.estimator),

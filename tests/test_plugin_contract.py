@@ -58,7 +58,7 @@ CASES = {
                             "failed when built (line 7): ValueError: no luck"),
     "encoder with the wrong output shape": (
         "model.encoder.name", HEAD + ENCODER_GIVING_3,
-        "maps the first training batch (20, 6) to (20, 3); an encoder must give (batch, 2, latent_dim) = (20, 2, 2)"),
+        "maps the first training batch (20, 6) to (20, 3); an encoder must give (batch, *encoder_out_shape) = (20, 2, 2)"),
     "estimator returning a string": ("train.estimator.name", FACTORY.format(family="estimator", signature="",
                                                                            body="return 'pathwise'"),
                                      "returned 'pathwise' (str); its factory must return a Pyro loss"),

@@ -80,9 +80,10 @@ def pareto_khat(log_w: torch.Tensor) -> torch.Tensor:
 def active_units(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, threshold: float = 0.01,
                  batch_size: int = 1000) -> Tuple[int, torch.Tensor]:
     """Latent dimensions the data use (Burda et al. 2016): the number whose guide mean
-    E_q[z_j | x] varies over the data with variance above ``threshold``, and the variances."""
+    E_q[z_j | x] (the guide's latent code, :meth:`~pyrovae.model.VAE.latent_code`) varies over
+    the data with variance above ``threshold``, and the variances."""
     x, y = prepare(vae, x, y)
-    means = torch.cat([vae.encode(x[i:i + batch_size], rows(y, i, i + batch_size))[0]
+    means = torch.cat([vae.latent_code(x[i:i + batch_size], rows(y, i, i + batch_size))
                        for i in range(0, x.shape[0], batch_size)])
     variances = means.double().var(0, unbiased=False)
     return int((variances > threshold).sum()), variances

@@ -49,8 +49,7 @@ def _estimate(vae, x, y, per_chain: int, chains: int, warmup: int, num_leapfrog:
     torch.manual_seed(seed)
     potential = lambda z: -log_joint(vae, x, y, z)  # noqa: E731  (chains, points)
     with torch.no_grad():
-        loc, scale = vae.encode(x, y)
-    z = loc + scale * torch.randn(chains, *loc.shape, dtype=loc.dtype)
+        z = vae.posterior(x, y).sample((chains,))  # chains start at draws of the guide
     hmc = HMC(step_size=torch.full((x.shape[0],), 0.1), num_leapfrog=num_leapfrog)
     z = hmc.sample(potential, z, warmup, adapt=True)
     hmc.adaptation.step_size = hmc.adaptation.averaged()

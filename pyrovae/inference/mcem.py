@@ -27,7 +27,6 @@ identical rows share a state.
 import hashlib
 from typing import List
 
-import pyro.distributions as dist
 import torch
 from pyro.infer import ELBO, Trace_ELBO
 
@@ -81,8 +80,7 @@ class MonteCarloEM(ELBO):
         z = self.sample(vae, x, y)
         # M-step: theta ascends log p(x, z) at the samples; the encoder fits q(z|x) to them.
         log_p = log_joint(vae, x, y, z.unsqueeze(0)).sum()
-        loc, scale = vae.encode(x, y)
-        log_q = dist.Normal(loc, scale).log_prob(z).sum()
+        log_q = vae.posterior(x, y).log_prob(z).sum()
         (-(log_p + log_q)).backward()
         with torch.no_grad():
             return self._elbo.loss(model, guide, x, y, kl_weight)
@@ -102,9 +100,9 @@ class MonteCarloEM(ELBO):
 
     def _last_states(self, vae, x, y, keys: List[str]) -> torch.Tensor:
         """Each point's stored latent state; a point seen for the first time starts its chain
-        at its encoder's mean."""
+        at its guide's latent code (the mean for Gaussian guides)."""
         with torch.no_grad():
-            z = vae.encode(x, y)[0].detach().clone()
+            z = vae.latent_code(x, y).detach().clone()
         for i, key in enumerate(keys):
             if key in self.states:
                 z[i] = self.states[key].to(z)

@@ -55,8 +55,8 @@ def _draw_figures(vae, data, folder: Path, run_dir: Path, device) -> dict:
 def _latent_figures(vae, data, folder: Path, device) -> dict:
     test = data.test
     y = None if test.y is None or not vae.num_classes else test.y.to(device)
-    loc, _ = vae.encode(test.x.to(device), y)
-    out = {"latent space": plots.latent_scatter(loc, test.y, folder / "latent_space.png")}
+    code = vae.latent_code(test.x.to(device), y)
+    out = {"latent space": plots.latent_scatter(code, test.y, folder / "latent_space.png")}
     if not vae.num_classes:
         # Prior quantiles of N(0, 1) in each coordinate, as in the paper's Fig. 4.
         q = torch.linspace(0.05, 0.95, MANIFOLD_GRID, device=device)

@@ -2,7 +2,9 @@
 training, and score the batch.
 
 Each part is called as training will call it and its result held to its contract (see
-:func:`pyrovae.register`): the encoder gives ``(batch, 2, latent_dim)``, the prior a
+:func:`pyrovae.register`): the encoder gives ``(batch, *encoder_out_shape)`` of the guide family
+(``(batch, 2, latent_dim)`` for the diagonal Gaussian), the guide family q(z|x) with event shape
+``(latent_dim,)``, the prior a
 distribution with batch shape ``()`` and event shape ``(latent_dim,)``, the decoder
 ``(batch, num_params, *data_shape)``, the likelihood a distribution and a mean shaped like the
 batch. A plugin's part that breaks it is named here in one line, instead of failing as a
@@ -18,7 +20,7 @@ the data values it cannot score, which is what needs changing.
 import torch
 from torch.distributions import Distribution
 
-from ..components import LIKELIHOODS, NETWORKS, PRIORS
+from ..components import GUIDES, LIKELIHOODS, NETWORKS, PRIORS
 from ..errors import PyrovaeError
 from ..registry import plugin_code
 
@@ -34,9 +36,10 @@ def check_first_batch(vae, data, batch_size: int) -> None:
     x = data.training_batch(data.train.x[:batch_size]).to(device)
     y = data.train.y[:batch_size].to(device) if vae.num_classes else None
     cond = vae.condition(y)
-    loc, log_scale = _checked_encoding(vae, x, cond)
-    z = loc + log_scale.exp() * torch.randn_like(loc)
+    encoding = _checked_encoding(vae, x, cond)
+    z = _checked_guide(vae, encoding, x, y).sample()
     prior = _checked_prior(vae)
+    vae.check_supports(prior)
     log_prior = _calling("model.prior", PRIORS, vae.prior_name, lambda: prior.log_prob(z))
     if not torch.isfinite(log_prior).all():
         raise PyrovaeError(f"prior '{vae.prior_name}' gives a non-finite log p(z) ({_first_bad(log_prior)}) at "
@@ -65,14 +68,27 @@ def _calling(where: str, registry, name: str, call):
 
 
 def _checked_encoding(vae, x: torch.Tensor, cond):
-    """The encoder's (loc, log scale) for the batch ``x``, after checking its output's shape."""
+    """The encoder's output for the batch ``x``, after checking its shape against the guide family's."""
     out = _calling("model.encoder", NETWORKS, vae.encoder_name, lambda: vae.encoder(x, cond))
-    expected = (x.shape[0], 2, vae.latent_dim)
+    expected = (x.shape[0], *vae.guide_family.encoder_out_shape)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
         raise PyrovaeError(f"model.encoder: {NETWORKS.label(vae.encoder_name)} maps the first training batch "
-                           f"{tuple(x.shape)} to {_shape_of(out)}; an encoder must give (batch, 2, latent_dim) = "
-                           f"{expected}: the guide's loc and log scale")
-    return out.unbind(-2)
+                           f"{tuple(x.shape)} to {_shape_of(out)}; an encoder must give (batch, *encoder_out_shape) = "
+                           f"{expected}: what guide '{vae.guide_name}' reads q(z|x) from")
+    return out
+
+
+def _checked_guide(vae, encoding: torch.Tensor, x: torch.Tensor, y) -> Distribution:
+    """q(z|x) from the guide family, after checking it is a distribution over one z per point."""
+    q = _calling("model.guide", GUIDES, vae.guide_name, lambda: vae.guide_family(encoding, vae.log_joint_of(x, y)))
+    expected = f"batch shape (batch,) and event shape (latent_dim,) = ({x.shape[0]},) and ({vae.latent_dim},)"
+    if not isinstance(q, Distribution):
+        raise PyrovaeError(f"model.guide: {GUIDES.label(vae.guide_name)} returned {_kind_of(q)}; a guide family's "
+                           f"call must return q(z|x): a distribution with {expected}")
+    if q.batch_shape != (x.shape[0],) or q.event_shape != (vae.latent_dim,):
+        raise PyrovaeError(f"model.guide: {GUIDES.label(vae.guide_name)} returned a distribution with batch shape "
+                           f"{tuple(q.batch_shape)} and event shape {tuple(q.event_shape)}; it must have {expected}")
+    return q
 
 
 def _checked_prior(vae) -> Distribution:

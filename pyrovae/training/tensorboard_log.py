@@ -82,9 +82,8 @@ class TensorBoardLog:
 def elbo_terms(vae, x: torch.Tensor, y=None):
     """One-sample estimates of E_q[log p(x|z)] and KL(q(z|x) || p(z)), averaged over ``x``
     (the ELBO is their difference)."""
-    loc, scale = vae.encode(x, y)
-    q = torch.distributions.Normal(loc, scale)
+    q = vae.posterior(x, y)
     z = q.sample()
-    rate = q.log_prob(z).sum(-1) - vae.prior().log_prob(z)
+    rate = q.log_prob(z) - vae.prior().log_prob(z)
     reconstruction = vae.decode(z, y).log_prob(x)
     return float(reconstruction.mean()), float(rate.mean())

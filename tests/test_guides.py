@@ -1,0 +1,176 @@
+"""Guide families (model.guide): the default reproduces the guide written before the registry
+existed, draw for draw and gradient for gradient; configs that leave the guide out read and
+save as before; a plugin's guide family plugs in; mismatched latent spaces and Gaussian-only
+requests are refused in one line."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+import yaml
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
+from pyrovae import VAE, load_config
+from pyrovae.components import GUIDES
+from pyrovae.components.guides import support_name
+from pyrovae.errors import PyrovaeError
+from pyrovae.spec import config_text
+
+SMALL = ["model.latent_dim=3", "model.encoder.hidden=[16]", "model.decoder.hidden=[16]"]
+
+
+def _vae(*overrides, plugins=()):
+    return VAE.from_config(load_config("quickstart", [*SMALL, *overrides], plugins=plugins), (1, 28, 28), 0).double()
+
+
+def _old_guide(vae):
+    """The guide as VAE.guide was written before guide families: N(loc, diag exp(log_scale)^2)."""
+
+    def guide(x, y=None, kl_weight=1.0):
+        pyro.module("encoder", vae.encoder)
+        with pyro.plate("data", x.shape[0]):
+            loc, log_scale = vae.encoder(x, None).unbind(-2)
+            with poutine.scale(scale=kl_weight):
+                pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+
+    return guide
+
+
+@pytest.mark.parametrize("loss", [Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1),
+                                  TraceMeanField_ELBO()])
+def test_the_default_guide_gives_the_old_guides_elbo_and_gradients_exactly(mnist_data, loss):
+    vae = _vae()
+    x = mnist_data.test.x[:16].double()
+    results = []
+    for guide in (_old_guide(vae), vae.guide):
+        vae.zero_grad()
+        pyro.set_rng_seed(11)
+        value = loss.loss_and_grads(vae.model, guide, x, None, 0.7)
+        results.append((value, [p.grad.clone() for p in vae.parameters()], torch.rand(1)))
+    (old, old_grads, old_next), (new, new_grads, new_next) = results
+    assert old == new and old > 0
+    assert all(torch.equal(a, b) for a, b in zip(old_grads, new_grads))
+    assert torch.equal(old_next, new_next)  # the same random numbers were consumed
+
+
+def test_the_default_guide_creates_the_old_parameters_in_the_old_order():
+    pyro.set_rng_seed(3)
+    vae = _vae()
+    pyro.set_rng_seed(3)
+    named = [name for name, _ in _vae("model.guide.name=diagonal_normal").named_parameters()]
+    assert named == [name for name, _ in vae.named_parameters()]
+    assert not any(name.startswith("guide_family") for name in named)
+    assert vae.guide_family.encoder_out_shape == (2, 3)
+
+
+def test_posterior_encode_and_latent_code_agree_for_the_diagonal_guide(mnist_data):
+    vae = _vae()
+    x = mnist_data.test.x[:5].double()
+    loc, scale = vae.encode(x)
+    q = vae.posterior(x)
+    assert q.batch_shape == (5,) and q.event_shape == (3,) and q.has_rsample
+    assert torch.equal(q.mean, loc) and torch.allclose(q.stddev, scale)
+    assert torch.equal(vae.latent_code(x), loc)
+    z = torch.randn(4, 5, 3, dtype=torch.float64)
+    by_hand = torch.distributions.Normal(loc, scale).log_prob(z).sum(-1)
+    assert torch.allclose(q.log_prob(z), by_hand)
+
+
+def test_a_config_leaving_the_guide_out_saves_as_before_and_another_guide_is_saved():
+    spec = load_config("quickstart")
+    assert spec.model.guide.name == "diagonal_normal"
+    assert "guide" not in yaml.safe_load(config_text(spec))["model"]
+    assert load_config(yaml.safe_load(config_text(spec))).model.guide.name == "diagonal_normal"
+
+
+PLUGIN = '''
+import pyro.distributions as dist
+import pyrovae
+from pyrovae.components.guides import Guide
+
+
+class Laplace(Guide):
+    """A diagonal Laplace q(z|x): not a Gaussian."""
+
+    def __init__(self, latent_dim, spread):
+        super().__init__(latent_dim)
+        self.encoder_out_shape = (2, latent_dim)
+        self.spread = spread
+
+    def forward(self, encoding, target=None):
+        loc, log_scale = encoding.unbind(-2)
+        return dist.Laplace(loc, self.spread * log_scale.exp()).to_event(1)
+
+
+@pyrovae.register("guide", "laplace")
+def laplace(latent_dim, *, spread=1.0):
+    """Diagonal Laplace guide."""
+    return Laplace(latent_dim, spread)
+
+
+class Coins(Guide):
+    support = dist.constraints.independent(dist.constraints.boolean, 1)
+    reparameterized = False
+
+    def __init__(self, latent_dim):
+        super().__init__(latent_dim)
+        self.encoder_out_shape = (1, latent_dim)
+
+    def forward(self, encoding, target=None):
+        return dist.Bernoulli(logits=encoding.squeeze(-2)).to_event(1)
+
+
+@pyrovae.register("guide", "coins")
+def coins(latent_dim):
+    """Bernoulli latents."""
+    return Coins(latent_dim)
+'''
+
+
+def test_a_plugin_guide_family_trains_and_is_saved_with_its_options(tmp_path, mnist_data):
+    plugin = tmp_path / "laplace_guide.py"
+    plugin.write_text(PLUGIN)
+    spec = load_config("quickstart", [*SMALL, "model.guide.name=laplace", "model.guide.spread=0.5"],
+                       plugins=[str(plugin)])
+    assert yaml.safe_load(config_text(spec))["model"]["guide"] == {"name": "laplace", "spread": 0.5}
+    vae = VAE.from_config(spec, (1, 28, 28), 0).double()
+    x = mnist_data.test.x[:8].double()
+    q = vae.posterior(x)
+    assert isinstance(q.base_dist, dist.Laplace)
+    assert torch.allclose(q.base_dist.scale, 0.5 * vae.encoder(x, None)[:, 1].exp())
+    assert Trace_ELBO().loss(vae.model, vae.guide, x) > 0
+    with pytest.raises(PyrovaeError, match="needs the \\(loc, scale\\) of a diagonal Gaussian guide, and guide "
+                                           "'laplace' is not one"):
+        vae.encode(x)
+
+
+def test_a_guide_on_another_latent_space_than_the_prior_is_refused(tmp_path):
+    plugin = tmp_path / "coin_guide.py"
+    plugin.write_text(PLUGIN)
+    with pytest.raises(PyrovaeError, match="prior 'standard_normal' lives on real latents but model.guide: "
+                                           "guide 'coins' .* on boolean; choose a guide on the prior's space"):
+        _vae("model.guide.name=coins", plugins=[str(plugin)])
+
+
+def test_the_vamp_prior_refuses_a_guide_that_is_not_a_diagonal_gaussian(tmp_path):
+    plugin = tmp_path / "laplace_guide.py"
+    plugin.write_text(PLUGIN)
+    with pytest.raises(PyrovaeError, match="diagonal Gaussian guide, and guide 'laplace' is not one"):
+        _vae("model.guide.name=laplace", "model.prior.name=vamp", "model.prior.num_pseudo_inputs=3",
+             plugins=[str(plugin)])
+
+
+def test_unknown_guides_and_options_are_refused_naming_the_choices():
+    with pytest.raises(PyrovaeError, match="unknown guide 'diagonal' .*choose one of: diagonal_normal"):
+        load_config("quickstart", ["model.guide.name=diagonal"])
+    with pytest.raises(PyrovaeError, match="model.guide: guide 'diagonal_normal' has no option 'flows'"):
+        load_config("quickstart", ["model.guide.flows=4"])
+
+
+def test_support_names_pool_coordinates():
+    c = torch.distributions.constraints
+    assert support_name(c.real_vector) == support_name(c.independent(c.real, 1)) == "real"
+    assert support_name(c.independent(c.boolean, 1)) == "boolean"
+    assert support_name(c.integer_interval(0, 9)) != support_name(c.integer_interval(0, 4))
+    assert "diagonal_normal" in GUIDES
