@@ -11,7 +11,17 @@ of static binarized MNIST:
 * ``pyrovae_after``: the step ``pyrovae train`` takes now (:class:`pyrovae.inference.svi.TrainingSVI`
   with the default ``adam`` optimizer): Pyro's SVI with ``Trace_ELBO``, fused Adam,
   gradients set to None;
-* ``pyrovae_jit`` (with ``--jit``): the same with ``train.jit=true`` (``JitTrace_ELBO``).
+* ``pyrovae_jit`` (with ``--jit``): the same with ``train.jit=true`` (``JitTrace_ELBO``);
+* ``handwritten_compiled``: the hand-written step with its loss compiled by ``torch.compile``
+  (inductor, forward and backward, static shapes), fused Adam as above;
+* ``pyrovae_compiled``: ``train.compile=true``
+  (:class:`pyrovae.inference.compiled.CompiledStep`): Pyro's model, guide and loss recorded
+  once as one forward-and-backward graph, compiled by inductor, fused Adam.
+
+The compiled contenders' first step records and compiles; its cost is reported as compile
+time: CPU seconds of this process and its children (the C++ compiler), inductor's caches
+off, less one step. Steps to pay it off: compile time over the time a compiled step saves
+against its eager twin (``pyrovae_after``, ``handwritten``).
 
 Everything runs in one process on one torch thread. The contenders take turns in blocks of
 steps (the order rotating from repeat to repeat), each block timed in process CPU time, so
@@ -37,11 +47,13 @@ import argparse
 import json
 import math
 import platform
+import resource
 import statistics
 import time
 
 import pyro
 import torch
+import torch._inductor.config
 from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
@@ -81,12 +93,13 @@ class HandWrittenVAE(nn.Module):
         return -(log_lik + log_prior - log_q).sum()
 
 
-def handwritten_step(data, latent, hidden, device):
+def handwritten_step(data, latent, hidden, device, compiled=False):
     vae = HandWrittenVAE(data.train.x.mean(0), hidden, latent).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True)
+    negative_elbo = torch.compile(vae.negative_elbo, dynamic=False) if compiled else vae.negative_elbo
 
     def step(x):
-        loss = vae.negative_elbo(x)
+        loss = negative_elbo(x)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -115,11 +128,11 @@ def pyrovae_before_step(data, latent, hidden, device):
     return lambda x: svi.step(x, None, 1.0)
 
 
-def pyrovae_after_step(data, latent, hidden, device, jit=False):
+def pyrovae_after_step(data, latent, hidden, device, jit=False, compile=False):
     spec = pyrovae_spec(latent, hidden, device)
     vae = build_vae(spec, data)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
-    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit)
+    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit, compile=compile)
     return lambda x: svi.step(x, None, 1.0)
 
 
@@ -174,6 +187,12 @@ def matmul_peak(device, size=1024, repeats=20):
     return 2 * size ** 3 / best
 
 
+def cpu_with_children() -> float:
+    """CPU seconds of this process and its finished children (inductor's C++ compiler runs)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def clock(device):
     """Process CPU time on the CPU; synchronised wall time on a GPU."""
     if device.type == "cuda":
@@ -202,24 +221,28 @@ def interleaved(steps: dict, batches, repeats: int, block: int, scopes: dict) ->
 def prepared(builders: dict, data, latent, hidden, batch, device, block_seconds):
     """The built functions (warmed up), each with its contender's parameter store (Pyro
     registers parameters by name, and every contender's VAE has the same names), the
-    minibatches, and a block length of about ``block_seconds`` of the first function."""
+    minibatches, a block length of about ``block_seconds`` of the first function, and the
+    CPU seconds (with children) of each function's first call."""
     batches = [data.train.x[i * batch:(i + 1) * batch].to(device) for i in range(data.train.x.shape[0] // batch)]
-    steps, scopes = {}, {}
+    steps, scopes, first_calls = {}, {}, {}
     for name, build in builders.items():
         torch.manual_seed(0)
         with pyro.get_param_store().scope() as scope:
             built = build(data, latent, hidden, device)
             for part, fn in (built.items() if isinstance(built, dict) else [(None, built)]):
-                steps[name if part is None else f"{name}: {part}"] = fn
-                scopes[name if part is None else f"{name}: {part}"] = scope
-                for xb in batches[:5]:  # warm-up (and the JIT's compilation)
+                key = name if part is None else f"{name}: {part}"
+                steps[key], scopes[key] = fn, scope
+                started = cpu_with_children()
+                fn(batches[0])  # the first call (and the JIT's and the compilers' work)
+                first_calls[key] = cpu_with_children() - started
+                for xb in batches[1:5]:  # warm-up
                     fn(xb)
     first = next(iter(steps.values()))
     started = clock(device)
     for xb in batches[:5]:
         first(xb)
     block = max(3, round(block_seconds / max((clock(device) - started) / 5, 1e-6)))
-    return steps, batches, block, scopes
+    return steps, batches, block, scopes, first_calls
 
 
 def profile(args, data, device) -> dict:
@@ -231,7 +254,7 @@ def profile(args, data, device) -> dict:
     for label, latent, hidden, batch in SETUPS:
         if batch == 1000:
             continue
-        steps, batches, block, scopes = prepared(builders, data, latent, hidden, batch, device, args.block_seconds / 3)
+        steps, batches, block, scopes, _ = prepared(builders, data, latent, hidden, batch, device, args.block_seconds / 3)
         times = interleaved(steps, batches, args.repeats, block, scopes)
         medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
         results[label] = {}
@@ -255,6 +278,8 @@ def main():
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch._inductor.config.force_disable_caches = True  # compile times from scratch
+    torch._inductor.config.compile_threads = 1
     device = torch.device(args.device)
     data = load_data(load_config("quickstart").data)
     machine = (f"{platform.processor() or platform.machine()}, 1 torch thread, torch {torch.__version__}, "
@@ -273,31 +298,51 @@ def main():
 def compare(args, data, device) -> dict:
     """The table: per-step CPU time of every contender, ratios and shares of matmul peak."""
     peak = matmul_peak(device)
-    contenders = {"handwritten": handwritten_step, "pyrovae_before": pyrovae_before_step,
-                  "pyrovae_after": pyrovae_after_step}
+    contenders = {"handwritten": handwritten_step,
+                  "handwritten_compiled": lambda *a: handwritten_step(*a, compiled=True),
+                  "pyrovae_before": pyrovae_before_step, "pyrovae_after": pyrovae_after_step,
+                  "pyrovae_compiled": lambda *a: pyrovae_after_step(*a, compile=True)}
     if args.jit:
         contenders["pyrovae_jit"] = lambda *a: pyrovae_after_step(*a, jit=True)
+    eager_twin = {"handwritten_compiled": "handwritten", "pyrovae_compiled": "pyrovae_after"}
     results = {}
     for label, latent, hidden, batch in SETUPS:
-        steps, batches, block, scopes = prepared(contenders, data, latent, hidden, batch, device, args.block_seconds)
+        steps, batches, block, scopes, first_calls = prepared(contenders, data, latent, hidden, batch, device,
+                                                              args.block_seconds)
         times = interleaved(steps, batches, args.repeats, block, scopes)
         flops = step_matmul_flops(latent, hidden, batch)
-        base = statistics.median(times["handwritten"])
         results[label] = {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t),
-                                 "ratio_median": statistics.median(t) / base,
-                                 "ratio_min": min(t) / min(times["handwritten"]),
+                                 **ratios(t, times["handwritten"], ""),
+                                 **ratios(t, times["handwritten_compiled"], "_to_compiled"),
                                  "share_of_peak": flops / statistics.median(t) / peak}
                           for name, t in times.items()}
+        for name, twin in eager_twin.items():
+            compile_s = first_calls[name] - statistics.median(times[name])
+            saved = statistics.median(times[twin]) - statistics.median(times[name])
+            results[label][name]["compile_s"] = compile_s
+            results[label][name]["steps_to_pay_off"] = math.ceil(compile_s / saved) if saved > 0 else None
         print(f"{label} ({block} steps per block, {flops / 1e9:.3f} GFLOP per step):", flush=True)
         for name, row in results[label].items():
-            print(f"  {name:<15} min {row['min_ms']:7.2f} ms  median {row['median_ms']:7.2f} ms  "
-                  f"ratio {row['ratio_min']:.2f} / {row['ratio_median']:.2f}  "
-                  f"{100 * row['share_of_peak']:.0f}% of peak", flush=True)
+            compiled = (f"  compile {row['compile_s']:.1f} s, pays off after {row['steps_to_pay_off']} steps"
+                        if "compile_s" in row else "")
+            print(f"  {name:<20} min {row['min_ms']:7.2f} ms  median {row['median_ms']:7.2f} ms  "
+                  f"ratio {row['ratio_min']:.2f} / {row['ratio_median']:.2f}  to compiled "
+                  f"{row['ratio_min_to_compiled']:.2f} / {row['ratio_median_to_compiled']:.2f}  "
+                  f"{100 * row['share_of_peak']:.0f}% of peak{compiled}", flush=True)
     peak = max(peak, matmul_peak(device))
     for (label, latent, hidden, batch) in SETUPS:  # shares against the better of the two peak measurements
         for row in results[label].values():
             row["share_of_peak"] = step_matmul_flops(latent, hidden, batch) / (row["median_ms"] / 1e3) / peak
     return {"matmul_peak_gflops": peak / 1e9, "setups": results}
+
+
+def ratios(times, base, suffix: str) -> dict:
+    """Ratios to ``base``'s times: of the minima, of the medians, and the median and minimum of
+    the per-repeat ratios (each block against the same repeat's block of ``base``)."""
+    paired = [t / b for t, b in zip(times, base)]
+    return {f"ratio_min{suffix}": min(times) / min(base),
+            f"ratio_median{suffix}": statistics.median(times) / statistics.median(base),
+            f"paired_ratio_median{suffix}": statistics.median(paired), f"paired_ratio_min{suffix}": min(paired)}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The SVI object a training run steps: Pyro's ``SVI`` over the VAE's model and guide,
-optionally with the loss compiled by Pyro's JIT.
+optionally with the step compiled (``train.compile``, :mod:`pyrovae.inference.compiled`) or the
+loss compiled by Pyro's JIT (``train.jit``).
 
 ``train.jit`` swaps the ``pathwise`` estimator (Pyro's ``Trace_ELBO``) for its JIT twin,
 ``JitTrace_ELBO``: the first step at each minibatch size records the model, the guide and
@@ -30,6 +31,7 @@ import torch
 from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 
 from ..errors import PyrovaeError
+from .compiled import CompiledStep
 
 # Only Trace_ELBO: Pyro's JitTraceMeanField_ELBO draws other numbers than TraceMeanField_ELBO
 # from the same random state (its steps differ by more than rounding), so it is not offered.
@@ -37,10 +39,14 @@ _JIT_TWINS = {Trace_ELBO: JitTrace_ELBO}
 
 
 class TrainingSVI(SVI):
-    """Pyro's SVI with the call the training loop makes, ``step(x, y, kl_weight)``."""
+    """Pyro's SVI with the call the training loop makes, ``step(x, y, kl_weight)``; with
+    ``compile`` the steps are :class:`~pyrovae.inference.compiled.CompiledStep`'s."""
 
-    def __init__(self, vae, optimizer, loss, jit: bool = False):
+    def __init__(self, vae, optimizer, loss, jit: bool = False, compile: bool = False):
+        if jit and compile:
+            raise PyrovaeError("train.jit and train.compile are two ways to compile a step; set one of them to false")
         self.jit = jit
+        self.compiled = CompiledStep(vae, optimizer, loss) if compile else None
         self.conditional = bool(vae.num_classes)
         self._compiled_sizes = set()
         self._weight = (None, None)  # the last KL weight and its tensor on the data's device
@@ -80,6 +86,8 @@ class TrainingSVI(SVI):
             return self._step(x, y, kl_weight)
 
     def _step(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float) -> float:
+        if self.compiled is not None:
+            return self.compiled.step(x, y, kl_weight)
         if not self.jit:
             return super().step(x, y, kl_weight)
         if self._weight[0] != kl_weight:
