@@ -11,7 +11,6 @@ of static binarized MNIST:
 * ``pyrovae_after``: the step ``pyrovae train`` takes now (:class:`pyrovae.inference.svi.TrainingSVI`
   with the default ``adam`` optimizer): Pyro's SVI with ``Trace_ELBO``, fused Adam,
   gradients set to None;
-* ``pyrovae_jit`` (with ``--jit``): the same with ``train.jit=true`` (``JitTrace_ELBO``);
 * ``handwritten_compiled``: the hand-written step with its loss compiled by ``torch.compile``
   (inductor, forward and backward, static shapes), fused Adam as above;
 * ``pyrovae_compiled``: ``train.compile=true``
@@ -32,7 +31,7 @@ the same twice backward except the input gradient of the first layer, which noth
 and divided by the machine's single-thread fp32 matmul rate, measured in the same process
 (best of several 1024 x 1024 products before and after), to give each step's share of peak.
 
-    PYROVAE_DATA=../shared/data python benchmarks/training_speed.py [--repeats 5] [--jit] [--json out.json]
+    PYROVAE_DATA=../shared/data python benchmarks/training_speed.py [--repeats 5] [--json out.json]
 
 ``--profile`` instead splits a step of the hand-written VAE and of pyrovae's into the loss
 (forward pass, building the autograd graph), the backward pass, and the rest (the optimizer
@@ -128,28 +127,24 @@ def pyrovae_before_step(data, latent, hidden, device):
     return lambda x: svi.step(x, None, 1.0)
 
 
-def pyrovae_after_step(data, latent, hidden, device, jit=False, compile=False):
+def pyrovae_after_step(data, latent, hidden, device, compile=False):
     spec = pyrovae_spec(latent, hidden, device)
     vae = build_vae(spec, data)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
-    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit, compile=compile)
+    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), compile=compile)
     return lambda x: svi.step(x, None, 1.0)
 
 
-def step_parts(data, latent, hidden, device, jit=False):
+def step_parts(data, latent, hidden, device):
     """Three functions of a minibatch for pyrovae's step: the loss alone, loss and backward
     pass, the whole step (a fresh VAE each)."""
     spec = pyrovae_spec(latent, hidden, device)
     vae = build_vae(spec, data)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
-    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit)
+    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator))
     params = list(vae.parameters())
 
-    one = torch.ones((), device=device)
-
     def loss(x):
-        if jit:
-            return svi.elbo.differentiable_loss(svi.model, svi.guide, x, one, size=x.shape[0])
         return svi.elbo.differentiable_loss(vae.model, vae.guide, x, None, 1.0)
 
     def backward(x):
@@ -233,7 +228,7 @@ def prepared(builders: dict, data, latent, hidden, batch, device, block_seconds)
                 key = name if part is None else f"{name}: {part}"
                 steps[key], scopes[key] = fn, scope
                 started = cpu_with_children()
-                fn(batches[0])  # the first call (and the JIT's and the compilers' work)
+                fn(batches[0])  # the first call (and the compilers' work)
                 first_calls[key] = cpu_with_children() - started
                 for xb in batches[1:5]:  # warm-up
                     fn(xb)
@@ -248,8 +243,6 @@ def prepared(builders: dict, data, latent, hidden, batch, device, block_seconds)
 def profile(args, data, device) -> dict:
     """Medians of the three prefixes of a step (see the module docstring), per setup."""
     builders = {"handwritten": handwritten_parts, "pyrovae": step_parts}
-    if args.jit:
-        builders["pyrovae_jit"] = lambda *a: step_parts(*a, jit=True)
     results = {}
     for label, latent, hidden, batch in SETUPS:
         if batch == 1000:
@@ -273,7 +266,6 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.4, help="CPU seconds per timed block")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--jit", action="store_true", help="also time train.jit=true")
     parser.add_argument("--profile", action="store_true", help="split steps into loss, backward and the rest")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -302,8 +294,6 @@ def compare(args, data, device) -> dict:
                   "handwritten_compiled": lambda *a: handwritten_step(*a, compiled=True),
                   "pyrovae_before": pyrovae_before_step, "pyrovae_after": pyrovae_after_step,
                   "pyrovae_compiled": lambda *a: pyrovae_after_step(*a, compile=True)}
-    if args.jit:
-        contenders["pyrovae_jit"] = lambda *a: pyrovae_after_step(*a, jit=True)
     eager_twin = {"handwritten_compiled": "handwritten", "pyrovae_compiled": "pyrovae_after"}
     results = {}
     for label, latent, hidden, batch in SETUPS:

@@ -88,8 +88,8 @@ class TrainSpec:
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
     optimizer's ``lr`` by epoch; ``compile`` records the step (model, guide, loss and
     gradient) once per minibatch shape and compiles it (see :mod:`pyrovae.inference.compiled`);
-    ``jit`` compiles the loss with Pyro's JIT (the ``pathwise`` estimator; see
-    :mod:`pyrovae.inference.svi`); ``log: tensorboard`` also
+    ``jit``, the switch of the Pyro JIT it replaced, is kept so that configs and run folders
+    naming it load, and ``true`` compiles as ``compile`` does; ``log: tensorboard`` also
     logs to TensorBoard (beside metrics.csv, which is always written)."""
 
     epochs: int = 10

@@ -42,7 +42,6 @@ from typing import Callable, List, Optional, Sequence
 
 import pyro
 import torch
-import torch._inductor
 from pyro import poutine
 from pyro.distributions import Independent, Normal
 from pyro.distributions.util import scale_and_mask
@@ -52,6 +51,8 @@ from pyro.poutine.subsample_messenger import _Subsample
 from torch import nn
 from torch.distributions import kl_divergence
 from torch.fx.experimental.proxy_tensor import make_fx
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from ..errors import PyrovaeError
 from .particles import particle_traces, trace_particles
@@ -102,6 +103,21 @@ class _GuideNoise(Messenger):
             eps = self.noise[i]
         self.drawn.append((tuple(eps.shape), eps.dtype))
         msg["value"] = fn.loc + eps * fn.scale
+
+
+class _RecordableOps(TorchFunctionMode):
+    """Operations whose checks read tensor values (which a recording cannot: it would freeze
+    the values it saw) replaced, while recording, by the same arithmetic without the check.
+    ``F.one_hot`` checks every label is in range; the labels were checked when loaded."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.one_hot:
+            labels, num_classes = args[0], args[1] if len(args) > 1 else kwargs.get("num_classes", -1)
+            if num_classes < 0:
+                raise PyrovaeError(f"train.compile needs F.one_hot called with num_classes; {SET_FALSE}")
+            return (labels.unsqueeze(-1) == torch.arange(num_classes, device=labels.device)).long()
+        return func(*args, **kwargs)
 
 
 def _sample_sites(trace):
@@ -170,10 +186,10 @@ class _Loss(nn.Module):
 
 class _Graph:
     """One minibatch shape's compiled joint graph: (tensors, data, KL weight, noise) to
-    (loss, gradients of the parameters that have one)."""
+    (loss, gradients of ``params``, the parameters that have one)."""
 
-    def __init__(self, fn, noise_shapes, with_gradient: List[bool]):
-        self.fn, self.noise_shapes, self.with_gradient = fn, noise_shapes, with_gradient
+    def __init__(self, fn, noise_shapes, params: List[torch.Tensor]):
+        self.fn, self.noise_shapes, self.params = fn, noise_shapes, params
 
 
 class CompiledStep:
@@ -190,6 +206,17 @@ class CompiledStep:
 
     def step(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float) -> float:
         """One gradient step; the loss (the negative bound summed over the minibatch)."""
+        loss, params, grads = self.loss_and_grads(x, y, kl_weight)
+        for p, g in zip(params, grads):
+            p.grad = g
+        self.optimizer(params)
+        for p in params:
+            p.grad = None
+        return loss.item()
+
+    def loss_and_grads(self, x: torch.Tensor, y: Optional[torch.Tensor], kl_weight: float):
+        """The loss, the parameters that have a gradient, and their gradients, from the graph
+        recorded for this minibatch's shape (recorded and compiled first if there is none)."""
         if self._weight[0] != kl_weight:
             self._weight = (kl_weight, torch.tensor(kl_weight, dtype=x.dtype, device=x.device))
         data = (x, self._weight[1]) if y is None else (x, y, self._weight[1])
@@ -199,13 +226,7 @@ class CompiledStep:
             graph = self._graphs[key] = self._record(x, y, self._weight[1])
         noise = [torch.empty(shape, dtype=dtype, device=x.device).normal_() for shape, dtype in graph.noise_shapes]
         loss, *grads = graph.fn(*self._inputs, *data, *noise)
-        stepped = [p for p, has in zip(self._params, graph.with_gradient) if has]
-        for p, g in zip(stepped, grads):
-            p.grad = g
-        self.optimizer(stepped)
-        for p in stepped:
-            p.grad = None
-        return loss.item()
+        return loss, graph.params, grads
 
     def _record(self, x, y, weight) -> _Graph:
         args = (x, y, weight)
@@ -240,7 +261,7 @@ class CompiledStep:
 
         example = [*self._inputs, *data, *eps]
         try:
-            with torch.enable_grad(), pyro.validation_enabled(False):
+            with torch.enable_grad(), pyro.validation_enabled(False), _RecordableOps():
                 graph = make_fx(flat)(*example)
         except PyrovaeError:
             raise
@@ -253,8 +274,11 @@ class CompiledStep:
         if seeded:
             raise PyrovaeError(f"train.compile: the model or guide draws random numbers besides the guide's "
                                f"Gaussian noise ({', '.join(sorted(set(seeded)))}); {SET_FALSE}")
-        fn = torch._inductor.compile(graph, example) if self.inductor else graph
-        return _Graph(fn, noise.drawn, list(with_gradient))
+        if self.inductor:
+            from torch import _inductor  # seconds to import: only when a run compiles
+
+            graph = _inductor.compile(graph, example)
+        return _Graph(graph, noise.drawn, [p for p, has in zip(self._params, with_gradient) if has])
 
     def _bind(self, stored: List[torch.Tensor]) -> None:
         """The parameters Pyro registered, as named parameters of the VAE (the graph's inputs)."""
