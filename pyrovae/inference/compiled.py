@@ -43,13 +43,13 @@ from typing import Callable, List, Optional, Sequence
 import pyro
 import torch
 from pyro import poutine
-from pyro.distributions import Independent, Normal
+from pyro.distributions import Normal
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 from torch import nn
-from torch.distributions import kl_divergence
+from torch.distributions import Independent, kl_divergence
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
