@@ -166,6 +166,21 @@ def test_a_non_gaussian_guide_is_refused(mnist_data):
     assert "guide site 'z' is a Laplace" in _refusal(vae, mnist_data)
 
 
+def test_a_full_covariance_gaussian_guide_records_pyros_loss(mnist_data):
+    vae = _vae(mnist_data)
+
+    def full_guide(x, y=None, kl_weight=1.0):
+        pyro.module("encoder", vae.encoder)
+        with pyro.plate("data", x.shape[0]), pyro.poutine.scale(scale=kl_weight):
+            loc, scale = vae.encode(x, y)
+            tril = torch.diag_embed(scale) + 0.1 * torch.ones(loc.shape[-1], loc.shape[-1]).tril(-1)
+            pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=tril))
+    vae.guide = full_guide
+    x = mnist_data.train.x[:30]
+    _assert_same(_eager(vae, ESTIMATORS.build("pathwise"), x, None, 0.5, seed=4),
+                 _compiled(vae, ESTIMATORS.build("pathwise"), x, None, 0.5, seed=4))
+
+
 def test_a_program_drawing_its_own_random_numbers_is_refused(mnist_data):
     vae = _vae(mnist_data)
     model = vae.model

@@ -18,10 +18,10 @@ How (:class:`CompiledStep`):
   the same estimator as the interpreted one. Score-function estimators, estimators with
   state carried between steps (baselines) and the others are refused in one line.
 * The guide's Gaussian noise is drawn outside the graph and passed in: at each latent guide
-  site (a ``Normal``, possibly inside ``to_event``) the handler :class:`_GuideNoise` sets
-  z = loc + eps * scale with eps from the step's list, drawn exactly as torch's
-  ``Normal.rsample`` draws it, so the same random state gives the same numbers as the
-  interpreted step. A guide site of another family, or one sampled without
+  site (a ``Normal``, possibly inside ``to_event``, or a ``MultivariateNormal``) the handler
+  :class:`_GuideNoise` sets z = loc + eps * scale (``loc + scale_tril @ eps``) with eps from
+  the step's list, drawn exactly as torch's ``rsample`` draws it, so the same random state
+  gives the same numbers as the interpreted step. A guide site of another family, or one sampled without
   reparameterization, is refused; a graph that would draw random numbers of its own is
   refused too (its numbers would not be the interpreted step's).
 * ``make_fx`` runs ``vae.model`` and ``vae.guide`` under Pyro's handlers once, with the
@@ -43,7 +43,7 @@ from typing import Callable, List, Optional, Sequence
 import pyro
 import torch
 from pyro import poutine
-from pyro.distributions import Normal
+from pyro.distributions import MultivariateNormal, Normal
 from pyro.distributions.util import scale_and_mask
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
@@ -61,6 +61,13 @@ from .surrogates import ParticleELBO
 SET_FALSE = "set train.compile=false"
 
 Objective = Callable[[Callable, Callable, Sequence], torch.Tensor]
+
+
+# z from standard normal noise eps, as each family's rsample computes it
+_GAUSSIANS = {
+    Normal: lambda fn, eps: fn.loc + eps * fn.scale,
+    MultivariateNormal: lambda fn, eps: fn.loc + torch.matmul(fn.scale_tril, eps.unsqueeze(-1)).squeeze(-1),
+}
 
 
 class _GuideNoise(Messenger):
@@ -92,17 +99,17 @@ class _GuideNoise(Messenger):
         fn = msg["fn"]
         while isinstance(fn, Independent):
             fn = fn.base_dist
-        if type(fn) is not Normal or msg["args"] or msg["kwargs"] or msg["infer"].get("enumerate"):
+        if type(fn) not in _GAUSSIANS or msg["args"] or msg["kwargs"] or msg["infer"].get("enumerate"):
             kind = type(fn).__name__ if fn.has_rsample else f"{type(fn).__name__} without reparameterization"
-            raise PyrovaeError(f"train.compile captures Gaussian (Normal) guide sites drawn by "
+            raise PyrovaeError(f"train.compile captures Gaussian (Normal, MultivariateNormal) guide sites drawn by "
                                f"reparameterization; guide site '{msg['name']}' is a {kind}; {SET_FALSE}")
-        i = len(self.drawn)
-        if self.noise is None:  # torch's Normal.rsample: empty(shape).normal_(), then loc + eps * scale
-            eps = torch.empty(fn.loc.shape, dtype=fn.loc.dtype, device=fn.loc.device).normal_()
+        shape = fn.batch_shape + fn.event_shape
+        if self.noise is None:  # as torch's rsample draws it
+            eps = torch.empty(shape, dtype=fn.loc.dtype, device=fn.loc.device).normal_()
         else:
-            eps = self.noise[i]
-        self.drawn.append((tuple(eps.shape), eps.dtype))
-        msg["value"] = fn.loc + eps * fn.scale
+            eps = self.noise[len(self.drawn)]
+        self.drawn.append((tuple(shape), fn.loc.dtype))
+        msg["value"] = _GAUSSIANS[type(fn)](fn, eps)
 
 
 class _RecordableOps(TorchFunctionMode):
