@@ -11,7 +11,16 @@ of static binarized MNIST:
 * ``pyrovae_after``: the step ``pyrovae train`` takes now (:class:`pyrovae.inference.svi.TrainingSVI`
   with the default ``adam`` optimizer): Pyro's SVI with ``Trace_ELBO``, fused Adam,
   gradients set to None;
-* ``pyrovae_jit`` (with ``--jit``): the same with ``train.jit=true`` (``JitTrace_ELBO``).
+* ``handwritten_compiled``: the hand-written step with its loss compiled by ``torch.compile``
+  (inductor, forward and backward, static shapes), fused Adam as above;
+* ``pyrovae_compiled``: ``train.compile=true``
+  (:class:`pyrovae.inference.compiled.CompiledStep`): Pyro's model, guide and loss recorded
+  once as one forward-and-backward graph, compiled by inductor, fused Adam.
+
+The compiled contenders' first step records and compiles; its cost is reported as compile
+time: CPU seconds of this process and its children (the C++ compiler), inductor's caches
+off, less one step. Steps to pay it off: compile time over the time a compiled step saves
+against its eager twin (``pyrovae_after``, ``handwritten``).
 
 Everything runs in one process on one torch thread. The contenders take turns in blocks of
 steps (the order rotating from repeat to repeat), each block timed in process CPU time, so
@@ -22,7 +31,7 @@ the same twice backward except the input gradient of the first layer, which noth
 and divided by the machine's single-thread fp32 matmul rate, measured in the same process
 (best of several 1024 x 1024 products before and after), to give each step's share of peak.
 
-    PYROVAE_DATA=../shared/data python benchmarks/training_speed.py [--repeats 5] [--jit] [--json out.json]
+    PYROVAE_DATA=../shared/data python benchmarks/training_speed.py [--repeats 5] [--json out.json]
 
 ``--profile`` instead splits a step of the hand-written VAE and of pyrovae's into the loss
 (forward pass, building the autograd graph), the backward pass, and the rest (the optimizer
@@ -37,11 +46,13 @@ import argparse
 import json
 import math
 import platform
+import resource
 import statistics
 import time
 
 import pyro
 import torch
+import torch._inductor.config
 from pyro.infer import SVI, Trace_ELBO
 from torch import nn
 
@@ -81,12 +92,13 @@ class HandWrittenVAE(nn.Module):
         return -(log_lik + log_prior - log_q).sum()
 
 
-def handwritten_step(data, latent, hidden, device):
+def handwritten_step(data, latent, hidden, device, compiled=False):
     vae = HandWrittenVAE(data.train.x.mean(0), hidden, latent).to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-3, fused=True)
+    negative_elbo = torch.compile(vae.negative_elbo, dynamic=False) if compiled else vae.negative_elbo
 
     def step(x):
-        loss = vae.negative_elbo(x)
+        loss = negative_elbo(x)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -115,28 +127,24 @@ def pyrovae_before_step(data, latent, hidden, device):
     return lambda x: svi.step(x, None, 1.0)
 
 
-def pyrovae_after_step(data, latent, hidden, device, jit=False):
+def pyrovae_after_step(data, latent, hidden, device, compile=False):
     spec = pyrovae_spec(latent, hidden, device)
     vae = build_vae(spec, data)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
-    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit)
+    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), compile=compile)
     return lambda x: svi.step(x, None, 1.0)
 
 
-def step_parts(data, latent, hidden, device, jit=False):
+def step_parts(data, latent, hidden, device):
     """Three functions of a minibatch for pyrovae's step: the loss alone, loss and backward
     pass, the whole step (a fresh VAE each)."""
     spec = pyrovae_spec(latent, hidden, device)
     vae = build_vae(spec, data)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
-    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator), jit=jit)
+    svi = TrainingSVI(vae, optimizer, build_estimator(spec.train.estimator))
     params = list(vae.parameters())
 
-    one = torch.ones((), device=device)
-
     def loss(x):
-        if jit:
-            return svi.elbo.differentiable_loss(svi.model, svi.guide, x, one, size=x.shape[0])
         return svi.elbo.differentiable_loss(vae.model, vae.guide, x, None, 1.0)
 
     def backward(x):
@@ -174,6 +182,12 @@ def matmul_peak(device, size=1024, repeats=20):
     return 2 * size ** 3 / best
 
 
+def cpu_with_children() -> float:
+    """CPU seconds of this process and its finished children (inductor's C++ compiler runs)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def clock(device):
     """Process CPU time on the CPU; synchronised wall time on a GPU."""
     if device.type == "cuda":
@@ -202,36 +216,38 @@ def interleaved(steps: dict, batches, repeats: int, block: int, scopes: dict) ->
 def prepared(builders: dict, data, latent, hidden, batch, device, block_seconds):
     """The built functions (warmed up), each with its contender's parameter store (Pyro
     registers parameters by name, and every contender's VAE has the same names), the
-    minibatches, and a block length of about ``block_seconds`` of the first function."""
+    minibatches, a block length of about ``block_seconds`` of the first function, and the
+    CPU seconds (with children) of each function's first call."""
     batches = [data.train.x[i * batch:(i + 1) * batch].to(device) for i in range(data.train.x.shape[0] // batch)]
-    steps, scopes = {}, {}
+    steps, scopes, first_calls = {}, {}, {}
     for name, build in builders.items():
         torch.manual_seed(0)
         with pyro.get_param_store().scope() as scope:
             built = build(data, latent, hidden, device)
             for part, fn in (built.items() if isinstance(built, dict) else [(None, built)]):
-                steps[name if part is None else f"{name}: {part}"] = fn
-                scopes[name if part is None else f"{name}: {part}"] = scope
-                for xb in batches[:5]:  # warm-up (and the JIT's compilation)
+                key = name if part is None else f"{name}: {part}"
+                steps[key], scopes[key] = fn, scope
+                started = cpu_with_children()
+                fn(batches[0])  # the first call (and the compilers' work)
+                first_calls[key] = cpu_with_children() - started
+                for xb in batches[1:5]:  # warm-up
                     fn(xb)
     first = next(iter(steps.values()))
     started = clock(device)
     for xb in batches[:5]:
         first(xb)
     block = max(3, round(block_seconds / max((clock(device) - started) / 5, 1e-6)))
-    return steps, batches, block, scopes
+    return steps, batches, block, scopes, first_calls
 
 
 def profile(args, data, device) -> dict:
     """Medians of the three prefixes of a step (see the module docstring), per setup."""
     builders = {"handwritten": handwritten_parts, "pyrovae": step_parts}
-    if args.jit:
-        builders["pyrovae_jit"] = lambda *a: step_parts(*a, jit=True)
     results = {}
     for label, latent, hidden, batch in SETUPS:
         if batch == 1000:
             continue
-        steps, batches, block, scopes = prepared(builders, data, latent, hidden, batch, device, args.block_seconds / 3)
+        steps, batches, block, scopes, _ = prepared(builders, data, latent, hidden, batch, device, args.block_seconds / 3)
         times = interleaved(steps, batches, args.repeats, block, scopes)
         medians = {k: 1e3 * statistics.median(v) for k, v in times.items()}
         results[label] = {}
@@ -250,11 +266,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--block-seconds", type=float, default=0.4, help="CPU seconds per timed block")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--jit", action="store_true", help="also time train.jit=true")
     parser.add_argument("--profile", action="store_true", help="split steps into loss, backward and the rest")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch._inductor.config.force_disable_caches = True  # compile times from scratch
+    torch._inductor.config.compile_threads = 1
     device = torch.device(args.device)
     data = load_data(load_config("quickstart").data)
     machine = (f"{platform.processor() or platform.machine()}, 1 torch thread, torch {torch.__version__}, "
@@ -273,31 +290,49 @@ def main():
 def compare(args, data, device) -> dict:
     """The table: per-step CPU time of every contender, ratios and shares of matmul peak."""
     peak = matmul_peak(device)
-    contenders = {"handwritten": handwritten_step, "pyrovae_before": pyrovae_before_step,
-                  "pyrovae_after": pyrovae_after_step}
-    if args.jit:
-        contenders["pyrovae_jit"] = lambda *a: pyrovae_after_step(*a, jit=True)
+    contenders = {"handwritten": handwritten_step,
+                  "handwritten_compiled": lambda *a: handwritten_step(*a, compiled=True),
+                  "pyrovae_before": pyrovae_before_step, "pyrovae_after": pyrovae_after_step,
+                  "pyrovae_compiled": lambda *a: pyrovae_after_step(*a, compile=True)}
+    eager_twin = {"handwritten_compiled": "handwritten", "pyrovae_compiled": "pyrovae_after"}
     results = {}
     for label, latent, hidden, batch in SETUPS:
-        steps, batches, block, scopes = prepared(contenders, data, latent, hidden, batch, device, args.block_seconds)
+        steps, batches, block, scopes, first_calls = prepared(contenders, data, latent, hidden, batch, device,
+                                                              args.block_seconds)
         times = interleaved(steps, batches, args.repeats, block, scopes)
         flops = step_matmul_flops(latent, hidden, batch)
-        base = statistics.median(times["handwritten"])
         results[label] = {name: {"min_ms": 1e3 * min(t), "median_ms": 1e3 * statistics.median(t),
-                                 "ratio_median": statistics.median(t) / base,
-                                 "ratio_min": min(t) / min(times["handwritten"]),
+                                 **ratios(t, times["handwritten"], ""),
+                                 **ratios(t, times["handwritten_compiled"], "_to_compiled"),
                                  "share_of_peak": flops / statistics.median(t) / peak}
                           for name, t in times.items()}
+        for name, twin in eager_twin.items():
+            compile_s = first_calls[name] - statistics.median(times[name])
+            saved = statistics.median(times[twin]) - statistics.median(times[name])
+            results[label][name]["compile_s"] = compile_s
+            results[label][name]["steps_to_pay_off"] = math.ceil(compile_s / saved) if saved > 0 else None
         print(f"{label} ({block} steps per block, {flops / 1e9:.3f} GFLOP per step):", flush=True)
         for name, row in results[label].items():
-            print(f"  {name:<15} min {row['min_ms']:7.2f} ms  median {row['median_ms']:7.2f} ms  "
-                  f"ratio {row['ratio_min']:.2f} / {row['ratio_median']:.2f}  "
-                  f"{100 * row['share_of_peak']:.0f}% of peak", flush=True)
+            compiled = (f"  compile {row['compile_s']:.1f} s, pays off after {row['steps_to_pay_off']} steps"
+                        if "compile_s" in row else "")
+            print(f"  {name:<20} min {row['min_ms']:7.2f} ms  median {row['median_ms']:7.2f} ms  "
+                  f"ratio {row['ratio_min']:.2f} / {row['ratio_median']:.2f}  to compiled "
+                  f"{row['ratio_min_to_compiled']:.2f} / {row['ratio_median_to_compiled']:.2f}  "
+                  f"{100 * row['share_of_peak']:.0f}% of peak{compiled}", flush=True)
     peak = max(peak, matmul_peak(device))
     for (label, latent, hidden, batch) in SETUPS:  # shares against the better of the two peak measurements
         for row in results[label].values():
             row["share_of_peak"] = step_matmul_flops(latent, hidden, batch) / (row["median_ms"] / 1e3) / peak
     return {"matmul_peak_gflops": peak / 1e9, "setups": results}
+
+
+def ratios(times, base, suffix: str) -> dict:
+    """Ratios to ``base``'s times: of the minima, of the medians, and the median and minimum of
+    the per-repeat ratios (each block against the same repeat's block of ``base``)."""
+    paired = [t / b for t, b in zip(times, base)]
+    return {f"ratio_min{suffix}": min(times) / min(base),
+            f"ratio_median{suffix}": statistics.median(times) / statistics.median(base),
+            f"paired_ratio_median{suffix}": statistics.median(paired), f"paired_ratio_min{suffix}": min(paired)}
 
 
 if __name__ == "__main__":

@@ -86,8 +86,10 @@ class TrainSpec:
     """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
     warm-up without a better validation ELBO (``None``: never); ``lr_schedule`` scales the
-    optimizer's ``lr`` by epoch; ``jit`` compiles the loss with Pyro's JIT
-    (the ``pathwise`` estimator; see :mod:`pyrovae.inference.svi`); ``log: tensorboard`` also
+    optimizer's ``lr`` by epoch; ``compile`` records the step (model, guide, loss and
+    gradient) once per minibatch shape and compiles it (see :mod:`pyrovae.inference.compiled`);
+    ``jit``, the switch of the Pyro JIT it replaced, is kept so that configs and run folders
+    naming it load, and ``true`` compiles as ``compile`` does; ``log: tensorboard`` also
     logs to TensorBoard (beside metrics.csv, which is always written)."""
 
     epochs: int = 10
@@ -99,6 +101,7 @@ class TrainSpec:
     early_stopping_patience: Optional[int] = None
     device: str = "auto"
     jit: bool = False
+    compile: bool = False
     progress: bool = True
     log: Optional[str] = None
 

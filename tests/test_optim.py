@@ -1,14 +1,14 @@
 """The training step's optimizer and SVI: fused Adam, gradients set to None, saved state placed
-as torch places it, and the JIT-compiled loss (the same steps as Pyro's interpreted one)."""
+as torch places it, Pyro's validation on the first step (the compiled step: tests/test_compiled_step.py)."""
 
 import pyro
 import pytest
 import torch
 from conftest import tiny_overrides
 
-from pyrovae import VAE, load_config
+from pyrovae import load_config
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.estimators import ESTIMATORS, build_estimator
+from pyrovae.inference.estimators import build_estimator
 from pyrovae.inference.optim import OPTIMIZERS
 from pyrovae.inference.svi import TrainingSVI
 from pyrovae.runs.loading import build_vae
@@ -16,14 +16,14 @@ from pyrovae.runs.loading import build_vae
 STEPS = 5
 
 
-def _stepped(data, optimizer_options=None, estimator=None, jit=False, sizes=(100,) * STEPS, seed=0):
+def _stepped(data, optimizer_options=None, estimator=None, sizes=(100,) * STEPS, seed=0):
     """A tiny VAE after one SVI step per minibatch size in ``sizes``; its optimizer; the losses."""
     spec = load_config("quickstart", tiny_overrides())
     vae = build_vae(spec, data)
     pyro.clear_param_store()
     optimizer = OPTIMIZERS.build("adam", options=optimizer_options or {})
     loss = estimator or build_estimator(spec.train.estimator)
-    svi = TrainingSVI(vae, optimizer, loss, jit=jit)
+    svi = TrainingSVI(vae, optimizer, loss)
     pyro.set_rng_seed(seed)
     losses, start = [], 0
     with pyro.validation_enabled(False):
@@ -85,37 +85,6 @@ def test_saved_state_continues_a_fused_optimizer_exactly(mnist_data):
 def test_a_fused_option_that_is_not_a_boolean_is_refused():
     with pytest.raises(PyrovaeError, match="optimizer.fused must be true or false"):
         OPTIMIZERS.build("adam", options={"fused": "yes"})
-
-
-def test_the_jit_compiled_loss_takes_the_same_steps_as_pyros_interpreted_one(mnist_data):
-    # minibatch sizes change, as at the end of an epoch: each size gets its own graph
-    sizes = (100, 100, 37, 100, 37)
-    eager, _, eager_losses = _stepped(mnist_data, sizes=sizes)
-    jitted, _, jit_losses = _stepped(mnist_data, jit=True, sizes=sizes)
-    assert jit_losses == pytest.approx(eager_losses, rel=1e-5)
-    for (name, a), b in zip(eager.named_parameters(), jitted.parameters()):
-        assert torch.allclose(a, b, rtol=0, atol=1e-5), name
-
-
-def test_jit_refuses_estimators_pyro_cannot_compile(mnist_data):
-    with pytest.raises(PyrovaeError, match="train.jit works with the pathwise estimator only"):
-        _stepped(mnist_data, estimator=ESTIMATORS.build("analytic_kl"), jit=True)
-
-
-def test_the_jit_passes_labels_to_a_conditional_vae(mnist_data):
-    spec = load_config("quickstart", tiny_overrides(**{"model.conditional": "true"}))
-    x = mnist_data.train.x[:100]
-    y = torch.arange(100) % 10  # labels made up: the check is that both paths use them alike
-    losses = []
-    for jit in (False, True):
-        pyro.set_rng_seed(0)
-        vae = VAE.from_config(spec, tuple(x.shape[1:]), 10)
-        pyro.clear_param_store()
-        svi = TrainingSVI(vae, OPTIMIZERS.build("adam"), build_estimator(spec.train.estimator), jit=jit)
-        with pyro.validation_enabled(False):
-            losses.append([svi.step(x[i:i + 50], y[i:i + 50], 1.0) for i in (0, 50)])
-        assert not torch.equal(vae.encode(x[:5], y[:5])[0], vae.encode(x[:5], (y[:5] + 1) % 10)[0])
-    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
 def test_pyro_validation_checks_the_first_step_and_is_off_after_it(mnist_data):

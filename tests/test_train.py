@@ -46,26 +46,6 @@ def test_one_epoch_plus_resume_plus_one_epoch_equals_two_epochs(tmp_path, mnist_
         {**row, "seconds": s["seconds"]} for row, s in zip(_metrics(tmp_path / "resumed"), _metrics(tmp_path / "straight"))]
 
 
-def test_resume_is_exact_with_fused_adam_and_the_jit_compiled_loss(tmp_path, mnist_data):
-    """The default optimizer (fused Adam) and ``train.jit``: an interrupted run ends where an
-    uninterrupted one does, bit for bit. 230 points make a last minibatch of 30, whose graph
-    the resumed run records afresh."""
-    overrides = {"data.train_size": 230, "train.jit": "true", "train.batch_size": 100}
-    straight = load_config("quickstart", tiny_overrides(**overrides, **{"train.epochs": 3}))
-    train(straight, tmp_path / "straight", data=mnist_data)
-    first = load_config("quickstart", tiny_overrides(**overrides, **{"train.epochs": 1}))
-    train(first, tmp_path / "resumed", data=mnist_data)
-    second = load_config(tmp_path / "resumed", ["train.epochs=3"])
-    train(second, tmp_path / "resumed", resume=True, data=mnist_data)
-
-    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
-    assert a["optim"]["encoder$$$body.0.weight"]["step"].item() == b["step"] == 9
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    for name, state in a["optim"].items():
-        assert all(torch.equal(v, b["optim"][name][k]) for k, v in state.items()), name
-
-
 def test_training_improves_the_validation_elbo_and_writes_the_run_folder(tmp_path, mnist_data):
     spec = load_config("quickstart", tiny_overrides(**{"train.epochs": 3, "data.train_size": 2000}))
     result = train(spec, tmp_path, data=mnist_data)

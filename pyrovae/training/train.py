@@ -114,7 +114,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     # estimators (an IWAE-trained model's ELBO can fall while its IWAE bound rises).
     validation_loss = loss if bound_particles(loss) > 1 else None
     pyro.clear_param_store()  # SVI must see this VAE's parameters, not a stale module's
-    svi = TrainingSVI(vae, optimizer, loss, jit=spec.train.jit)
+    svi = TrainingSVI(vae, optimizer, loss, compile=spec.train.compile or spec.train.jit)
 
     record = {"epoch": 0, "step": 0, "best_valid_elbo": -math.inf, "epochs_since_best": 0, "seconds": 0.0}
     best_state = None
