@@ -45,7 +45,7 @@ ADAPT_STEPS = 20  # passes over them
 VARIANCE = "variance.json"
 CSV_COLUMNS = ["epoch", "step", "estimator", "group", "bound_particles", "reference", "params",
                "mean_variance", "max_variance", "trace", "snr", "cosine", "mean_t_squared", "max_abs_t",
-               "bias_threshold", "biased", "seconds_per_draw", "variance_x_seconds"]
+               "bias_threshold", "biased", "seconds_per_draw", "variance_x_seconds", "relative_bias", "relative_noise"]
 
 
 @dataclass
