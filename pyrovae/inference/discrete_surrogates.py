@@ -143,7 +143,8 @@ def relaxed_sample(fn, noise: torch.Tensor, temperature) -> torch.Tensor:
 class GumbelRelaxation(DiscreteELBO):
     """Gumbel-softmax (Concrete), or with ``straight_through`` the straight-through Gumbel estimator,
     with temperature tau_t = max(min_temperature, temperature * exp(-anneal_rate * t)) after t
-    training steps (Jang et al. 2017's schedule; ``anneal_rate = 0``: a fixed temperature).
+    training steps (Jang et al. 2017's schedule; ``anneal_rate = 0``: a fixed temperature; a
+    starting temperature below ``min_temperature`` stays where it starts).
 
     The loss reports the ELBO at the exact sample H(.) of the same noise (for Gumbel-softmax one
     more forward pass of the model, without gradient), so that it is comparable across estimators.
@@ -161,7 +162,8 @@ class GumbelRelaxation(DiscreteELBO):
 
     @property
     def temperature(self) -> float:
-        return max(self.min_temperature, self.initial_temperature * math.exp(-self.anneal_rate * self.step))
+        floor = min(self.min_temperature, self.initial_temperature)
+        return max(floor, self.initial_temperature * math.exp(-self.anneal_rate * self.step))
 
     def make(self, fn):
         noise = gumbel_noise(fn)

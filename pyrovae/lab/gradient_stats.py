@@ -132,18 +132,18 @@ def chunked_moments(estimator, vae, args: Sequence, chunks: int, per_chunk: int,
 
 def reference_gradient(vae, args: Sequence, bound_particles: int, draws: int, seed: int) -> Reference:
     """The expected gradient of the loss of the ELBO (``bound_particles = 1``) or of the
-    K-sample bound: exact for the ELBO of a linear-Gaussian model (:func:`~pyrovae.evaluation.references.exact_elbo`),
+    K-sample bound: exact for a discrete guide with a small latent space (:func:`enumeration_reference`)
+    and for the ELBO of a linear-Gaussian model (:func:`~pyrovae.evaluation.references.exact_elbo`),
     else :func:`monte_carlo_reference`."""
-    if bound_particles == 1 and LinearGaussian.describes(vae):
+    family, fn = guide_family(vae.model, vae.guide, args)
+    discrete = family in ("bernoulli", "categorical")
+    if discrete and configurations(fn) <= MAX_CONFIGURATIONS and configurations(fn) ** bound_particles <= MAX_TUPLES:
+        return enumeration_reference(vae, args, bound_particles)
+    if not discrete and bound_particles == 1 and LinearGaussian.describes(vae):
         exact = exact_elbo(vae, args[0], differentiable=True).sum()
         grad = flat_gradient(-exact, list(vae.parameters())).double()
         return Reference(grad, torch.zeros_like(grad), "exact (linear-Gaussian ELBO)")
-    family, fn = guide_family(vae.model, vae.guide, args)
-    if family in ("bernoulli", "categorical"):
-        count = configurations(fn)
-        if count <= MAX_CONFIGURATIONS and count ** bound_particles <= MAX_TUPLES:
-            return enumeration_reference(vae, args, bound_particles)
-    return monte_carlo_reference(vae, args, bound_particles, draws, seed, discrete=family != "continuous")
+    return monte_carlo_reference(vae, args, bound_particles, draws, seed, discrete=discrete)
 
 
 def enumeration_reference(vae, args: Sequence, bound_particles: int) -> Reference:
