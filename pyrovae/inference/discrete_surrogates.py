@@ -16,7 +16,7 @@ u ~ U(0, 1)^D, logit(u) = log u - log(1 - u) logistic noise, H the unit step.
   g_a = 1/2 (f(b) - f(b')) (-1)^b' 1[b != b'] sigma(|a|).
 - REBAR (Tucker et al. 2017) and RELAX (Grathwohl et al. 2018): z = a + logit(u), b = H(z),
   z~ ~ p(z | b) by v ~ U(0, 1), and a control variate c:
-  g_a = (f(b) - c(z~)) d log q(b)/da + dc(z)/da - dc(z~)/da,
+  g_a = (f(b) - c(z~)) (b - sigma(a)) + dc(z)/da - dc(z~)/da   (b - sigma(a) = d log q(b)/da),
   REBAR's c(z) = eta f(sigma(z / lambda)) (f continued to relaxed values), RELAX's adds a
   network r_psi(sigma(z / lambda)). eta, lambda and psi are trained by gradient descent on the
   estimator's variance, sum g_a^2, through a second backward pass (its gradient in eta, lambda,
@@ -250,27 +250,49 @@ class REBAR(DiscreteELBO):
         log_p = site.log_p(b)
         f = log_p - site.log_q(b)
         c, c_given_b = control(site, z), control(site, z_given_b)
-        surrogate = ((f - c_given_b).detach() * site.score(b) + c - c_given_b).sum()
-        g_a, = torch.autograd.grad(surrogate, a, create_graph=self._train_control)
+        path, = torch.autograd.grad((c - c_given_b).sum(), a, create_graph=self._train_control)
+        # d log q(b) / da = b - sigma(a); the coefficient f - c(z~) keeps its dependence on the
+        # control variate's parameters (the variance's gradient needs it), not on a
+        g_a = (f.detach() - c_given_b).unsqueeze(-1) * (b - theta.detach()) + path
         if self._train_control:
             self._variance = g_a.pow(2).sum() / g_a.shape[0]
         return f.mean(-2), (log_p + (g_a.detach() * a).sum(-1)).mean(-2)
 
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """A training step: the estimator's gradient for the model and guide, the variance's for
-        the control variate."""
+    fit_lr = 1e-2  # Adam step size of :meth:`adapt`
+
+    def _control_gradients(self, model, guide, args, kwargs):
+        """The loss of one draw and the variance's gradient for the control variate's parameters."""
         self._train_control = True
         try:
-            loss, site = self._evaluate(model, guide, args, kwargs, 1)
+            loss, _ = self._evaluate(model, guide, args, kwargs, 1)
         finally:
             self._train_control = False
         params = list(self.control.parameters())
-        control_grads = torch.autograd.grad(self._variance, params, retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(self._variance, params, retain_graph=True, allow_unused=True)
         self._variance = None
+        return loss, [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """A training step: the estimator's gradient for the model and guide, the variance's for
+        the control variate."""
+        loss, control_grads = self._control_gradients(model, guide, args, kwargs)
         loss.backward()
-        for p, g in zip(params, control_grads):
-            p.grad = torch.zeros_like(p) if g is None else g.detach()
+        for p, g in zip(self.control.parameters(), control_grads):
+            p.grad = g
         return loss.item()
+
+    def adapt(self, model, guide, batches: Sequence[Sequence], steps: int) -> None:
+        """Fit the control variate to the current, frozen model and guide: ``steps`` Adam passes
+        over ``batches`` (argument tuples of the model) down the variance's gradient, as training
+        would have fitted it by now (the variance laboratory measures it so)."""
+        self._control_gradients(model, guide, batches[0], {})  # builds RELAX's network
+        optimizer = torch.optim.Adam(self.control.parameters(), lr=self.fit_lr)
+        for _ in range(steps):
+            for args in batches:
+                _, grads = self._control_gradients(model, guide, args, {})
+                for p, g in zip(self.control.parameters(), grads):
+                    p.grad = g
+                optimizer.step()
 
     def state_dict(self):
         return {"latent_dim": self.control.latent_dim,
