@@ -66,7 +66,7 @@ def lab_rows(estimators: dict, base: str = "score"):
 
 
 LAB_HEADER = ["estimator", "encoder variance", "x score", "decoder variance", "encoder SNR", "cosine",
-              "|bias| / |ref|", "noise", "cost per draw x score"]
+              "norm of bias / norm of ref", "noise", "cost per draw x score"]
 
 
 def mnist_sbn(out: Path, draws: int, reference_draws: int, train_steps: int, batch: int = 100):
@@ -117,7 +117,7 @@ def main():
     out = Path(a.out)
     for family in ("bernoulli", "categorical"):
         print(f"\n### Bias against the exact gradient: {family}\n")
-        print(markdown_table(["estimator", "bound", "max |t|", "|bias| / |exact|", "noise", "cosine",
+        print(markdown_table(["estimator", "bound", "max abs t", "norm of bias / norm of exact", "noise", "cosine",
                               "encoder variance"], bias_rows(family, a.chunks, a.per_chunk)))
     _, results = run_discrete_variance(out / "small-bernoulli", parse_estimators(LAB + ",enum"), "bernoulli", a.draws,
                                        reference_draws=a.reference_draws)

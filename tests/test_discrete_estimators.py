@@ -199,6 +199,12 @@ def test_pathwise_estimators_refuse_a_discrete_guide_naming_the_discrete_ones(na
         ESTIMATORS.build(name).differentiable_loss(model.model, model.guide, *args)
 
 
+def test_mcem_refuses_a_discrete_guide():
+    model, args, _ = small_discrete_model("bernoulli")
+    with pytest.raises(PyrovaeError, match="mcem moves the latents by HMC.*FactorizedBernoulli; train discrete"):
+        ESTIMATORS.build("mcem").loss_and_grads(model.model, model.guide, *args)
+
+
 @pytest.mark.parametrize("name", ["arm", "disarm", "rebar", "relax"])
 def test_binary_estimators_refuse_categorical_latents(name):
     model, args, _ = small_discrete_model("categorical")

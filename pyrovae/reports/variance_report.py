@@ -51,13 +51,14 @@ def report_body(results: dict, figure: Path) -> str:
                          entry["reference"]])
         parts.append(f"### Epoch {snapshot['epoch']} (step {snapshot['step']})\n\n" + markdown_table(
             ["estimator", "encoder variance", f"x {base_label}", "decoder variance", f"x {base_label}",
-             "SNR enc / dec", "cosine", *(["|bias| / |exact| (noise)"] if exact else []), "mean t^2 enc / dec",
+             "SNR enc / dec", "cosine", *(["norm of bias / norm of exact (noise)"] if exact else []), "mean t^2 enc / dec",
              "ms per draw", "encoder variance x s", "reference"], rows))
     if any("enumeration" in entry["reference"] for snapshot in results["snapshots"]
            for entry in snapshot["estimators"].values()):
-        parts.append("Where the reference is exact (enumeration of a small discrete latent space), |bias| / |exact| "
-                     "is the distance of the mean gradient from the exact one relative to the exact one's length; "
-                     "in brackets the value an unbiased estimator would show from the noise of its draws alone.")
+        parts.append("Where the reference is exact (enumeration of a small discrete latent space), the norm of the "
+                     "bias over the norm of the exact gradient is the distance of the mean gradient from the exact one "
+                     "relative to the exact one's length; in brackets the value an unbiased estimator would show from "
+                     "the noise of its draws alone.")
     return "\n\n".join(parts)
 
 
