@@ -342,3 +342,25 @@ def test_unbiased_estimators_with_ten_times_the_draws(label):
                 groups = parameter_groups(problem[1])
                 t = t[torch.cat([groups["decoder"], groups["prior"]])]
             assert t.abs().max() < THRESHOLD, f"{label}, {family}: max |t| = {t.abs().max():.2f}"
+
+
+# ----------------------------------------------------------------------------- the laboratory
+
+def test_variance_laboratory_on_the_small_model_has_exact_references_and_reports_bias(tmp_path):
+    from pyrovae.lab.discrete import run_discrete_variance
+    from pyrovae.lab.variance import measurable_estimators
+    from pyrovae.reports.variance_report import write_variance_report
+
+    assert "arm" in measurable_estimators("bernoulli") and "arm" not in measurable_estimators("categorical")
+    assert "arm" not in measurable_estimators()  # the default (continuous) list is what it was, plus nvil
+    out, results = run_discrete_variance(tmp_path / "lab", parse_estimators("score_loo,gumbel_softmax,enum"), draws=200)
+    entries = results["snapshots"][0]["estimators"]
+    assert all(e["reference"] == "exact (ELBO by enumeration of 64 configurations)" for e in entries.values())
+    every = {label: e["groups"]["all"] for label, e in entries.items()}
+    assert every["enum"]["relative_bias"] < 1e-6 and every["enum"]["cosine"] > 0.999999
+    assert every["score_loo"]["relative_bias"] < 4 * every["score_loo"]["relative_noise"]
+    assert every["gumbel_softmax"]["relative_bias"] > 4 * every["gumbel_softmax"]["relative_noise"]
+    header = (out / "variance.csv").read_text().splitlines()[0]
+    assert header.endswith("relative_bias,relative_noise")
+    report = write_variance_report(out, results).read_text()
+    assert "norm of bias / norm of exact (noise)" in report and "exact (ELBO by enumeration" in report
