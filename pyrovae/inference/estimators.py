@@ -8,8 +8,10 @@ data point, drawn as one vectorized tensor dimension.
 Notation: x a data point, z ~ q_phi(z|x) the guide, p_theta(x, z) the model,
 log w = log p(x, z) - log q(z|x), f = log w the "learning signal" of the score-function
 estimators, K = ``num_particles``. ``pathwise`` and ``analytic_kl`` are Pyro's own ELBOs;
-the others are surrogate objectives in :mod:`pyrovae.inference.surrogates` (see docs/estimators.md
-for the derivations).
+the others are surrogate objectives in :mod:`pyrovae.inference.surrogates` and, for discrete
+latents, :mod:`pyrovae.inference.discrete_surrogates` (see docs/estimators.md for the derivations).
+Each estimator's ``latent_families`` names the guides it handles (continuous, bernoulli,
+categorical; :func:`handles`); given another, it refuses in one line.
 """
 
 from typing import Sequence
