@@ -249,6 +249,8 @@ class REBAR(DiscreteELBO):
         z, z_given_b = a + logit(u), a + logit(v_given_b)
         log_p = site.log_p(b)
         f = log_p - site.log_q(b)
+        if not (torch.is_grad_enabled() and a.requires_grad):  # loss() only: the bound's value
+            return f.mean(-2), f.mean(-2)
         c, c_given_b = control(site, z), control(site, z_given_b)
         path, = torch.autograd.grad((c - c_given_b).sum(), a, create_graph=self._train_control)
         # d log q(b) / da = b - sigma(a); the coefficient f - c(z~) keeps its dependence on the
