@@ -49,6 +49,7 @@ class DiscreteELBO(ParticleELBO):
     """Base class: the guide's discrete site with a value made by :meth:`make` from noise."""
 
     latent_families = DISCRETE
+    reparameterized = False  # no pathwise sample of z: the estimator makes its own values
     name = "discrete"  # the registry name, for messages
 
     def make(self, fn):
@@ -315,6 +316,7 @@ class Enumeration(ParticleELBO):
     Particles and draws play no part."""
 
     latent_families = DISCRETE
+    reparameterized = False
 
     def __init__(self, max_configurations: int = MAX_CONFIGURATIONS):
         super().__init__(1)
