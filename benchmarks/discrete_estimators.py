@@ -1,6 +1,7 @@
 """The estimators for discrete latents: the tables of docs/benchmarks_estimators.md.
 
     PYROVAE_DATA=../shared/data python benchmarks/discrete_estimators.py --out runs/discrete-lab
+    PYROVAE_DATA=../shared/data python benchmarks/discrete_estimators.py --quick --out /tmp/quick   # seconds
 
 1. Bias against the exact gradient on the small sigmoid belief nets of pyrovae.lab.discrete
    (6 binary latents; 2 groups of 4 classes), ``--chunks x --per-chunk`` draws per estimator.
@@ -8,7 +9,8 @@
    draw at a time, so the cost per draw is a training step's.
 3. The laboratory on a linear sigmoid belief net with 200 binary latents on static binarized
    MNIST (784-200), at initialization and after ``--train-steps`` DisARM steps, references by the
-   score function with leave-one-out baselines over many draws (no enumeration at this size).
+   score function with leave-one-out baselines (VIMCO for the 5-sample bound) over
+   ``--reference-draws`` draws (no enumeration at this size).
 
 Prints markdown tables; ``--quick`` runs tiny settings (CI).
 """
@@ -69,11 +71,12 @@ LAB_HEADER = ["estimator", "encoder variance", "x score", "decoder variance", "e
               "norm of bias / norm of ref", "noise", "cost per draw x score"]
 
 
-def mnist_sbn(out: Path, draws: int, reference_draws: int, train_steps: int, batch: int = 100):
-    """The 784-200 linear SBN at initialization and after ``train_steps`` DisARM steps."""
+def mnist_sbn(out: Path, draws: int, reference_draws: int, train_steps: int, adapt_batches: int, batch: int = 100):
+    """The 784-200 linear SBN at initialization and after ``train_steps`` DisARM steps, baselines and
+    control variates fitted on ``adapt_batches`` minibatches."""
     data = load_data(load_config("quickstart").data)
     x = data.train.x
-    batches = [(x[i:i + batch], None, 1.0) for i in range(0, (ADAPT_BATCHES + 1) * batch, batch)]
+    batches = [(x[i:i + batch], None, 1.0) for i in range(0, (adapt_batches + 1) * batch, batch)]
     pyro.set_rng_seed(0)
     sbn = SigmoidBeliefNet(data.data_shape, 200)
     with torch.no_grad():  # the decoder starts at the data's mean, as the VAE's data_init does
@@ -99,22 +102,8 @@ def mnist_sbn(out: Path, draws: int, reference_draws: int, train_steps: int, bat
     return results
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default="runs/discrete-lab")
-    parser.add_argument("--chunks", type=int, default=200)
-    parser.add_argument("--per-chunk", type=int, default=50)
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--mnist-draws", type=int, default=200)
-    parser.add_argument("--reference-draws", type=int, default=40000)
-    parser.add_argument("--train-steps", type=int, default=2000)
-    parser.add_argument("--skip-mnist", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="tiny settings, to check the script runs")
-    a = parser.parse_args()
-    if a.quick:
-        a.chunks, a.per_chunk, a.draws, a.mnist_draws, a.reference_draws, a.train_steps = 4, 5, 4, 3, 400, 2
-    torch.set_num_threads(1)
-    out = Path(a.out)
+def small(out: Path, a) -> None:
+    """Parts 1 and 2: the bias tables and the laboratory on the small exact model."""
     for family in ("bernoulli", "categorical"):
         print(f"\n### Bias against the exact gradient: {family}\n")
         print(markdown_table(["estimator", "bound", "max abs t", "norm of bias / norm of exact", "noise", "cosine",
@@ -124,8 +113,32 @@ def main():
     write_variance_report(out / "small-bernoulli", results)
     print(f"\n### Variance laboratory, small binary SBN ({a.draws} draws)\n")
     print(markdown_table(LAB_HEADER, lab_rows(results["snapshots"][0]["estimators"])))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/discrete-lab")
+    parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--per-chunk", type=int, default=50)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--mnist-draws", type=int, default=200)
+    parser.add_argument("--reference-draws", type=int, default=40000)
+    parser.add_argument("--train-steps", type=int, default=2000)
+    parser.add_argument("--adapt-batches", type=int, default=ADAPT_BATCHES,
+                        help="MNIST minibatches the baselines and control variates are fitted on")
+    parser.add_argument("--skip-mnist", action="store_true")
+    parser.add_argument("--skip-small", action="store_true", help="only the MNIST sigmoid belief net")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, to check the script runs")
+    a = parser.parse_args()
+    if a.quick:
+        a.chunks, a.per_chunk, a.draws, a.mnist_draws, a.reference_draws, a.train_steps = 4, 5, 4, 3, 400, 2
+        a.adapt_batches = 1
+    torch.set_num_threads(1)
+    out = Path(a.out)
+    if not a.skip_small:
+        small(out, a)
     if not a.skip_mnist:
-        results = mnist_sbn(out / "mnist-sbn", a.mnist_draws, a.reference_draws, a.train_steps)
+        results = mnist_sbn(out / "mnist-sbn", a.mnist_draws, a.reference_draws, a.train_steps, a.adapt_batches)
         for snapshot in results["snapshots"]:
             print(f"\n### Variance laboratory, MNIST SBN 784-200, step {snapshot['step']} ({a.mnist_draws} draws)\n")
             print(markdown_table(LAB_HEADER, lab_rows(snapshot["estimators"])))
