@@ -16,12 +16,14 @@ categorical; :func:`handles`); given another, it refuses in one line.
 
 from typing import Sequence
 
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+
 from ..errors import PyrovaeError, positive_int
 from ..registry import Contract, Registry
 from .discrete_surrogates import ARM, REBAR, Enumeration, GumbelRelaxation
 from .enumeration import MAX_CONFIGURATIONS
 from .mcem import MonteCarloEM
-from .pathwise import AnalyticKLELBO, PathwiseELBO
+from .pathwise import refusing_discrete_guides
 from .surrogates import IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction, StickingTheLanding
 from .wake_sleep import WakeSleep
 
@@ -60,7 +62,7 @@ def pathwise(*, num_particles=1):
     grad E_q[log p(x, z) - log q(z|x)] ~ (1/K) sum_k grad [log p(x, g(eps_k, x)) - log q(g(eps_k, x)|x)]
     with z = g(eps, x) = mu(x) + sigma(x) * eps, eps ~ N(0, I) (Kingma & Welling 2014).
     """
-    return PathwiseELBO(**_pyro_particles(num_particles))
+    return refusing_discrete_guides(Trace_ELBO(**_pyro_particles(num_particles)))
 
 
 @ESTIMATORS.register("analytic_kl")
@@ -70,7 +72,7 @@ def analytic_kl(*, num_particles=1):
     ELBO = -KL(q(z|x) || p(z)) + E_q[log p(x|z)]; the KL is exact where
     torch registers it (Normal priors) and falls back to sampling otherwise (mixtures).
     """
-    return AnalyticKLELBO(**_pyro_particles(num_particles))
+    return refusing_discrete_guides(TraceMeanField_ELBO(**_pyro_particles(num_particles)))
 
 
 @ESTIMATORS.register("stl")

@@ -2,35 +2,25 @@
 
 On a guide site without ``rsample`` (a Bernoulli or categorical latent) Pyro's ``Trace_ELBO``
 quietly switches to the score function for that site. A user who chose ``pathwise`` would then
-train with the plain score function without knowing it, so these subclasses refuse such a guide
-in one line naming the estimators made for discrete latents. Everything else, numbers included,
-is Pyro's own.
+train with the plain score function without knowing it, so the estimator refuses such a guide in
+one line naming the estimators made for discrete latents. The objects stay Pyro's own classes
+(the training loop's compiled and JIT steps recognise them by type); only their per-particle
+trace step is wrapped, per instance. Everything else, numbers included, is Pyro's.
 """
-
-from pyro.infer import JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 
 from .particles import require_pathwise
 
 
-class RefusesDiscreteGuide:
-    """Mixin for a Pyro ELBO: every guide trace it draws must be reparameterizable."""
+def refusing_discrete_guides(elbo):
+    """``elbo``, a Pyro ELBO, with each guide trace it draws checked by
+    :func:`~pyrovae.inference.particles.require_pathwise`."""
+    get_trace = elbo._get_trace
 
-    latent_families = ("continuous",)
-
-    def _get_trace(self, model, guide, args, kwargs):
-        model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
+    def _get_trace(model, guide, args, kwargs):
+        model_trace, guide_trace = get_trace(model, guide, args, kwargs)
         require_pathwise(guide_trace)
         return model_trace, guide_trace
 
-
-class PathwiseELBO(RefusesDiscreteGuide, Trace_ELBO):
-    """Pyro's Trace_ELBO for reparameterizable guides only."""
-
-
-class AnalyticKLELBO(RefusesDiscreteGuide, TraceMeanField_ELBO):
-    """Pyro's TraceMeanField_ELBO for reparameterizable guides only."""
-
-
-class JitPathwiseELBO(RefusesDiscreteGuide, JitTrace_ELBO):
-    """Pyro's JitTrace_ELBO (the ``train.jit`` twin of :class:`PathwiseELBO`) for reparameterizable
-    guides only."""
+    elbo._get_trace = _get_trace
+    elbo.latent_families = ("continuous",)
+    return elbo

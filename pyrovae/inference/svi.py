@@ -27,14 +27,13 @@ from typing import Optional
 
 import pyro
 import torch
-from pyro.infer import SVI
+from pyro.infer import SVI, JitTrace_ELBO, Trace_ELBO
 
 from ..errors import PyrovaeError
-from .pathwise import JitPathwiseELBO, PathwiseELBO
 
 # Only Trace_ELBO: Pyro's JitTraceMeanField_ELBO draws other numbers than TraceMeanField_ELBO
 # from the same random state (its steps differ by more than rounding), so it is not offered.
-_JIT_TWINS = {PathwiseELBO: JitPathwiseELBO}
+_JIT_TWINS = {Trace_ELBO: JitTrace_ELBO}
 
 
 class TrainingSVI(SVI):
