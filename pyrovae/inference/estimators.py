@@ -8,8 +8,10 @@ data point, drawn as one vectorized tensor dimension.
 Notation: x a data point, z ~ q_phi(z|x) the guide, p_theta(x, z) the model,
 log w = log p(x, z) - log q(z|x), f = log w the "learning signal" of the score-function
 estimators, K = ``num_particles``. ``pathwise`` and ``analytic_kl`` are Pyro's own ELBOs;
-the others are surrogate objectives in :mod:`pyrovae.inference.surrogates` (see docs/estimators.md
-for the derivations).
+the others are surrogate objectives in :mod:`pyrovae.inference.surrogates` and, for discrete
+latents, :mod:`pyrovae.inference.discrete_surrogates` (see docs/estimators.md for the derivations).
+Each estimator's ``latent_families`` names the guides it handles (continuous, bernoulli,
+categorical; :func:`handles`); given another, it refuses in one line.
 """
 
 from typing import Sequence
@@ -18,7 +20,10 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from ..errors import PyrovaeError, positive_int
 from ..registry import Contract, Registry
+from .discrete_surrogates import ARM, REBAR, Enumeration, GumbelRelaxation
+from .enumeration import MAX_CONFIGURATIONS
 from .mcem import MonteCarloEM
+from .pathwise import refusing_discrete_guides
 from .surrogates import IWAE, VIMCO, AverageBaseline, LeaveOneOut, NeuralBaseline, ScoreFunction, StickingTheLanding
 from .wake_sleep import WakeSleep
 
@@ -57,7 +62,7 @@ def pathwise(*, num_particles=1):
     grad E_q[log p(x, z) - log q(z|x)] ~ (1/K) sum_k grad [log p(x, g(eps_k, x)) - log q(g(eps_k, x)|x)]
     with z = g(eps, x) = mu(x) + sigma(x) * eps, eps ~ N(0, I) (Kingma & Welling 2014).
     """
-    return Trace_ELBO(**_pyro_particles(num_particles))
+    return refusing_discrete_guides(Trace_ELBO(**_pyro_particles(num_particles)))
 
 
 @ESTIMATORS.register("analytic_kl")
@@ -67,7 +72,7 @@ def analytic_kl(*, num_particles=1):
     ELBO = -KL(q(z|x) || p(z)) + E_q[log p(x|z)]; the KL is exact where
     torch registers it (Normal priors) and falls back to sampling otherwise (mixtures).
     """
-    return TraceMeanField_ELBO(**_pyro_particles(num_particles))
+    return refusing_discrete_guides(TraceMeanField_ELBO(**_pyro_particles(num_particles)))
 
 
 @ESTIMATORS.register("stl")
@@ -200,6 +205,113 @@ def mcem(*, hmc_steps=1, num_leapfrog=10, target_accept=0.9, step_size=0.1):
     if not isinstance(step_size, (int, float)) or step_size <= 0:
         raise PyrovaeError(f"estimator option step_size must be a positive number, got {step_size!r}")
     return MonteCarloEM(hmc_steps, num_leapfrog, float(target_accept), float(step_size))
+
+
+@ESTIMATORS.register("nvil")
+def nvil(*, num_particles=1, baseline_beta=0.8, hidden=(100,)):
+    """Neural variational inference and learning (Mnih & Gregor 2014): score_nn_baseline's
+    input-dependent baseline with the paper's settings and its variance normalization.
+
+    grad_phi ~ (1/K) sum_k (f_k - c - s b_psi(x)) / max(1, s) grad_phi log q(z_k|x), c and s^2
+    moving averages (decay 0.8) of f's mean and spread, b_psi one tanh layer of 100 units. The
+    division rescales phi's step without changing its direction's expectation.
+    """
+    return ScoreFunction(_check_particles(num_particles),
+                         NeuralBaseline(_check_beta(baseline_beta), _check_hidden(hidden)), normalize=True)
+
+
+@ESTIMATORS.register("arm")
+def arm(*, num_particles=1):
+    """Augment-REINFORCE-merge for binary latents, two antithetic samples per particle.
+
+    b = 1[u > sigma(-a)], b' = 1[u < sigma(a)], u ~ U(0, 1)^D;
+    grad_a ~ (f(b) - f(b')) (u - 1/2), a the guide's logits (Yin & Zhou 2019).
+    """
+    return ARM(_check_particles(num_particles))
+
+
+@ESTIMATORS.register("disarm")
+def disarm(*, num_particles=1):
+    """DisARM for binary latents: ARM's pair with u integrated out where the pair agrees.
+
+    grad_a ~ 1/2 (f(b) - f(b')) (-1)^b' 1[b != b'] sigma(|a|) (Dong, Mnih & Tucker 2020).
+    """
+    return ARM(_check_particles(num_particles), disarm=True)
+
+
+def _check_positive(value, what: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise PyrovaeError(f"estimator option {what} must be a positive number, got {value!r}")
+    return float(value)
+
+
+@ESTIMATORS.register("rebar")
+def rebar(*, num_particles=1, eta=1.0, temperature=0.5):
+    """REBAR for binary latents: REINFORCE with the relaxed f as a control variate, unbiased.
+
+    grad_a ~ (f(b) - c(z~)) grad_a log q(b) + grad_a c(z) - grad_a c(z~), z = a + logit(u),
+    b = H(z), z~ ~ p(z | b), c(z) = eta f(sigma(z / lambda)); eta and lambda (from ``eta``,
+    ``temperature``) learn to minimise the variance (Tucker, Mnih, Maddison, Lawson &
+    Sohl-Dickstein 2017).
+    """
+    return REBAR(_check_particles(num_particles), _check_positive(eta, "eta"),
+                 _check_positive(temperature, "temperature"))
+
+
+@ESTIMATORS.register("relax")
+def relax(*, num_particles=1, eta=1.0, temperature=0.5, hidden=(50,)):
+    """RELAX for binary latents: REBAR's estimator with a learned control variate.
+
+    c(z) = eta f(sigma(z / lambda)) + r_psi(sigma(z / lambda)), r_psi a tanh MLP of ``hidden``
+    units starting at zero; eta, lambda, psi learn to minimise the variance (Grathwohl, Choi,
+    Wu, Roeder & Duvenaud 2018).
+    """
+    return REBAR(_check_particles(num_particles), _check_positive(eta, "eta"),
+                 _check_positive(temperature, "temperature"), _check_hidden(hidden))
+
+
+def _gumbel(num_particles, temperature, anneal_rate, min_temperature, straight_through):
+    temperature = _check_positive(temperature, "temperature")
+    min_temperature = _check_positive(min_temperature, "min_temperature")
+    if not isinstance(anneal_rate, (int, float)) or isinstance(anneal_rate, bool) or anneal_rate < 0:
+        raise PyrovaeError(f"estimator option anneal_rate must be a number >= 0, got {anneal_rate!r}")
+    return GumbelRelaxation(_check_particles(num_particles), temperature, float(anneal_rate), min_temperature,
+                            straight_through)
+
+
+@ESTIMATORS.register("gumbel_softmax")
+def gumbel_softmax(*, num_particles=1, temperature=1.0, anneal_rate=0.0, min_temperature=0.5):
+    """Gumbel-softmax / Concrete relaxation: the pathwise gradient of f at a relaxed sample (biased).
+
+    z~ = sigma((a + logit(u)) / tau) for binary latents, softmax((a + g) / tau) per categorical
+    group; grad ~ grad f(z~(a)), f continued to relaxed values; tau = max(min_temperature,
+    temperature exp(-anneal_rate t)) after t steps (Jang, Gu & Poole 2017; Maddison, Mnih & Teh 2017).
+    """
+    return _gumbel(num_particles, temperature, anneal_rate, min_temperature, False)
+
+
+@ESTIMATORS.register("gumbel_st")
+def gumbel_st(*, num_particles=1, temperature=1.0, anneal_rate=0.0, min_temperature=0.5):
+    """Straight-through Gumbel: f at the exact sample H(z~ - 1/2) (argmax per group), differentiated
+    as if at z~ (biased at every temperature; Jang, Gu & Poole 2017); options as gumbel_softmax's.
+    """
+    return _gumbel(num_particles, temperature, anneal_rate, min_temperature, True)
+
+
+@ESTIMATORS.register("enum")
+def enum(*, max_configurations=MAX_CONFIGURATIONS):
+    """Exact ELBO by enumeration of every latent configuration (2^D binary, K^G categorical).
+
+    ELBO(x) = sum_j q(z_j|x) [log p(x, z_j) - log q(z_j|x)], its gradient exact; refused above
+    ``max_configurations``.
+    """
+    return Enumeration(positive_int(max_configurations, "estimator option max_configurations"))
+
+
+def handles(loss, family: str) -> bool:
+    """Whether estimator ``loss`` handles a guide of latent ``family`` (continuous, bernoulli,
+    categorical); Pyro losses from plugins are taken to handle continuous guides only."""
+    return family in getattr(loss, "latent_families", ("continuous",))
 
 
 def build_estimator(spec):

@@ -31,7 +31,9 @@ import torch
 from pyro.infer import ELBO, Trace_ELBO
 
 from ..errors import PyrovaeError
+from .discrete_particles import guide_family
 from .hmc import HMC
+from .particles import DISCRETE_ESTIMATORS
 
 
 def row_keys(x: torch.Tensor) -> List[str]:
@@ -54,6 +56,7 @@ class MonteCarloEM(ELBO):
         self.hmc = HMC(step_size=step_size, num_leapfrog=num_leapfrog, target_accept=target_accept)
         self.states = {}  # row key -> the point's latent state after its last visit
         self._elbo = Trace_ELBO()
+        self._checked = False  # the guide's latents are continuous (checked at the first step)
 
     @staticmethod
     def _vae(model):
@@ -77,6 +80,13 @@ class MonteCarloEM(ELBO):
         from .log_joint import log_joint
 
         vae = self._vae(model)
+        if not self._checked:
+            family, fn = guide_family(model, guide, (x, y, kl_weight))
+            if family != "continuous":
+                raise PyrovaeError(f"mcem moves the latents by HMC, which needs continuous latents, but the guide's "
+                                   f"latent site is {type(fn).__name__}; train discrete latents with "
+                                   f"{DISCRETE_ESTIMATORS}")
+            self._checked = True
         z = self.sample(vae, x, y)
         # M-step: theta ascends log p(x, z) at the samples; the encoder fits q(z|x) to them.
         log_p = log_joint(vae, x, y, z.unsqueeze(0)).sum()

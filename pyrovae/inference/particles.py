@@ -121,6 +121,8 @@ def particle_traces(model, guide, args: Sequence, kwargs: dict, draws: int, num_
         guide = ScoreFunctionSites()(guide)
     with pyro.plate("draws", draws, dim=DATA_DIM - 2), pyro.plate("particles", num_particles, dim=DATA_DIM - 1):
         guide_trace = prune_subsample_sites(poutine.trace(guide).get_trace(*args, **kwargs))
+        if reparameterized:
+            require_pathwise(guide_trace)
         if latent_gradient_scale is not None:
             for site in _sample_sites(guide_trace):
                 site["value"] = _ScaleGradient.apply(site["value"], latent_gradient_scale)
@@ -144,6 +146,20 @@ def trace_particles(model, guide, args: Sequence, kwargs: dict, draws: int, num_
                      log_q=_sum_sites(guide_trace, shape, lambda site: site["log_prob"]),
                      score=_sum_sites(guide_trace, shape, lambda site: site["unscaled_log_prob"]),
                      x=args[0], guide_trace=guide_trace, latent_gradient_scale=holder)
+
+
+DISCRETE_ESTIMATORS = ("score, score_avg_baseline, score_nn_baseline, score_loo, nvil, vimco, "
+                       "reweighted_wake_sleep, arm, disarm, rebar, relax, gumbel_softmax, gumbel_st, enum")
+
+
+def require_pathwise(guide_trace) -> None:
+    """Refuse a guide with a latent site that has no pathwise sample (a discrete latent): the
+    pathwise estimators would silently get no gradient through it."""
+    for site in _sample_sites(guide_trace):
+        if not site["is_observed"] and not getattr(site["fn"], "has_rsample", False):
+            raise PyrovaeError(f"this estimator needs a reparameterizable guide, but guide site '{site['name']}' "
+                               f"is {type(site['fn']).__name__}, which has no pathwise gradient; choose one of "
+                               f"the estimators for discrete latents: {DISCRETE_ESTIMATORS}")
 
 
 def _sample_sites(trace):

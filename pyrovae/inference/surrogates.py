@@ -37,6 +37,7 @@ class ParticleELBO(ELBO):
     reparameterized = True
     scales_latent_gradients = False
     bound_particles = 1
+    latent_families = ("continuous",)  # the guides it handles: continuous, bernoulli, categorical
 
     def __init__(self, num_particles: int = 1):
         super().__init__(num_particles=num_particles)
@@ -78,10 +79,15 @@ class ParticleELBO(ELBO):
         """Pyro's ELBO interface: the model and guide traces of one draw of the particles."""
         return particle_traces(model, guide, args, kwargs, 1, self.num_particles, self.reparameterized)
 
+    def particles(self, model, guide, args, kwargs, draws):
+        """What :meth:`objective` reads: the :class:`Particles` of ``draws`` draws (estimators of
+        discrete latents read a :class:`~pyrovae.inference.discrete_particles.DiscreteSite`)."""
+        return trace_particles(model, guide, args, kwargs, draws, self.num_particles,
+                               reparameterized=self.reparameterized,
+                               scale_latent_gradients=self.scales_latent_gradients)
+
     def _evaluate(self, model, guide, args, kwargs, draws):
-        particles = trace_particles(model, guide, args, kwargs, draws, self.num_particles,
-                                    reparameterized=self.reparameterized,
-                                    scale_latent_gradients=self.scales_latent_gradients)
+        particles = self.particles(model, guide, args, kwargs, draws)
         bound, surrogate = self.objective(particles)
         bound, surrogate = bound.sum(-1).mean(), surrogate.sum(-1).mean()
         return -(bound.detach() + surrogate - surrogate.detach()), particles
@@ -129,14 +135,19 @@ class ScoreFunction(ParticleELBO):
 
     The model's parameters get grad log p(x, z) at the sampled z, exactly what Pyro's
     ``Trace_ELBO`` builds for a site whose distribution has no ``rsample``. A trainable
-    baseline (a network) learns from its penalty, subtracted from the surrogate.
+    baseline (a network) learns from its penalty, subtracted from the surrogate. With ``normalize``
+    (NVIL) the centred signal f - b is divided by max(1, s), s the baseline's running spread of f:
+    the encoder's gradient is the unbiased one scaled by that positive number, known at the step.
     """
 
     reparameterized = False
+    latent_families = ("continuous", "bernoulli", "categorical")
 
-    def __init__(self, num_particles: int = 1, baseline=None):
+    def __init__(self, num_particles: int = 1, baseline=None, normalize: bool = False):
         super().__init__(num_particles)
         self.baseline = baseline
+        self.normalize = normalize
+        self.unbiased = not normalize
 
     def objective(self, particles):
         signal = particles.log_w.detach()
@@ -145,7 +156,10 @@ class ScoreFunction(ParticleELBO):
             surrogate = surrogate + signal * particles.score
         else:
             b = self.baseline(signal, particles.x)
-            surrogate = surrogate + (signal - b.detach()) * particles.score - self.baseline.penalty(signal, b)
+            centred = signal - b.detach()
+            if self.normalize:  # NVIL's variance normalization
+                centred = centred / max(1.0, self.baseline.scale)
+            surrogate = surrogate + centred * particles.score - self.baseline.penalty(signal, b)
         return signal.mean(-2), surrogate.mean(-2)
 
     def observe(self, particles):
@@ -182,6 +196,7 @@ class VIMCO(ParticleELBO):
     """
 
     reparameterized = False
+    latent_families = ("continuous", "bernoulli", "categorical")
 
     def __init__(self, num_particles: int):
         super().__init__(num_particles)

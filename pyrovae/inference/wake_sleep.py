@@ -95,6 +95,7 @@ class WakeSleep(ParticleELBO):
     K points per data point of the minibatch."""
 
     reparameterized = False  # z ~ q is held fixed: no gradient flows through it
+    latent_families = ("continuous", "bernoulli", "categorical")
     unbiased = False  # the encoder's gradient is not the gradient of any bound
 
     def __init__(self, num_particles: int = 1, insomnia: float = 0.0):

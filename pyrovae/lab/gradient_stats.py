@@ -24,7 +24,9 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from ..evaluation.references import LinearGaussian, exact_elbo
-from ..inference.surrogates import IWAE
+from ..inference.discrete_particles import guide_family
+from ..inference.enumeration import MAX_CONFIGURATIONS, MAX_TUPLES, configurations, enumerate_latents
+from ..inference.surrogates import IWAE, VIMCO, LeaveOneOut, ScoreFunction
 
 BIAS_LEVEL = 0.05  # family-wise level of the Bonferroni-corrected bias test, per parameter group
 REFERENCE_CHUNK = 20000  # particles x data points per vectorized pass of a Monte Carlo reference
@@ -105,22 +107,62 @@ def gradient_moments(estimator, vae, args: Sequence, draws: int, seed: int) -> M
     return Moments(*moments.mean_and_variance(), draws, seconds / draws)
 
 
+def chunked_moments(estimator, vae, args: Sequence, chunks: int, per_chunk: int, seed: int) -> Moments:
+    """Mean and single-draw variance of ``chunks x per_chunk`` draws, each chunk's ``per_chunk``
+    draws averaged in one vectorized pass (``averaged_loss`` of a :class:`ParticleELBO`): the
+    variance of a draw is estimated as ``per_chunk`` times the variance of the chunk means, so
+    ``var / draws`` is the variance of the overall mean, as for :func:`gradient_moments`. Many
+    draws of a small model cost a few passes; the variance has ``chunks - 1`` degrees of freedom."""
+    if chunks < 2:
+        raise ValueError("need at least two chunks for a variance")
+    params = list(vae.parameters())
+    pyro.set_rng_seed(seed)
+    moments = RunningMoments(torch.float64)
+    seconds = 0.0
+    for _ in range(chunks):
+        started = time.perf_counter()
+        grad = flat_gradient(estimator.averaged_loss(vae.model, vae.guide, args, {}, per_chunk), params)
+        seconds += time.perf_counter() - started
+        moments.add(grad)
+    mean, var = moments.mean_and_variance()
+    return Moments(mean, var * per_chunk, chunks * per_chunk, seconds / (chunks * per_chunk))
+
+
 # ----------------------------------------------------------------------------- references
 
 def reference_gradient(vae, args: Sequence, bound_particles: int, draws: int, seed: int) -> Reference:
     """The expected gradient of the loss of the ELBO (``bound_particles = 1``) or of the
-    K-sample bound: exact for the ELBO of a linear-Gaussian model (:func:`~pyrovae.evaluation.references.exact_elbo`),
+    K-sample bound: exact for a discrete guide with a small latent space (:func:`enumeration_reference`)
+    and for the ELBO of a linear-Gaussian model (:func:`~pyrovae.evaluation.references.exact_elbo`),
     else :func:`monte_carlo_reference`."""
-    if bound_particles == 1 and LinearGaussian.describes(vae):
+    family, fn = guide_family(vae.model, vae.guide, args)
+    discrete = family in ("bernoulli", "categorical")
+    if discrete and configurations(fn) <= MAX_CONFIGURATIONS and configurations(fn) ** bound_particles <= MAX_TUPLES:
+        return enumeration_reference(vae, args, bound_particles)
+    if not discrete and bound_particles == 1 and LinearGaussian.describes(vae):
         exact = exact_elbo(vae, args[0], differentiable=True).sum()
         grad = flat_gradient(-exact, list(vae.parameters())).double()
         return Reference(grad, torch.zeros_like(grad), "exact (linear-Gaussian ELBO)")
-    return monte_carlo_reference(vae, args, bound_particles, draws, seed)
+    return monte_carlo_reference(vae, args, bound_particles, draws, seed, discrete=discrete)
 
 
-def monte_carlo_reference(vae, args: Sequence, bound_particles: int, draws: int, seed: int) -> Reference:
+def enumeration_reference(vae, args: Sequence, bound_particles: int) -> Reference:
+    """The exact gradient of the loss of the ELBO or of the K-sample bound of a discrete model
+    with a small latent space, by enumeration (:mod:`pyrovae.inference.enumeration`)."""
+    enumerated = enumerate_latents(vae.model, vae.guide, args)
+    bound = enumerated.elbo if bound_particles == 1 else enumerated.iwae_bound(bound_particles)
+    grad = flat_gradient(-bound.sum(), list(vae.parameters())).double()
+    what = "ELBO" if bound_particles == 1 else f"IWAE-{bound_particles}"
+    return Reference(grad, torch.zeros_like(grad),
+                     f"exact ({what} by enumeration of {enumerated.log_w.shape[0]} configurations)")
+
+
+def monte_carlo_reference(vae, args: Sequence, bound_particles: int, draws: int, seed: int,
+                          discrete: bool = False) -> Reference:
     """The average of ``draws`` pathwise gradient draws from ``seed``: Pyro's Trace_ELBO for the
-    ELBO, IWAE-K for the K-sample bound. Draws are taken in vectorized chunks of at most
+    ELBO, IWAE-K for the K-sample bound; for a ``discrete`` guide (no pathwise gradient) the
+    score function with the chunk's other draws as leave-one-out baseline for the ELBO, VIMCO for
+    the K-sample bound, both unbiased. Draws are taken in vectorized chunks of at most
     ``REFERENCE_CHUNK`` particle-data-points each; the spread of the chunks gives the
     variance of the average, so there are at least ``REFERENCE_MIN_CHUNKS`` of them (with
     fewer, a per-parameter variance from few degrees of freedom puts heavy tails on the
@@ -128,7 +170,14 @@ def monte_carlo_reference(vae, args: Sequence, bound_particles: int, draws: int,
     params = list(vae.parameters())
     per_draw = bound_particles * args[0].shape[0]
     chunk = max(1, min(REFERENCE_CHUNK // per_draw, draws // REFERENCE_MIN_CHUNKS))
-    if bound_particles == 1:
+    if discrete and bound_particles == 1:
+        loo = ScoreFunction(max(chunk, 2), LeaveOneOut())
+        loss, kind = (lambda: loo.differentiable_loss(vae.model, vae.guide, *args)), "score-function (leave-one-out)"
+        chunk = max(chunk, 2)
+    elif discrete:
+        vimco = VIMCO(bound_particles)
+        loss, kind = (lambda: vimco.averaged_loss(vae.model, vae.guide, args, {}, chunk)), f"VIMCO-{bound_particles}"
+    elif bound_particles == 1:
         elbo = Trace_ELBO(num_particles=chunk, vectorize_particles=chunk > 1, max_plate_nesting=1)
         loss, kind = (lambda: elbo.differentiable_loss(vae.model, vae.guide, *args)), "pathwise"
     else:
@@ -167,7 +216,9 @@ def summarize(moments: Moments, reference: Reference, index: torch.Tensor) -> Di
 
     mean/max variance over parameters, trace of the covariance (sum of variances),
     SNR = mean over parameters of |E g| / sd g, cosine between the mean gradient and the
-    reference, the bias t-statistics t_p = (mean_p - ref_p) / sqrt(var_p / N + var(ref_p)),
+    reference, the relative bias |mean - ref| / |ref| with the value an unbiased estimator's would
+    have from the noise of the draws and reference alone (``relative_noise``), the bias
+    t-statistics t_p = (mean_p - ref_p) / sqrt(var_p / N + var(ref_p)),
     and cost: seconds per draw and variance x seconds (the trace a unit of compute buys).
 
     Of the t-statistics it reports the mean of t^2 over parameters with any gradient, about 1
@@ -193,6 +244,8 @@ def summarize(moments: Moments, reference: Reference, index: torch.Tensor) -> Di
         "trace": trace,
         "snr": (mean.abs()[moving] / sd[moving]).mean().item() if moving.any() else math.nan,
         "cosine": torch.nn.functional.cosine_similarity(mean, ref, dim=0).item(),
+        "relative_bias": (diff.norm() / ref.norm()).item() if ref.norm() > 0 else math.nan,
+        "relative_noise": (se.pow(2).sum().sqrt() / ref.norm()).item() if ref.norm() > 0 else math.nan,
         "mean_t_squared": t[informative].pow(2).mean().item() if informative.any() else 0.0,
         "max_abs_t": t.abs().max().item(),
         "bias_threshold": threshold,

@@ -29,7 +29,7 @@ import yaml
 
 from ..components.datasets import Dataset, load_data
 from ..errors import PyrovaeError
-from ..inference.estimators import ESTIMATORS, bound_particles
+from ..inference.estimators import ESTIMATORS, bound_particles, handles
 from ..model import VAE
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import csv_text
@@ -45,7 +45,7 @@ ADAPT_STEPS = 20  # passes over them
 VARIANCE = "variance.json"
 CSV_COLUMNS = ["epoch", "step", "estimator", "group", "bound_particles", "reference", "params",
                "mean_variance", "max_variance", "trace", "snr", "cosine", "mean_t_squared", "max_abs_t",
-               "bias_threshold", "biased", "seconds_per_draw", "variance_x_seconds"]
+               "bias_threshold", "biased", "seconds_per_draw", "variance_x_seconds", "relative_bias", "relative_noise"]
 
 
 @dataclass
@@ -61,14 +61,15 @@ class EstimatorChoice:
         return ESTIMATORS.build(self.name, options=self.options, where=f"--estimators {self.label}")
 
 
-def measurable_estimators() -> List[str]:
-    """Names of the estimators whose gradients can be drawn (not mcem, whose E-step samples),
-    each built with its default options; one that cannot be built so (a required option, a
-    broken plugin) is left out."""
+def measurable_estimators(family: str = "continuous") -> List[str]:
+    """Names of the estimators whose gradients can be drawn (not mcem, whose E-step samples) on a
+    guide of latent ``family`` (continuous, bernoulli, categorical), each built with its default
+    options; one that cannot be built so (a required option, a broken plugin) is left out."""
     names = []
     for entry in ESTIMATORS:
         try:
-            if getattr(ESTIMATORS.build(entry.name), "measurable", True):
+            estimator = ESTIMATORS.build(entry.name)
+            if getattr(estimator, "measurable", True) and handles(estimator, family):
                 names.append(entry.name)
         except PyrovaeError:
             continue
@@ -129,6 +130,14 @@ def measure(vae: VAE, data: Dataset, choices: Sequence[EstimatorChoice], draws: 
             seed: int, reference_draws: int, log=print) -> Dict[str, dict]:
     """Every estimator's summaries per parameter group at ``vae``'s current parameters."""
     batch, others = measurement_batches(vae, data, batch_size, seed)
+    return measure_batches(vae, batch, others, choices, draws, seed, reference_draws, log)
+
+
+def measure_batches(vae, batch: Sequence, others: Sequence[Sequence], choices: Sequence[EstimatorChoice],
+                    draws: int, seed: int, reference_draws: int, log=print) -> Dict[str, dict]:
+    """:func:`measure` on the model arguments ``batch``, baselines fitted on ``others``: ``vae`` is
+    anything with Pyro ``model`` and ``guide`` methods taking ``(x, y, kl_weight)`` and parameters
+    grouped as encoder, decoder, prior (a VAE, or the sigmoid belief net of :mod:`pyrovae.lab.discrete`)."""
     groups = parameter_groups(vae)
     references, results = {}, {}
     pyro.clear_param_store()

@@ -35,20 +35,30 @@ def report_body(results: dict, figure: Path) -> str:
         estimators = snapshot["estimators"]
         base_label = "pathwise" if "pathwise" in estimators else next(iter(estimators))
         base = [estimators[base_label]["groups"][g]["trace"] for g in SUMMARY_GROUPS]
+        exact = any("enumeration" in entry["reference"] for entry in estimators.values())
         rows = []
         for label, entry in estimators.items():
             enc, dec = (entry["groups"][g] for g in SUMMARY_GROUPS)
+            every = entry["groups"]["all"]
+            bias = ([f"{_number(every.get('relative_bias'), '.3g')} ({_number(every.get('relative_noise'), '.2g')})"]
+                    if exact else [])
             rows.append([label, _number(enc["trace"], ".3g"), _number(_ratio(enc["trace"], base[0]), ".3g"),
                          _number(dec["trace"], ".3g"), _number(_ratio(dec["trace"], base[1]), ".3g"),
                          f"{_number(enc['snr'], '.3g')} / {_number(dec['snr'], '.3g')}",
-                         _number(entry["groups"]["all"]["cosine"], ".4f"),
+                         _number(every["cosine"], ".4f"), *bias,
                          f"{_number(enc['mean_t_squared'], '.2f')} / {_number(dec['mean_t_squared'], '.2f')}",
                          _number(1e3 * enc["seconds_per_draw"], ".2f"), _number(enc["variance_x_seconds"], ".3g"),
                          entry["reference"]])
         parts.append(f"### Epoch {snapshot['epoch']} (step {snapshot['step']})\n\n" + markdown_table(
             ["estimator", "encoder variance", f"x {base_label}", "decoder variance", f"x {base_label}",
-             "SNR enc / dec", "cosine", "mean t^2 enc / dec", "ms per draw", "encoder variance x s",
-             "reference"], rows))
+             "SNR enc / dec", "cosine", *(["norm of bias / norm of exact (noise)"] if exact else []), "mean t^2 enc / dec",
+             "ms per draw", "encoder variance x s", "reference"], rows))
+    if any("enumeration" in entry["reference"] for snapshot in results["snapshots"]
+           for entry in snapshot["estimators"].values()):
+        parts.append("Where the reference is exact (enumeration of a small discrete latent space), the norm of the "
+                     "bias over the norm of the exact gradient is the distance of the mean gradient from the exact one "
+                     "relative to the exact one's length; in brackets the value an unbiased estimator would show from "
+                     "the noise of its draws alone.")
     return "\n\n".join(parts)
 
 
