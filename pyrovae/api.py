@@ -1,8 +1,9 @@
 """The Python API: the subcommands as functions, for notebooks and scripts.
 
-``pyrovae.train``, ``pyrovae.evaluate``, ``pyrovae.variance``, ``pyrovae.report`` and
-``pyrovae.sweep`` call the same functions as ``pyrovae train``, ``evaluate``, ``variance``,
-``report`` and ``sweep`` (:mod:`pyrovae.commands`) and write the same run folders. Their results
+``pyrovae.train``, ``pyrovae.evaluate``, ``pyrovae.variance``, ``pyrovae.report``,
+``pyrovae.sweep``, ``pyrovae.sample``, ``pyrovae.reconstruct``, ``pyrovae.encode``,
+``pyrovae.interpolate`` and ``pyrovae.export`` call the same functions as the subcommands of
+those names (:mod:`pyrovae.commands`) and write the same files. Their results
 print as one line, not as tensors; the trained model is ``run.vae`` (``run.vae.sample(16)``,
 ``run.vae.encode(x)``) and the data ``run.data``. See docs/python_api.md.
 """
@@ -194,6 +195,55 @@ def sweep(source, out=None, resume: bool = False, **options) -> list:
     if out is None:
         raise PyrovaeError("say where the sweep's runs go: pyrovae.sweep(source, out=DIR)")
     return command.sweep(source, out, **options)
+
+
+# ----------------------------------------------------------------------------- using a trained model
+
+def sample(run, n: int = 64, seed: int = 0, label: Optional[int] = None, out=None, device: str = "auto",
+           plugins: Sequence[str] = ()):
+    """``pyrovae sample``: ``n`` draws from the prior decoded to the means of p(x|z) (arrays
+    ``z``, ``mean``; for a conditional model ``y``), written to ``out`` (default RUN/outputs)
+    as ``samples.npz`` and, for images, ``samples.png``. Returns the
+    :class:`~pyrovae.commands.model_outputs.Outputs`."""
+    from .commands.sample import sample as command
+
+    return command(_folder(run), n, seed, label, out, device, _as_list(plugins, "plugins"))
+
+
+def reconstruct(run, split: str = "test", n: int = 64, points: Optional[Sequence[int]] = None, input_file=None,
+                out=None, device: str = "auto", plugins: Sequence[str] = ()):
+    """``pyrovae reconstruct``: the first ``n`` points of ``split`` (or ``points``, or the items of
+    ``input_file``) and their reconstructions (arrays ``x``, ``reconstruction``, ``index``)."""
+    from .commands.reconstruct import reconstruct as command
+
+    return command(_folder(run), split, n, None if points is None else list(points), input_file, out, device,
+                   _as_list(plugins, "plugins"))
+
+
+def encode(run, split: str = "test", n: Optional[int] = None, out=None, device: str = "auto",
+           plugins: Sequence[str] = ()):
+    """``pyrovae encode``: the location and scale of q(z|x) of every point of ``split`` (or the
+    first ``n``), arrays ``loc``, ``scale``, ``index`` and the labels ``y`` where there are any."""
+    from .commands.encode import encode as command
+
+    return command(_folder(run), split, n, out, device, _as_list(plugins, "plugins"))
+
+
+def interpolate(run, points: Sequence[int], split: str = "test", steps: int = 10, out=None, device: str = "auto",
+                plugins: Sequence[str] = ()):
+    """``pyrovae interpolate``: ``steps`` decoded points on the line between the means of q(z|x)
+    of each of ``points`` of ``split`` and the next (arrays ``z``, ``mean``, ``points``)."""
+    from .commands.interpolate import interpolate as command
+
+    return command(_folder(run), list(points), split, steps, out, device, _as_list(plugins, "plugins"))
+
+
+def export(run, out=None, plugins: Sequence[str] = ()) -> Path:
+    """``pyrovae export``: the encoder and decoder as TorchScript (``encoder.pt``, ``decoder.pt``)
+    with ``model.json``, loadable with ``torch.jit.load`` alone; returns the folder."""
+    from .commands.export import export as command
+
+    return command(_folder(run), out, _as_list(plugins, "plugins"))
 
 
 def _folder(run) -> Path:

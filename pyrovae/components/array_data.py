@@ -81,6 +81,14 @@ def _find(path: str) -> Path:
                        f"set data.path to a .npy or .npz file or a folder of images")
 
 
+def read_items(path) -> Split:
+    """The items of a ``.npy``/``.npz`` file (its ``x``, and its ``y`` as labels where it has one)
+    or a folder of images, read as ``data.path`` is: data to give a trained model."""
+    found = _find(str(path))
+    has_labels = found.is_file() and zipfile.is_zipfile(found) and "y.npy" in zipfile.ZipFile(found).namelist()
+    return _read(found, "x", "y" if has_labels else "")
+
+
 def _read(path: Path, x_key: str, y_key: str) -> Split:
     """The data and labels at ``path`` (cached while the file is unchanged)."""
     stat = path.stat()
