@@ -69,7 +69,7 @@ class Evaluation:
         return self.summary["log_marginal"]["mean"]
 
     def __repr__(self) -> str:
-        from .reports.evaluation_report import points_phrase
+        from .reports.evaluation_report import headline, points_phrase
 
         s = self.summary
         method = s.get("method", "is")
@@ -77,12 +77,16 @@ class Evaluation:
             how = f"K = {s['num_samples']}"
         else:
             how = f"{method.upper()}, {s['steps']} steps x {s['chains']} chains"
-        if method == "bdmc":
-            value = f"log p(x) between {s['lower']['mean']:.2f} and {s['upper']['mean']:.2f} nats"
-        else:
-            lp = s["log_marginal"]
-            value = f"log p(x) = {lp['mean']:.2f} ± {lp['std_error']:.2f} nats"
-        return f"Evaluation('{self.folder}': {s['split']} split, {points_phrase(s)}, {how}: {value})"
+        return f"Evaluation('{self.folder}': {s['split']} split, {points_phrase(s)}, {how}: {headline(s)})"
+
+    @property
+    def per_point(self) -> dict:
+        """The per-point results (the CSV file beside evaluation.json) as NumPy arrays by column."""
+        import numpy as np
+
+        path = self.folder / self.summary["per_point_file"]
+        table = np.genfromtxt(path, delimiter=",", names=True)
+        return {name: np.atleast_1d(table[name]) for name in table.dtype.names}
 
 
 class VarianceResult:
