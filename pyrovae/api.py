@@ -124,23 +124,28 @@ def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str
                result.data)
 
 
-def load(run) -> Run:
-    """The :class:`Run` in the folder ``run``, its VAE with the best-validation parameters."""
+def load(run, plugins: Sequence[str] = ()) -> Run:
+    """The :class:`Run` in the folder ``run``, its VAE with the best-validation parameters; extra
+    ``plugins`` are loaded first (a run folder carries copies of its own plugin files, but one
+    trained before it did may need its moved plugin named here)."""
+    from .plugins import load_plugins
     from .runs.checkpoint import CHECKPOINT, load_checkpoint
     from .runs.folder import stopped_early
     from .runs.loading import load_run
 
     folder = _folder(run)
+    load_plugins(_as_list(plugins, "plugins"))
     spec, vae = load_run(folder)
     state = load_checkpoint(folder / CHECKPOINT)
     return Run(folder, spec, vae, state["epoch"], state["best_valid_elbo"], stopped_early=stopped_early(state, spec))
 
 
 def evaluate(run, split: str = "test", num_samples: int = 5000, max_points: Optional[int] = None,
-             seed: int = 0, **options) -> Evaluation:
+             seed: int = 0, plugins: Sequence[str] = (), **options) -> Evaluation:
     """``pyrovae evaluate``: log p(x) of the run (a folder or a :class:`Run`) on ``split`` with
     its diagnostics, by importance sampling with IWAE bounds (the default), AIS or BDMC;
-    ``max_points`` evaluates a random subset chosen with ``seed``. Other ``options`` as the
+    ``max_points`` evaluates a random subset chosen with ``seed``; extra ``plugins`` are loaded
+    first. The per-point results are ``evaluation.per_point``. Other ``options`` as the
     command's flags, see :func:`pyrovae.evaluation.evaluate.evaluate_run` (``method`` "is",
     "ais" or "bdmc", ``steps``, ``chains``, ``leapfrog``, ``ais_start``, ``simulated``,
     ``proposal_scale``, ``proposal_df``, ``max_memory``, ``elbo_particles``, ``quadrature``,
@@ -148,13 +153,13 @@ def evaluate(run, split: str = "test", num_samples: int = 5000, max_points: Opti
     from .commands.evaluate import evaluate as command
 
     folder = _folder(run)
-    return Evaluation(folder, command(folder, split=split, num_samples=num_samples, max_points=max_points,
-                                           seed=seed, **options))
+    return Evaluation(folder, command(folder, plugins=_as_list(plugins, "plugins"), split=split,
+                                      num_samples=num_samples, max_points=max_points, seed=seed, **options))
 
 
 def variance(source, estimators: Union[str, Sequence[str]] = "pathwise,analytic_kl", draws: int = 1000,
              snapshots: Union[None, str, Sequence[int]] = None, out=None, overrides: Sequence[str] = (),
-             progress: bool = False, **options) -> VarianceResult:
+             progress: bool = False, plugins: Sequence[str] = (), **options) -> VarianceResult:
     """``pyrovae variance``: gradient variance, SNR, bias and cost of ``estimators`` (names,
     optionally ``name:key=value``) on a run (folder or :class:`Run`, at its latest checkpoint)
     or a config (at the epochs ``snapshots``, training in ``out``). Other ``options`` as the
@@ -171,15 +176,16 @@ def variance(source, estimators: Union[str, Sequence[str]] = "pathwise,analytic_
     if snapshots is not None and not isinstance(snapshots, str):
         snapshots = ",".join(str(s) for s in snapshots)
     folder, _ = command(source, estimators, snapshots, draws=draws, out=out,
-                        overrides=_as_list(overrides, "overrides"), progress=progress, **options)
+                        overrides=_as_list(overrides, "overrides"), progress=progress,
+                        plugins=_as_list(plugins, "plugins"), **options)
     return VarianceResult(folder, json.loads((folder / VARIANCE).read_text()))  # as saved: NaN is null
 
 
-def report(run) -> Path:
+def report(run, plugins: Sequence[str] = ()) -> Path:
     """``pyrovae report``: (re)write the run folder's figures and ``report.md``; return its path."""
     from .commands.report import report as command
 
-    return command(_folder(run))
+    return command(_folder(run), _as_list(plugins, "plugins"))
 
 
 def sweep(source, out=None, resume: bool = False, **options) -> list:

@@ -79,7 +79,7 @@ def bound_sizes(num_samples: int) -> List[int]:
 
 def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memory=DEFAULT_MAX_MEMORY,
                  max_points: Optional[int] = None, seed: int = 0, elbo_particles: int = 10,
-                 quadrature: bool = False, device: str = "cpu", progress: bool = False, method: str = "is",
+                 quadrature: bool = False, device: str = "auto", progress: bool = False, method: str = "is",
                  steps: int = 1000, chains: int = 16, leapfrog: int = DEFAULT_LEAPFROG, ais_start: str = "guide",
                  simulated: int = 100, proposal_scale: float = 1.0, proposal_df: Optional[float] = None,
                  sampler: Optional[Callable[..., ImportanceResult]] = None) -> dict:
@@ -111,12 +111,13 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         check_settings(steps, chains, leapfrog, ais_start, DEFAULT_TARGET_ACCEPT)
 
     spec, vae, checkpoint = load_run_and_checkpoint(run_dir, device)
+    on_cpu = next(vae.parameters()).device.type == "cpu"
     pyro.set_rng_seed(seed)
     x, y, subset = _split_data(spec, vae, split, simulated if method == "bdmc" else max_points, seed)
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
               "seed": seed, "checkpoint": checkpoint}
-    if sampler is not None and (method != "is" or split == "train" or device != "cpu"):
+    if sampler is not None and (method != "is" or split == "train" or not on_cpu):
         raise PyrovaeError("evaluation split over workers covers importance sampling (--method is) of the valid and "
                            "test splits on CPU; leave out --workers and --engine for this one")
     if method == "is":
