@@ -110,15 +110,27 @@ class VarianceResult:
 # ----------------------------------------------------------------------------- the commands
 
 def train(config: ConfigSource = "quickstart", out=None, overrides: Sequence[str] = (),
-          plugins: Sequence[str] = (), resume: bool = False, quiet: bool = False) -> Run:
+          plugins: Sequence[str] = (), resume: bool = False, quiet: bool = False, data=None, labels=None) -> Run:
     """``pyrovae train``: train the VAE ``config`` describes (a built-in name, a YAML/JSON
     file, a dict or an :class:`~pyrovae.spec.ExperimentSpec`; with ``resume`` a run folder)
     into the run folder ``out`` (default ``runs/<config name>``), with ``key=value``
-    ``overrides`` and extra ``plugins``; write its figures and report; return the :class:`Run`."""
+    ``overrides`` and extra ``plugins``; write its figures and report; return the :class:`Run`.
+
+    ``data`` trains on data in memory instead of the config's dataset: a tensor or array shaped
+    like the ``array`` dataset's (with integer ``labels``, or a pair ``(x, y)``), a torch
+    ``Dataset`` whose items are ``x`` or ``(x, y)``, or a ``DataLoader`` (its dataset). The run
+    folder keeps them (``data.npz``) and its config names that file, so the run resumes,
+    evaluates and reports from the folder alone; the config's ``array`` options (split
+    fractions, ``scale``) apply."""
     from .commands import train as command
 
+    if data is not None and resume:
+        raise PyrovaeError("a resumed run trains on the data its folder keeps; leave out data=")
+    _refuse_data_in_config(config)
     spec, folder = command.resolve_run(config, out, _as_list(overrides, "overrides"), _as_list(plugins, "plugins"),
                                        resume, quiet)
+    if data is not None:
+        spec = command.keep_data(spec, folder, data, labels)
     result = command.train(spec, folder, resume=resume)
     return Run(folder, spec, result.vae, result.epochs_done, result.best_valid_elbo, result.stopped_early,
                result.data)
@@ -254,6 +266,14 @@ def export(run, out=None, plugins: Sequence[str] = ()) -> Path:
     from .commands.export import export as command
 
     return command(_folder(run), out, _as_list(plugins, "plugins"))
+
+
+def _refuse_data_in_config(config) -> None:
+    """A tensor or array put in a config's ``data.path``: one line saying where data in memory go."""
+    path = (config.get("data") or {}).get("path", "") if isinstance(config, dict) else ""
+    if not isinstance(path, (str, Path)):
+        raise PyrovaeError(f"data.path names a file, got a {type(path).__name__}; give data in memory as "
+                           f"pyrovae.train(config, data=x, labels=y)")
 
 
 def _folder(run) -> Path:

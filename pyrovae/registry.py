@@ -224,33 +224,43 @@ def like_default(default: Any, value: Any, where: str) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        raise PyrovaeError(f"{where} must be true or false, got {value!r}")
+        raise PyrovaeError(f"{where} must be true or false, got {_brief(value)}")
     if isinstance(default, float):
         number = _number(value)
         if number is None or not math.isfinite(number):
-            raise PyrovaeError(f"{where} must be a finite number, got {value!r}")
+            raise PyrovaeError(f"{where} must be a finite number, got {_brief(value)}")
         return number
     if isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise PyrovaeError(f"{where} must be an integer, got {value!r}")
+        raise PyrovaeError(f"{where} must be an integer, got {_brief(value)}")
     if isinstance(default, str):
         if isinstance(value, str):
             return value
-        raise PyrovaeError(f"{where} must be a string, got {value!r} (quote it if YAML read it as another type)")
+        raise PyrovaeError(f"{where} must be a string, got {_brief(value)} (quote it if YAML read it as another type)")
     if isinstance(default, (list, tuple)):
         example = list(default)
         if not isinstance(value, (list, tuple)):
-            raise PyrovaeError(f"{where} must be a list like {example}, got {value!r}")
+            raise PyrovaeError(f"{where} must be a list like {example}, got {_brief(value)}")
         if not default:
             return list(value)
         items = [like_default(default[0], item, where) for item in value]
         if isinstance(default[0], int) and not isinstance(default[0], bool) and any(i < 1 for i in items):
-            raise PyrovaeError(f"{where} must be a list of positive sizes like {example}, got {value!r}")
+            raise PyrovaeError(f"{where} must be a list of positive sizes like {example}, got {_brief(value)}")
         return items
     return value
+
+
+def _brief(value: Any) -> str:
+    """``value`` as a message quotes it: its repr when short, else its type (and shape), so that
+    a tensor given as an option is one short line, not the whole tensor."""
+    text = repr(value)
+    if len(text) <= 80 and "\n" not in text:
+        return text
+    shape = getattr(value, "shape", None)
+    return f"a {type(value).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
 def _shown(value: Any) -> str:

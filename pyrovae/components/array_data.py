@@ -70,6 +70,50 @@ def array(*, path="", x="x", y="", valid_fraction=0.1, test_fraction=0.1, split_
     return Source(tuple(train.x.shape[1:]), num_classes, lambda root, allow_download: splits)
 
 
+def in_memory_arrays(data, labels=None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Data given in memory as NumPy arrays ``(x, y)`` (``y`` None without labels): a tensor or an
+    array (labels in ``labels``), a pair ``(x, y)``, a torch ``Dataset`` whose items are ``x`` or
+    ``(x, y)`` (all read once), or a ``DataLoader`` (its dataset). Values keep their dtype, so the
+    ``array`` dataset treats them as it treats a file (``uint8`` scaled to [0, 1] by default)."""
+    import torch.utils.data as tud
+
+    if isinstance(data, tud.DataLoader):
+        data = data.dataset
+    if isinstance(data, (tuple, list)) and len(data) == 2 and labels is None:
+        data, labels = data
+    if isinstance(data, tud.Dataset) and not torch.is_tensor(data):
+        data, found = _dataset_items(data)
+        labels = found if labels is None else labels
+    x = _numpy(data, "data")
+    y = None if labels is None else _numpy(labels, "labels")
+    return x, y
+
+
+def _dataset_items(dataset) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Every item of a map-style torch ``Dataset``, stacked: the data and (if items are pairs) labels."""
+    try:
+        items = [dataset[i] for i in range(len(dataset))]
+    except TypeError:
+        raise PyrovaeError("the dataset has no length or no indexing (an IterableDataset); give a map-style "
+                           "torch Dataset, a tensor or an array") from None
+    if not items:
+        raise PyrovaeError("the dataset is empty; give at least three items (training, validation and test)")
+    pairs = isinstance(items[0], (tuple, list))
+    x = torch.stack([torch.as_tensor(item[0] if pairs else item) for item in items])
+    y = torch.as_tensor([int(item[1]) for item in items]) if pairs and len(items[0]) > 1 else None
+    return x, y
+
+
+def _numpy(value, what: str) -> np.ndarray:
+    """A tensor or array-like as a NumPy array; anything else is a one-line error."""
+    if torch.is_tensor(value):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    raise PyrovaeError(f"the {what} must be a torch tensor, a NumPy array, a torch Dataset or a DataLoader, got "
+                       f"a {type(value).__name__}")
+
+
 def _find(path: str) -> Path:
     """``path`` itself if absolute, else in the working directory, else in the data root."""
     given = Path(path).expanduser()
