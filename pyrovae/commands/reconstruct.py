@@ -37,7 +37,7 @@ def reconstruct(run_dir, split: str = "test", n: int = 64, points: Optional[Sequ
     """Reconstructions of points of ``split`` (or of the items of the file ``input_file``)."""
     spec, vae = open_run(run_dir, device, plugins)
     if input_file is not None:
-        items = read_items(input_file)
+        items = read_items(input_file, spec.data.options.get("scale", "auto"))
         x, index, name = items.x, torch.arange(items.x.shape[0]), Path(input_file).stem
         y = None if not vae.num_classes else items.y
         if vae.num_classes and y is None:

@@ -293,6 +293,8 @@ def bits_per_dim(log_px: float, vae, x: torch.Tensor) -> Tuple[Optional[float], 
         return None, "not reported for binary data (nats per image are the convention)"
     if vae.likelihood.data_kind == "8bit":
         return -log_px / (d * math.log(2)), "-log2 p(x) / D, a probability over 256 levels per dimension"
+    if vae.likelihood.data_kind == "count":
+        return -log_px / (d * math.log(2)), "-log2 p(x) / D, a probability of integer counts per dimension"
     if DATA_KINDS["8bit"][0](x):
         return ((-log_px + d * math.log(255)) / (d * math.log(2)),
                 "(-log p(x) + D ln 255) / (D ln 2): the density of pixel values 0..255 (x = value / 255)")
