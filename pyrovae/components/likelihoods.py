@@ -237,20 +237,22 @@ class DiscretizedLogisticLikelihood(LocScale):
 
 
 class Poisson(Likelihood):
-    """Counts with rate ``min_rate + softplus(raw)`` from the decoder (the floor keeps log p(x)
-    finite where the rate would underflow to zero)."""
+    """Counts with rate ``min_rate + exp(raw)`` from the decoder: the log link, so that a step on
+    the decoder changes the rate in proportion, for counts of 1 and of 1000 alike (the floor
+    keeps log p(x) finite where the rate would underflow to zero; ``raw`` is capped at
+    :data:`MAX_LOG_RATE` so that it cannot overflow)."""
 
     data_kind = "count"
+    MAX_LOG_RATE = 30.0
 
     def __init__(self, min_rate: float):
         self.min_rate = min_rate
 
     def distribution(self, raw):
-        return dist.Poisson(self.min_rate + F.softplus(raw))
+        return dist.Poisson(self.min_rate + raw.clamp(max=self.MAX_LOG_RATE).exp())
 
     def raw_location(self, mean):
-        excess = (mean - self.min_rate).clamp_min(1e-3)
-        return excess + torch.log(-torch.expm1(-excess))  # softplus^-1, stable for large means
+        return (mean - self.min_rate).clamp_min(1e-3).log()
 
 
 class Binomial(Likelihood):
@@ -276,13 +278,13 @@ class Binomial(Likelihood):
 
 @LIKELIHOODS.register("poisson")
 def poisson(*, min_rate=1e-3):
-    """Poisson counts (non-negative integers, e.g. data.scale=none) with a rate from the decoder."""
+    """Poisson counts (non-negative integers, e.g. data.scale=none), log rate from the decoder."""
     return Poisson(_positive_option(min_rate, "min_rate"))
 
 
 @LIKELIHOODS.register("binomial")
-def binomial(*, total_count):
-    """Binomial counts out of total_count (e.g. 8-bit pixel values with data.scale=none and 255)."""
+def binomial(*, total_count=255):
+    """Binomial counts out of total_count trials (default 255: 8-bit pixel values with data.scale=none)."""
     if isinstance(total_count, bool) or not isinstance(total_count, int) or total_count < 1:
         raise PyrovaeError(f"model.likelihood.total_count must be a positive integer, got {total_count!r}")
     return Binomial(total_count)
