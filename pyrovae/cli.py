@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from . import __version__
 from .commands import (
+    config,
     encode,
     evaluate,
     export,
@@ -29,7 +30,7 @@ from .errors import PyrovaeError, PyrovaeWarning
 from .runs.inputs import changed_inputs_allowed
 
 # The subcommands in the order ``pyrovae --help`` lists them; each module adds its own.
-COMMANDS = [listing, train, evaluate, variance, sweep, report, reproduce, posterior, sample, reconstruct, encode,
+COMMANDS = [listing, config, train, evaluate, variance, sweep, report, reproduce, posterior, sample, reconstruct, encode,
             interpolate, export]
 
 

@@ -110,7 +110,7 @@ class Registry:
 
     def register(self, name: str, description: Optional[str] = None):
         """Decorator adding a factory under ``name``; the description defaults to the
-        first line of the factory's docstring. A name is registered once."""
+        first paragraph of the factory's docstring. A name is registered once."""
 
         def add(factory):
             if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
@@ -119,7 +119,7 @@ class Registry:
             if name in self._entries:
                 raise PyrovaeError(f"{self.kind} '{name}' is already registered "
                                    f"({self._entries[name].origin}); choose another name")
-            doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+            doc = description or first_paragraph(inspect.getdoc(factory) or "")
             self._entries[name] = Entry(name, factory, doc, _origin.get())
             return factory
 
@@ -212,6 +212,12 @@ class Registry:
         return chosen
 
 
+def first_paragraph(doc: str) -> str:
+    """The first paragraph of a docstring as one line: what ``pyrovae list`` shows of a part,
+    whole sentences however the docstring wraps them."""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
 def like_default(default: Any, value: Any, where: str) -> Any:
     """``value`` checked against the type of the option's ``default``, so a wrong value is a
     one-line error here rather than a traceback from deep inside a factory: a float default
@@ -291,7 +297,7 @@ def register(family: str, name: str, description: Optional[str] = None):
     keyword-only arguments as the options a config may set (one without a default is required:
     a config that leaves it out is refused, naming it). Option values are checked against
     each default's type (float, int, bool, str); check ranges yourself and raise
-    :class:`pyrovae.PyrovaeError` with a message saying what to do. The first line of the
+    :class:`pyrovae.PyrovaeError` with a message saying what to do. The first paragraph of the
     docstring is what ``pyrovae list`` shows. What each family's factory must return:
 
     - ``prior``, inputs ``latent_dim``, ``encode``, ``data_shape``: an ``nn.Module`` whose call

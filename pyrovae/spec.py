@@ -356,24 +356,26 @@ def _to_plain(obj: Any) -> Any:
 
 # ----------------------------------------------------------------------------- validation
 
-def validate(spec: ExperimentSpec) -> None:
-    """Check every value the registries and the loop will rely on, and fill in each
-    component's default options so the saved config says everything; raise PyrovaeError."""
+def component_registries() -> List[Tuple[str, Any]]:
+    """Each swappable part's config key (``model.prior``) and the registry its names come from."""
     from .components import LIKELIHOODS, NETWORKS, PRIORS
-    from .components.datasets import DATASETS
     from .inference.estimators import ESTIMATORS
     from .inference.optim import LR_SCHEDULES, OPTIMIZERS
 
+    return [("model.prior", PRIORS), ("model.likelihood", LIKELIHOODS), ("model.encoder", NETWORKS),
+            ("model.decoder", NETWORKS), ("train.optimizer", OPTIMIZERS), ("train.lr_schedule", LR_SCHEDULES),
+            ("train.estimator", ESTIMATORS)]
+
+
+def validate(spec: ExperimentSpec) -> None:
+    """Check every value the registries and the loop will rely on, and fill in each
+    component's default options so the saved config says everything; raise PyrovaeError."""
+    from .components.datasets import DATASETS
+
     spec.data.options = DATASETS.resolve_options(spec.data.name, spec.data.options, "data")
-    for where, registry, component in [
-        ("model.prior", PRIORS, spec.model.prior),
-        ("model.likelihood", LIKELIHOODS, spec.model.likelihood),
-        ("model.encoder", NETWORKS, spec.model.encoder),
-        ("model.decoder", NETWORKS, spec.model.decoder),
-        ("train.optimizer", OPTIMIZERS, spec.train.optimizer),
-        ("train.lr_schedule", LR_SCHEDULES, spec.train.lr_schedule),
-        ("train.estimator", ESTIMATORS, spec.train.estimator),
-    ]:
+    for where, registry in component_registries():
+        section, part = where.split(".")
+        component = getattr(getattr(spec, section), part)
         component.options = registry.resolve_options(component.name, component.options, where)
     if spec.data.binarize not in BINARIZE_CHOICES:
         raise PyrovaeError(f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, "

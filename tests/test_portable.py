@@ -97,6 +97,6 @@ def test_every_command_opening_a_run_or_a_config_takes_plugin(tmp_path, one_thre
 
     parser = build_parser()
     for command in ("train", "evaluate", "variance", "report", "posterior", "sample", "reconstruct", "encode",
-                    "interpolate", "export", "list"):
+                    "interpolate", "export", "list", "config"):
         sub = parser._subparsers._group_actions[0].choices[command]
         assert any("--plugin" in action.option_strings for action in sub._actions), command

@@ -276,20 +276,6 @@ class Binomial(Likelihood):
         return super().raw_location(mean / self.total_count)
 
 
-@LIKELIHOODS.register("poisson")
-def poisson(*, min_rate=1e-3):
-    """Poisson counts (non-negative integers, e.g. data.scale=none), log rate from the decoder."""
-    return Poisson(_positive_option(min_rate, "min_rate"))
-
-
-@LIKELIHOODS.register("binomial")
-def binomial(*, total_count=255):
-    """Binomial counts out of total_count trials (default 255: 8-bit pixel values with data.scale=none)."""
-    if isinstance(total_count, bool) or not isinstance(total_count, int) or total_count < 1:
-        raise PyrovaeError(f"model.likelihood.total_count must be a positive integer, got {total_count!r}")
-    return Binomial(total_count)
-
-
 @LIKELIHOODS.register("bernoulli")
 def bernoulli():
     """Bernoulli with logits from the decoder, for binary data."""
@@ -325,3 +311,17 @@ def laplace(*, mean_activation="sigmoid", min_scale=1e-2):
 def discretized_logistic(*, mean_activation="sigmoid", min_scale=1e-3):
     """Logistic discretized to 256 levels, for 8-bit images scaled to [0, 1]."""
     return DiscretizedLogisticLikelihood(mean_activation, _positive_option(min_scale, "min_scale"))
+
+
+@LIKELIHOODS.register("poisson")
+def poisson(*, min_rate=1e-3):
+    """Poisson counts (non-negative integers, e.g. data.scale=none), log rate from the decoder."""
+    return Poisson(_positive_option(min_rate, "min_rate"))
+
+
+@LIKELIHOODS.register("binomial")
+def binomial(*, total_count=255):
+    """Binomial counts out of total_count trials (default 255: 8-bit pixel values with data.scale=none)."""
+    if isinstance(total_count, bool) or not isinstance(total_count, int) or total_count < 1:
+        raise PyrovaeError(f"model.likelihood.total_count must be a positive integer, got {total_count!r}")
+    return Binomial(total_count)

@@ -13,7 +13,6 @@ checkpoint has been checked against it and an epoch has finished with it.
 """
 
 import math
-import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -48,6 +47,7 @@ from ..runs.loading import TrainResult, build_vae, resolve_device
 from ..runs.random_state import random_state, restore_random_state
 from ..spec import ExperimentSpec
 from .first_batch import check_first_batch
+from .progress import progress_bar
 from .tensorboard_log import open_log
 
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
@@ -159,8 +159,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                 lr_factor_in_use = factor
             order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
             order = order.to(device)
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",
-                       disable=not (spec.train.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
+            bar = progress_bar(range(steps_per_epoch), spec.train.progress, desc=f"epoch {epoch + 1}/{spec.train.epochs}",
+                               leave=False)
             epoch_loss, seen, weight = 0.0, 0, 1.0
             for i in bar:
                 idx = order[i * batch:(i + 1) * batch]
