@@ -46,9 +46,9 @@ def test_importance_sampling_writes_each_points_estimate_error_ess_and_khat(line
     assert "`evaluation_test.csv`" in report
     if s["log_marginal"]["mc_error_trusted"]:
         assert "Monte Carlo error (of the sampling) per point (mean) / of the mean" in report
-        assert "(standard error over data points; Monte Carlo error of the mean" in repr(ev)
+        assert "(± over data points; Monte Carlo error " in repr(ev)
     else:  # too many unreliable points (k-hat > 0.7): no Monte Carlo error is given
-        assert "(standard error over data points; Monte Carlo error not known)" in repr(ev)
+        assert "(± over data points; Monte Carlo error unknown)" in repr(ev)
 
 
 def test_ais_and_bdmc_write_theirs_too(linear_run):

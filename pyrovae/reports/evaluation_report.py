@@ -20,13 +20,13 @@ OVER_POINTS = "standard error over data points"  # how ± is labelled: the data'
 
 def headline(s: dict) -> str:
     """log p(x) in one line, the two errors told apart: ``log p(x) = -100.10 ± 0.57 nats
-    (standard error over data points; Monte Carlo error of the mean 0.012)``."""
+    (± over data points; Monte Carlo error 0.012)`` (that of the mean)."""
     if s.get("method", "is") == "bdmc":
         return f"log p(x) between {s['lower']['mean']:.2f} and {s['upper']['mean']:.2f} nats"
     lp = s["log_marginal"]
-    mc = (f"Monte Carlo error of the mean {lp['mc_error_of_mean']:.2g}" if lp.get("mc_error_trusted", True)
-          else "Monte Carlo error not known")
-    return f"log p(x) = {lp['mean']:.2f} ± {lp['std_error']:.2f} nats ({OVER_POINTS}; {mc})"
+    mc = (f"Monte Carlo error {lp['mc_error_of_mean']:.2g}" if lp.get("mc_error_trusted", True)
+          else "Monte Carlo error unknown")
+    return f"log p(x) = {lp['mean']:.2f} ± {lp['std_error']:.2f} nats (± over data points; {mc})"
 
 
 def points_phrase(s: dict) -> str:
