@@ -10,12 +10,28 @@ import warnings
 from typing import List, Optional
 
 from . import __version__
-from .commands import evaluate, listing, posterior, report, reproduce, sweep, train, variance
+from .commands import (
+    config,
+    encode,
+    evaluate,
+    export,
+    interpolate,
+    listing,
+    posterior,
+    reconstruct,
+    report,
+    reproduce,
+    sample,
+    sweep,
+    train,
+    variance,
+)
 from .errors import PyrovaeError, PyrovaeWarning
 from .runs.inputs import changed_inputs_allowed
 
 # The subcommands in the order ``pyrovae --help`` lists them; each module adds its own.
-COMMANDS = [listing, train, evaluate, variance, sweep, report, reproduce, posterior]
+COMMANDS = [listing, config, train, evaluate, variance, sweep, report, reproduce, posterior, sample, reconstruct, encode,
+            interpolate, export]
 
 
 def build_parser() -> argparse.ArgumentParser:

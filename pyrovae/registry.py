@@ -110,7 +110,7 @@ class Registry:
 
     def register(self, name: str, description: Optional[str] = None):
         """Decorator adding a factory under ``name``; the description defaults to the
-        first line of the factory's docstring. A name is registered once."""
+        first paragraph of the factory's docstring. A name is registered once."""
 
         def add(factory):
             if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
@@ -119,7 +119,7 @@ class Registry:
             if name in self._entries:
                 raise PyrovaeError(f"{self.kind} '{name}' is already registered "
                                    f"({self._entries[name].origin}); choose another name")
-            doc = description or (inspect.getdoc(factory) or "").split("\n")[0]
+            doc = description or first_paragraph(inspect.getdoc(factory) or "")
             self._entries[name] = Entry(name, factory, doc, _origin.get())
             return factory
 
@@ -212,6 +212,12 @@ class Registry:
         return chosen
 
 
+def first_paragraph(doc: str) -> str:
+    """The first paragraph of a docstring as one line: what ``pyrovae list`` shows of a part,
+    whole sentences however the docstring wraps them."""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
 def like_default(default: Any, value: Any, where: str) -> Any:
     """``value`` checked against the type of the option's ``default``, so a wrong value is a
     one-line error here rather than a traceback from deep inside a factory: a float default
@@ -224,33 +230,43 @@ def like_default(default: Any, value: Any, where: str) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        raise PyrovaeError(f"{where} must be true or false, got {value!r}")
+        raise PyrovaeError(f"{where} must be true or false, got {_brief(value)}")
     if isinstance(default, float):
         number = _number(value)
         if number is None or not math.isfinite(number):
-            raise PyrovaeError(f"{where} must be a finite number, got {value!r}")
+            raise PyrovaeError(f"{where} must be a finite number, got {_brief(value)}")
         return number
     if isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise PyrovaeError(f"{where} must be an integer, got {value!r}")
+        raise PyrovaeError(f"{where} must be an integer, got {_brief(value)}")
     if isinstance(default, str):
         if isinstance(value, str):
             return value
-        raise PyrovaeError(f"{where} must be a string, got {value!r} (quote it if YAML read it as another type)")
+        raise PyrovaeError(f"{where} must be a string, got {_brief(value)} (quote it if YAML read it as another type)")
     if isinstance(default, (list, tuple)):
         example = list(default)
         if not isinstance(value, (list, tuple)):
-            raise PyrovaeError(f"{where} must be a list like {example}, got {value!r}")
+            raise PyrovaeError(f"{where} must be a list like {example}, got {_brief(value)}")
         if not default:
             return list(value)
         items = [like_default(default[0], item, where) for item in value]
         if isinstance(default[0], int) and not isinstance(default[0], bool) and any(i < 1 for i in items):
-            raise PyrovaeError(f"{where} must be a list of positive sizes like {example}, got {value!r}")
+            raise PyrovaeError(f"{where} must be a list of positive sizes like {example}, got {_brief(value)}")
         return items
     return value
+
+
+def _brief(value: Any) -> str:
+    """``value`` as a message quotes it: its repr when short, else its type (and shape), so that
+    a tensor given as an option is one short line, not the whole tensor."""
+    text = repr(value)
+    if len(text) <= 80 and "\n" not in text:
+        return text
+    shape = getattr(value, "shape", None)
+    return f"a {type(value).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
 
 
 def _shown(value: Any) -> str:
@@ -281,7 +297,7 @@ def register(family: str, name: str, description: Optional[str] = None):
     keyword-only arguments as the options a config may set (one without a default is required:
     a config that leaves it out is refused, naming it). Option values are checked against
     each default's type (float, int, bool, str); check ranges yourself and raise
-    :class:`pyrovae.PyrovaeError` with a message saying what to do. The first line of the
+    :class:`pyrovae.PyrovaeError` with a message saying what to do. The first paragraph of the
     docstring is what ``pyrovae list`` shows. What each family's factory must return:
 
     - ``prior``, inputs ``latent_dim``, ``encode``, ``data_shape``: an ``nn.Module`` whose call

@@ -160,10 +160,12 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
                 overrides: Sequence[str] = (), plugins: Sequence[str] = ()) -> ExperimentSpec:
     """Load a config (file, run folder, built-in name or dict), apply ``key=value``
     overrides, load its plugins and ``plugins`` (recorded in the spec by absolute path), and
-    validate it against the registries."""
+    validate it against the registries. In a run folder's config, relative paths (its plugin
+    copies, data kept in the folder) are the folder's own: found there first, wherever the
+    folder lies (:mod:`pyrovae.runs.portable`)."""
     from .plugins import load_plugins
 
-    config_dir = None
+    config_dir, run_folder = None, not isinstance(source, dict) and Path(source).is_dir()
     if isinstance(source, dict):
         raw = source
     else:
@@ -179,8 +181,10 @@ def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
             raise PyrovaeError(f"config {path} must be a mapping of keys to values")
     spec = _build(ExperimentSpec, raw, "")
     apply_overrides(spec, overrides)
-    spec.plugins = load_plugins([*spec.plugins, *plugins], config_dir)
-    _resolve_data_paths(spec.data, config_dir)
+    # the extra plugins first: one may stand in for a moved plugin file of the same name
+    load_plugins(plugins, config_dir)
+    spec.plugins = load_plugins([*spec.plugins, *plugins], config_dir, run_folder)
+    _resolve_data_paths(spec.data, config_dir, run_folder)
     validate(spec)
     return spec
 
@@ -190,14 +194,16 @@ def config_text(spec: ExperimentSpec) -> str:
     return yaml.safe_dump(spec.to_dict(), sort_keys=False)
 
 
-def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path]) -> None:
+def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path], config_dir_first: bool = False) -> None:
     """Make data options named ``path`` or ``*_path`` absolute where the file is found relative
-    to the working directory or the config's folder, so the run folder's config finds it from
-    anywhere (paths not found there are left for the dataset to look up, e.g. in the data root)."""
+    to the working directory or the config's folder (that first with ``config_dir_first``: a run
+    folder's own files), so the run folder's config finds it from anywhere (paths not found
+    there are left for the dataset to look up, e.g. in the data root)."""
     for key, value in data.options.items():
         if (key == "path" or key.endswith("_path")) and isinstance(value, str) and value:
             given = Path(value).expanduser()
-            for base in ([] if given.is_absolute() else [Path.cwd(), config_dir]):
+            bases = [config_dir, Path.cwd()] if config_dir_first else [Path.cwd(), config_dir]
+            for base in ([] if given.is_absolute() else bases):
                 if base is not None and (base / given).exists():
                     data.options[key] = str((base / given).resolve())
                     break
@@ -365,25 +371,26 @@ def _to_plain(obj: Any) -> Any:
 
 # ----------------------------------------------------------------------------- validation
 
-def validate(spec: ExperimentSpec) -> None:
-    """Check every value the registries and the loop will rely on, and fill in each
-    component's default options so the saved config says everything; raise PyrovaeError."""
+def component_registries() -> List[Tuple[str, Any]]:
+    """Each swappable part's config key (``model.prior``) and the registry its names come from."""
     from .components import GUIDES, LIKELIHOODS, NETWORKS, PRIORS
-    from .components.datasets import DATASETS
     from .inference.estimators import ESTIMATORS
     from .inference.optim import LR_SCHEDULES, OPTIMIZERS
 
+    return [("model.prior", PRIORS), ("model.likelihood", LIKELIHOODS), ("model.encoder", NETWORKS),
+            ("model.decoder", NETWORKS), ("model.guide", GUIDES), ("train.optimizer", OPTIMIZERS),
+            ("train.lr_schedule", LR_SCHEDULES), ("train.estimator", ESTIMATORS)]
+
+
+def validate(spec: ExperimentSpec) -> None:
+    """Check every value the registries and the loop will rely on, and fill in each
+    component's default options so the saved config says everything; raise PyrovaeError."""
+    from .components.datasets import DATASETS
+
     spec.data.options = DATASETS.resolve_options(spec.data.name, spec.data.options, "data")
-    for where, registry, component in [
-        ("model.prior", PRIORS, spec.model.prior),
-        ("model.likelihood", LIKELIHOODS, spec.model.likelihood),
-        ("model.encoder", NETWORKS, spec.model.encoder),
-        ("model.decoder", NETWORKS, spec.model.decoder),
-        ("model.guide", GUIDES, spec.model.guide),
-        ("train.optimizer", OPTIMIZERS, spec.train.optimizer),
-        ("train.lr_schedule", LR_SCHEDULES, spec.train.lr_schedule),
-        ("train.estimator", ESTIMATORS, spec.train.estimator),
-    ]:
+    for where, registry in component_registries():
+        section, part = where.split(".")
+        component = getattr(getattr(spec, section), part)
         component.options = registry.resolve_options(component.name, component.options, where)
     if spec.data.binarize not in BINARIZE_CHOICES:
         raise PyrovaeError(f"data.binarize must be one of {', '.join(BINARIZE_CHOICES)}, "

@@ -45,7 +45,7 @@ def test_evaluate_a_random_subset_and_say_which(tmp_path, one_thread):
     exact = LinearGaussian.from_vae(run.vae).log_marginal(run.data.test.x[indices]).mean()
     assert ev["reference"]["mean"] == pytest.approx(float(exact), rel=1e-5)
     text = repr(ev)
-    assert "20 of 60 points chosen at random (seed 3" in text and len(text) < 250
+    assert "20 of 60 points chosen at random (seed 3" in text and len(text) < 300
     report = (tmp_path / "run" / "report.md").read_text()
     assert "### test split: 20 of 60 points chosen at random (seed 3; their indices are in evaluation.json)" in report
     everything = pyrovae.evaluate(run, num_samples=50, elbo_particles=2)
@@ -73,7 +73,7 @@ def test_api_mistakes_are_one_line_errors(tmp_path):
 def test_every_evaluation_method_prints_a_one_line_summary(tmp_path):
     subset = {"chosen": "all", "of": 3}
     common = {"split": "test", "num_points": 3, "subset": subset}
-    estimate = {"mean": -90.123, "std_error": 0.456}
+    estimate = {"mean": -90.123, "std_error": 0.456, "mc_error_of_mean": 0.0123}
     shown = {
         "is": repr(Evaluation(tmp_path, {**common, "method": "is", "num_samples": 500, "log_marginal": estimate})),
         "ais": repr(Evaluation(tmp_path, {**common, "method": "ais", "steps": 200, "chains": 16,
@@ -81,7 +81,11 @@ def test_every_evaluation_method_prints_a_one_line_summary(tmp_path):
         "bdmc": repr(Evaluation(tmp_path, {**common, "method": "bdmc", "split": "simulated", "steps": 100, "chains": 4,
                                            "lower": {"mean": -91.5}, "upper": {"mean": -91.25}})),
     }
-    assert "K = 500: log p(x) = -90.12 ± 0.46 nats" in shown["is"]
-    assert "AIS, 200 steps x 16 chains: log p(x) = -90.12 ± 0.46 nats" in shown["ais"]
+    both = "log p(x) = -90.12 ± 0.46 nats (± over data points; Monte Carlo error 0.012)"
+    assert f"K = 500: {both}" in shown["is"]
+    assert f"AIS, 200 steps x 16 chains: {both}" in shown["ais"]
+    untrusted = {**estimate, "mc_error_trusted": False}
+    assert "(± over data points; Monte Carlo error unknown)" in repr(
+        Evaluation(tmp_path, {**common, "method": "is", "num_samples": 500, "log_marginal": untrusted}))
     assert "BDMC, 100 steps x 4 chains: log p(x) between -91.50 and -91.25 nats" in shown["bdmc"]
     assert all("\n" not in text and "all 3 points" in text for text in shown.values())

@@ -74,6 +74,8 @@ def test_kl_weight_scales_exactly_the_kl_term(mnist_data):
 
 
 def _training_data(likelihood, mnist_data, frey):
+    if LIKELIHOODS.build(likelihood).data_kind == "count":  # Frey faces' 8-bit pixel values as counts
+        return (frey.train.x[:200] * 255).round().float()
     return (mnist_data.train.x[:200] if likelihood == "bernoulli" else frey.train.x[:200]).float()
 
 

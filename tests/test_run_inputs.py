@@ -65,23 +65,33 @@ def _one_line_error(capsys, argv) -> str:
 
 
 def test_the_run_records_the_sha256_of_its_plugin_and_data_file(run):
+    """The plugin by the name of its copy in the run folder (which the run loads), the data file
+    (outside the folder) by its absolute path."""
     import hashlib
 
     recorded = json.loads((run / "inputs.json").read_text())["sha256"]
-    for kind, name in (("plugins", "scaled.py"), ("data", "data.npy")):
-        path = run.parent / name
-        assert recorded[kind] == {str(path): hashlib.sha256(path.read_bytes()).hexdigest()}
+    for kind, key, path in (("plugins", "plugins/scaled.py", run.parent / "scaled.py"),
+                            ("data", str(run.parent / "data.npy"), run.parent / "data.npy")):
+        assert recorded[kind] == {key: hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def test_the_run_loads_its_copy_of_the_plugin_not_the_file_it_was_trained_from(run):
+    assert main(EVALUATE) == 0
+    trained = _log_px(run)
+    (run.parent / "scaled.py").write_text(PRIOR.format(scale=10.0))  # the original edited: the run is unaffected
+    assert main(EVALUATE) == 0
+    assert _log_px(run) == trained
 
 
 def test_a_plugin_changed_after_training_is_refused_by_every_command_unless_allowed(run, capsys):
     assert main(EVALUATE) == 0
     trained = _log_px(run)
-    (run.parent / "scaled.py").write_text(PRIOR.format(scale=10.0))
+    (run / "plugins" / "scaled.py").write_text(PRIOR.format(scale=10.0))
     commands = [EVALUATE, ["train", "run", "--resume", "--set", "train.epochs=2"], ["report", "run"],
                 ["variance", "run", "--draws", "4", "--batch-size", "20"]]
     for argv in commands:
         err = _one_line_error(capsys, argv)
-        assert f"plugin {run.parent / 'scaled.py'} changed since " in err and "run was trained" in err
+        assert "run/plugins/scaled.py changed since " in err and "run was trained" in err
         assert "--allow-changed-inputs" in err
     assert _log_px(run) == trained  # nothing was overwritten
     assert main([*EVALUATE, "--allow-changed-inputs"]) == 0
@@ -100,11 +110,11 @@ def test_a_data_file_changed_after_training_is_refused(run, capsys):
 
 def test_a_run_without_recorded_inputs_still_opens(run, capsys):
     (run / "inputs.json").unlink()
-    (run.parent / "scaled.py").write_text(PRIOR.format(scale=3.0))
+    (run / "plugins" / "scaled.py").write_text(PRIOR.format(scale=3.0))
     assert main(EVALUATE) == 0
     assert main(["train", "run", "--resume", "--set", "train.epochs=2"]) == 0
     assert (run / "inputs.json").is_file()  # recorded from now on, with the plugin as the resume used it
-    (run.parent / "scaled.py").write_text(PRIOR.format(scale=1.0))
+    (run / "plugins" / "scaled.py").write_text(PRIOR.format(scale=1.0))
     assert "changed since run was trained" in _one_line_error(capsys, EVALUATE)
 
 
@@ -126,7 +136,7 @@ def test_a_resume_by_the_training_engine_refuses_a_changed_plugin_and_keeps_the_
     from pyrovae.training.train import train
 
     recorded = (run / "inputs.json").read_text()
-    (run.parent / "scaled.py").write_text(PRIOR.format(scale=3.0))
+    (run / "plugins" / "scaled.py").write_text(PRIOR.format(scale=3.0))
     forget_plugins()
     spec = load_config(run, ["train.epochs=2"])
     with pytest.raises(PyrovaeError, match="scaled.py changed since"):
@@ -148,7 +158,7 @@ def test_workers_are_handed_the_permission_to_open_changed_inputs(run):
     with changed_inputs_allowed():
         assert job_task(sweep, run.parent, plan, None)["allow_changed_inputs"] is True
 
-    (run.parent / "scaled.py").write_text(PRIOR.format(scale=3.0))
+    (run / "plugins" / "scaled.py").write_text(PRIOR.format(scale=3.0))
     forget_plugins()
     task = {"run_dir": str(run), "split": "test", "indices": [0, 1], "num_samples": 4, "bounds": [1],
             "max_memory": 2 ** 26, "proposal": (1.0, None), "seed": 0}

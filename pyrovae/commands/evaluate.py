@@ -5,20 +5,24 @@ its options as flags), then write the Evaluation section of the report
 import json
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from ..components.datasets import SPLITS
 from ..evaluation.ais import DEFAULT_LEAPFROG, STARTS
 from ..evaluation.chunking import DEFAULT_MAX_MEMORY
 from ..evaluation.evaluate import METHODS, EvaluationNotSaved, evaluate_run
+from ..plugins import load_plugins
 from ..reports.evaluation_report import print_summary, write_evaluation_report
 from ..runs.evaluations import EVALUATION, SECTION
 from ..sweeps.split_evaluation import SplitSampler
-from .options import add_changed_inputs_option
+from .options import add_changed_inputs_option, add_device_option, add_plugin_option
 
 
-def evaluate(run_dir, **options) -> dict:
-    """Evaluate the run in ``run_dir`` (``options`` as :func:`~pyrovae.evaluation.evaluate.evaluate_run`'s),
-    then draw the summary's figure and rewrite the report's Evaluation section; return the summary."""
+def evaluate(run_dir, plugins: Sequence[str] = (), **options) -> dict:
+    """Evaluate the run in ``run_dir`` (``options`` as :func:`~pyrovae.evaluation.evaluate.evaluate_run`'s)
+    with extra ``plugins`` loaded first, then draw the summary's figure and rewrite the report's
+    Evaluation section; return the summary."""
+    load_plugins(plugins)
     summary = evaluate_run(run_dir, **options)
     write_evaluation_report(Path(run_dir), drawn=[summary])
     return summary
@@ -29,13 +33,13 @@ def _command(args) -> None:
     if any(value is not None for value in (args.engine, args.workers, args.address, args.threads)):
         sampler = SplitSampler(args.engine or "local", args.workers, args.address, args.threads)
     try:
-        summary = evaluate(args.run, split=args.split, num_samples=args.num_samples, max_memory=args.max_memory,
-                               max_points=args.max_points, seed=args.seed, elbo_particles=args.elbo_particles,
-                               quadrature=args.quadrature, device=args.device,
-                               progress=not args.quiet and sys.stderr.isatty(),  # no bar in a log file
-                               method=args.method, steps=args.steps, chains=args.chains, leapfrog=args.leapfrog,
-                               ais_start=args.ais_start, simulated=args.simulated,
-                               proposal_scale=args.proposal_scale, proposal_df=args.proposal_df, sampler=sampler)
+        summary = evaluate(args.run, plugins=args.plugin, split=args.split, num_samples=args.num_samples,
+                           max_memory=args.max_memory, max_points=args.max_points, seed=args.seed,
+                           elbo_particles=args.elbo_particles, quadrature=args.quadrature, device=args.device,
+                           progress=not args.quiet and sys.stderr.isatty(),  # no bar in a log file
+                           method=args.method, steps=args.steps, chains=args.chains, leapfrog=args.leapfrog,
+                           ais_start=args.ais_start, simulated=args.simulated,
+                           proposal_scale=args.proposal_scale, proposal_df=args.proposal_df, sampler=sampler)
     except EvaluationNotSaved as exc:  # nothing computed is lost: print all of it, then the error
         print_summary(exc.summary)
         print("full results (evaluation.json could not be written):")
@@ -81,7 +85,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--simulated", type=int, default=100, metavar="N",
                    help="BDMC: number of data points simulated from the model (default 100)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_device_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     parallel = p.add_argument_group("data-parallel importance sampling (the engines of 'pyrovae sweep'; the same "
                                      "results as one process for the same seed and threads per worker)")
@@ -91,5 +95,6 @@ def add_command(subparsers) -> None:
     parallel.add_argument("--threads", type=int, metavar="T", help="torch threads per worker (default: cores / "
                                                                   "workers locally, 1 on Ray)")
     parallel.add_argument("--address", metavar="ADDR", help="the Ray cluster (auto: the one 'ray start' made here)")
+    add_plugin_option(p)
     add_changed_inputs_option(p)
     p.set_defaults(func=_command)

@@ -13,3 +13,18 @@ def add_changed_inputs_option(parser) -> None:
     its recorded inputs, :mod:`pyrovae.runs.inputs`)."""
     parser.add_argument("--allow-changed-inputs", action="store_true",
                         help="open a run even if a plugin or data file changed since it was trained (see its inputs.json)")
+
+
+def add_device_option(parser) -> None:
+    """``--device``, with the default training has: ``auto`` (a GPU where there is one)."""
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto: a GPU if there "
+                                                         "is one, as for training)")
+
+
+def add_model_output_options(parser, what: str) -> None:
+    """The run folder and options of the commands that use a trained model and write ``what``."""
+    parser.add_argument("run", help="a run folder written by 'pyrovae train'")
+    parser.add_argument("--out", help=f"folder for {what} (default RUN/outputs)")
+    add_device_option(parser)
+    add_plugin_option(parser)
+    add_changed_inputs_option(parser)

@@ -15,7 +15,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -23,11 +23,12 @@ from ..components.datasets import SPLITS, load_data
 from ..errors import PyrovaeError, did_you_mean, seed_value
 from ..evaluation.chunking import DEFAULT_MAX_MEMORY, parse_memory
 from ..evaluation.posterior import inspect_posterior
+from ..plugins import load_plugins
 from ..reports.posterior_report import REPORT, RESULTS, write_posterior_report
 from ..runs.files import make_folder, write_atomic
 from ..runs.folder import check_output_folder
 from ..runs.loading import load_run
-from .options import add_changed_inputs_option
+from .options import add_changed_inputs_option, add_device_option, add_plugin_option
 
 
 def parse_points(text: str) -> List[int]:
@@ -117,9 +118,11 @@ def _earlier_output(folder: Path) -> bool:
 
 def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: Optional[str] = "nuts",
                 num_samples: int = 1000, warmup_steps: int = 500, svi_steps: int = 2000, elbo_samples: int = 1000,
-                is_samples: int = 5000, seed: int = 0, max_memory=DEFAULT_MAX_MEMORY, device: str = "cpu") -> dict:
-    """Inspect the posterior of the run in ``run_dir`` at data points ``points`` of ``split``;
-    write figures, ``posterior.json`` and ``report.md`` into ``out_dir``; return the summary."""
+                is_samples: int = 5000, seed: int = 0, max_memory=DEFAULT_MAX_MEMORY, device: str = "auto",
+                plugins: Sequence[str] = ()) -> dict:
+    """Inspect the posterior of the run in ``run_dir`` at data points ``points`` of ``split`` (with
+    extra ``plugins`` loaded first); write figures, ``posterior.json`` and ``report.md`` into
+    ``out_dir``; return the summary."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
         raise PyrovaeError(f"no run folder {run_dir}; train one with 'pyrovae train CONFIG --out {run_dir}'")
@@ -130,6 +133,7 @@ def inspect_run(run_dir, points: List[int], out_dir, split: str = "test", mcmc: 
     seed_value(seed, "--seed")
     check_out_folder(out_dir)
     max_memory = parse_memory(max_memory)
+    load_plugins(plugins)
     spec, vae = load_run(run_dir, device)
     data = load_data(spec.data)
     part = data.split(split)
@@ -156,7 +160,7 @@ def _command(args) -> None:
     summary = inspect_run(args.run, parse_points(args.points), args.out, split=args.split, mcmc=mcmc,
                           num_samples=args.num_samples, warmup_steps=args.warmup, svi_steps=args.svi_steps,
                           elbo_samples=args.elbo_samples, is_samples=args.is_samples, seed=args.seed,
-                          max_memory=args.max_memory, device=args.device)
+                          max_memory=args.max_memory, device=args.device, plugins=args.plugin)
     m = summary["mean"]
     print(f"{len(summary['points'])} points: approximation gap {m['approximation_gap']['mean']:.3f} ± "
           f"{m['approximation_gap']['std_error_over_points']:.3f}, amortization gap "
@@ -190,6 +194,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--max-memory", default=DEFAULT_MAX_MEMORY, metavar="SIZE",
                    help=f"bound on the working memory, e.g. 512MB (default {DEFAULT_MAX_MEMORY})")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_device_option(p)
+    add_plugin_option(p)
     add_changed_inputs_option(p)
     p.set_defaults(func=_command)

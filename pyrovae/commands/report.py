@@ -7,21 +7,24 @@ history if an interruption left them apart, temporary files of interrupted write
 """
 
 from pathlib import Path
+from typing import Sequence
 
 from ..errors import PyrovaeError
 from ..lab.variance import VARIANCE
+from ..plugins import load_plugins
 from ..reports.markdown import REPORT
 from ..reports.rebuild import rebuild_report
 from ..runs.checkpoint import CHECKPOINT, exclusive_run
 from ..runs.evaluations import evaluation_lock
 from ..runs.folder import check_resumable, repair_run_folder
-from .options import add_changed_inputs_option
+from .options import add_changed_inputs_option, add_plugin_option
 
 
-def report(run_dir) -> Path:
+def report(run_dir, plugins: Sequence[str] = ()) -> Path:
     """Repair ``run_dir`` if needed and rewrite every report section and figure its files
-    support; return the path of ``report.md``."""
+    support (with extra ``plugins`` loaded first); return the path of ``report.md``."""
     run_dir = Path(run_dir)
+    load_plugins(plugins)
     if not run_dir.exists():
         raise PyrovaeError(f"no run folder {run_dir} (it does not exist); give the folder of a run "
                            f"'pyrovae train' wrote")
@@ -36,7 +39,7 @@ def report(run_dir) -> Path:
 
 
 def _command(args) -> None:
-    print(f"report: {report(args.run)}")
+    print(f"report: {report(args.run, args.plugin)}")
 
 
 def add_command(subparsers) -> None:
@@ -47,5 +50,6 @@ def add_command(subparsers) -> None:
                     "evaluation.json and variance.json, e.g. after a run was stopped while writing them. "
                     "Repairs metrics.csv from the checkpoint if an interruption left them apart.")
     p.add_argument("run", help="a run folder written by 'pyrovae train'")
+    add_plugin_option(p)
     add_changed_inputs_option(p)
     p.set_defaults(func=_command)

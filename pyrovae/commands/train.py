@@ -1,17 +1,23 @@
 """``pyrovae train``: resolve the config, train (:mod:`pyrovae.training.train`), then draw the
 figures and the Training section of the report (:mod:`pyrovae.reports.training`)."""
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+from ..components.array_data import in_memory_arrays
 from ..components.datasets import Dataset
 from ..errors import PyrovaeError
 from ..reports.training import write_training_report
-from ..runs.folder import load_resume_config
+from ..runs.files import make_folder
+from ..runs.folder import check_new_run_folder, load_resume_config
 from ..runs.loading import TrainResult
-from ..spec import ExperimentSpec, load_config
+from ..spec import ExperimentSpec, load_config, validate
 from ..training.train import train as train_loop
+from .model_outputs import write_npz
 from .options import add_changed_inputs_option, add_plugin_option
+
+DATA = "data.npz"  # data given in memory, kept in the run folder
 
 ConfigSource = Union[str, Path, Dict[str, Any], ExperimentSpec]
 
@@ -36,6 +42,25 @@ def resolve_run(config: ConfigSource, out=None, overrides: Sequence[str] = (), p
     if quiet:
         spec.train.progress = False
     return spec, folder
+
+
+def keep_data(spec: ExperimentSpec, folder: Path, data, labels=None) -> ExperimentSpec:
+    """``spec`` made to train on ``data`` given in memory (a tensor or array with ``labels``, a
+    pair, a torch Dataset or a DataLoader, see
+    :func:`~pyrovae.components.array_data.in_memory_arrays`): the data are saved as ``data.npz``
+    in the new run folder and the config's data become the ``array`` dataset of that file (with
+    the config's own ``array`` options, such as the split fractions, where it has them), so that
+    ``--resume``, ``evaluate`` and ``report`` work from the folder alone."""
+    x, y = in_memory_arrays(data, labels)
+    check_new_run_folder(folder)
+    make_folder(folder)
+    write_npz(folder / DATA, {"x": x} if y is None else {"x": x, "y": y})
+    options = {k: v for k, v in spec.data.options.items() if k not in ("valid_path", "test_path")} \
+        if spec.data.name == "array" else {}
+    options.update(path=str(folder / DATA), x="x", y="" if y is None else "y")
+    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, name="array", options=options))
+    validate(spec)
+    return spec
 
 
 def train(spec: ExperimentSpec, folder: Path, resume: bool = False, data: Optional[Dataset] = None) -> TrainResult:

@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 
 from ..lab.variance import measurable_estimators, parse_estimators, parse_snapshots, run_variance
 from ..reports.variance_report import write_variance_report
-from .options import add_changed_inputs_option
+from .options import add_changed_inputs_option, add_plugin_option
 
 
 def add_command(subparsers) -> None:
@@ -33,6 +33,7 @@ def add_command(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set data.train_size=1000 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_plugin_option(p)
     add_changed_inputs_option(p)
     p.set_defaults(func=_command)
 
@@ -51,5 +52,5 @@ def variance(source, estimators: str, snapshots: Optional[str] = None, **options
 def _command(args) -> None:
     out, _ = variance(args.source, args.estimators, args.snapshots, draws=args.draws, out=args.out,
                       batch_size=args.batch_size, seed=args.seed, reference_draws=args.reference_draws,
-                      overrides=args.set, progress=not args.quiet)
+                      overrides=args.set, plugins=args.plugin, progress=not args.quiet)
     print(f"variance results: {out / 'variance.csv'}; report: {out / 'report.md'}")

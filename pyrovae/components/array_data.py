@@ -11,8 +11,10 @@
   pixels, 32-bit integers beyond 16 bits) are refused.
 
 Shapes ``(N, D)`` (vectors), ``(N, H, W)`` (grey images, given one channel) and
-``(N, C, H, W)`` are accepted. ``uint8`` arrays are divided by 255 (pixel values in [0, 1]);
-other numbers are used as they are, and the likelihood checks that it fits them before
+``(N, C, H, W)`` are accepted. With ``scale: auto`` (the default) ``uint8`` arrays are divided
+by 255 (pixel values in [0, 1]); with ``scale: none`` every value is kept as it is, so integer
+data stay integers (count data, for the ``poisson`` and ``binomial`` likelihoods); other numbers
+are used as they are either way, and the likelihood checks that it fits them before
 training, as for the built-in datasets. NaN, infinite values and values beyond float32's
 range are refused, naming the file and the item's index in it. A ``.npy`` or ``.npz`` file
 is read by its content, whatever its suffix says; arrays of Python objects are refused
@@ -47,16 +49,18 @@ NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04")  # how .npy files and .npz archives 
 
 @DATASETS.register("array")
 def array(*, path="", x="x", y="", valid_fraction=0.1, test_fraction=0.1, split_seed=0,
-          valid_path="", test_path=""):
-    """Your own data: a .npy or .npz file or a folder of PNG/JPEG images (labels from sub-folders)."""
+          valid_path="", test_path="", scale="auto"):
+    """Your own data: a .npy or .npz file or a folder of PNG/JPEG images (labels from sub-folders);
+    scale: auto divides uint8 arrays by 255, none keeps every value (integer counts)."""
+    check_scale(scale)
     if not path:
         raise PyrovaeError("the array dataset needs data.path: a .npy or .npz file or a folder of images")
     if bool(valid_path) != bool(test_path):
         raise PyrovaeError("give both data.valid_path and data.test_path (explicit splits), or neither "
                            "(splits drawn by data.valid_fraction and data.test_fraction)")
-    train = _read(_find(path), x, y)
+    train = _read(_find(path), x, y, scale)
     if valid_path:
-        splits = [train, _read(_find(valid_path), x, y), _read(_find(test_path), x, y)]
+        splits = [train, _read(_find(valid_path), x, y, scale), _read(_find(test_path), x, y, scale)]
         for split, where in zip(splits[1:], (valid_path, test_path)):
             if split.x.shape[1:] != train.x.shape[1:]:
                 raise PyrovaeError(f"{where} holds items of shape {tuple(split.x.shape[1:])}, but {path} of "
@@ -70,6 +74,50 @@ def array(*, path="", x="x", y="", valid_fraction=0.1, test_fraction=0.1, split_
     return Source(tuple(train.x.shape[1:]), num_classes, lambda root, allow_download: splits)
 
 
+def in_memory_arrays(data, labels=None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Data given in memory as NumPy arrays ``(x, y)`` (``y`` None without labels): a tensor or an
+    array (labels in ``labels``), a pair ``(x, y)``, a torch ``Dataset`` whose items are ``x`` or
+    ``(x, y)`` (all read once), or a ``DataLoader`` (its dataset). Values keep their dtype, so the
+    ``array`` dataset treats them as it treats a file (``uint8`` scaled to [0, 1] by default)."""
+    import torch.utils.data as tud
+
+    if isinstance(data, tud.DataLoader):
+        data = data.dataset
+    if isinstance(data, (tuple, list)) and len(data) == 2 and labels is None:
+        data, labels = data
+    if isinstance(data, tud.Dataset) and not torch.is_tensor(data):
+        data, found = _dataset_items(data)
+        labels = found if labels is None else labels
+    x = _numpy(data, "data")
+    y = None if labels is None else _numpy(labels, "labels")
+    return x, y
+
+
+def _dataset_items(dataset) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Every item of a map-style torch ``Dataset``, stacked: the data and (if items are pairs) labels."""
+    try:
+        items = [dataset[i] for i in range(len(dataset))]
+    except TypeError:
+        raise PyrovaeError("the dataset has no length or no indexing (an IterableDataset); give a map-style "
+                           "torch Dataset, a tensor or an array") from None
+    if not items:
+        raise PyrovaeError("the dataset is empty; give at least three items (training, validation and test)")
+    pairs = isinstance(items[0], (tuple, list))
+    x = torch.stack([torch.as_tensor(item[0] if pairs else item) for item in items])
+    y = torch.as_tensor([int(item[1]) for item in items]) if pairs and len(items[0]) > 1 else None
+    return x, y
+
+
+def _numpy(value, what: str) -> np.ndarray:
+    """A tensor or array-like as a NumPy array; anything else is a one-line error."""
+    if torch.is_tensor(value):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    raise PyrovaeError(f"the {what} must be a torch tensor, a NumPy array, a torch Dataset or a DataLoader, got "
+                       f"a {type(value).__name__}")
+
+
 def _find(path: str) -> Path:
     """``path`` itself if absolute, else in the working directory, else in the data root."""
     given = Path(path).expanduser()
@@ -81,24 +129,46 @@ def _find(path: str) -> Path:
                        f"set data.path to a .npy or .npz file or a folder of images")
 
 
-def _read(path: Path, x_key: str, y_key: str) -> Split:
+SCALES = ("auto", "none")
+
+
+def check_scale(scale: str) -> str:
+    """``data.scale`` if it is one of :data:`SCALES`."""
+    if scale not in SCALES:
+        raise PyrovaeError(f"data.scale must be auto (uint8 divided by 255) or none (values kept), got {scale!r}")
+    return scale
+
+
+def read_items(path, scale: str = "auto") -> Split:
+    """The items of a ``.npy``/``.npz`` file (its ``x``, and its ``y`` as labels where it has one)
+    or a folder of images, read as ``data.path`` is (with ``data.scale``): data to give a trained
+    model."""
+    found = _find(str(path))
+    has_labels = found.is_file() and zipfile.is_zipfile(found) and "y.npy" in zipfile.ZipFile(found).namelist()
+    return _read(found, "x", "y" if has_labels else "", check_scale(scale))
+
+
+def _read(path: Path, x_key: str, y_key: str, scale: str) -> Split:
     """The data and labels at ``path`` (cached while the file is unchanged)."""
     stat = path.stat()
-    return _read_cached(str(path), stat.st_mtime_ns, stat.st_size, x_key, y_key)
+    return _read_cached(str(path), stat.st_mtime_ns, stat.st_size, x_key, y_key, scale)
 
 
 @functools.lru_cache(maxsize=4)
-def _read_cached(path: str, mtime_ns: int, size: int, x_key: str, y_key: str) -> Split:
+def _read_cached(path: str, mtime_ns: int, size: int, x_key: str, y_key: str, scale: str) -> Split:
     p = Path(path)
     if p.is_dir():
         if y_key:
             raise PyrovaeError(f"{p} is a folder of images: its labels come from sub-folder names; remove data.y")
+        if scale == "none":
+            raise PyrovaeError(f"{p} is a folder of images, whose pixels are scaled by their bit depth; data.scale=none "
+                               f"keeps the values of .npy/.npz files (save the images' values with np.save)")
         x, y = _read_image_folder(p)
     elif p.suffix in (".npy", ".npz"):
         x, y = _load_numpy(p, x_key, y_key)
     else:
         raise PyrovaeError(f"array data {p} must be a .npy or .npz file or a folder of PNG/JPEG images")
-    return Split(_as_data(x, p), None if y is None else _as_labels(y, x.shape[0], p))
+    return Split(_as_data(x, p, scale), None if y is None else _as_labels(y, x.shape[0], p))
 
 
 def _load_numpy(path: Path, x_key: str, y_key: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -134,15 +204,15 @@ def _unreadable(path: Path, exc: Exception) -> PyrovaeError:
     return PyrovaeError(f"cannot read {path} ({reason}); save it with np.save or np.savez")
 
 
-def _as_data(x: np.ndarray, path: Path) -> torch.Tensor:
-    """Data as float32 ``(N, D)`` or ``(N, C, H, W)``; uint8 divided by 255."""
+def _as_data(x: np.ndarray, path: Path, scale: str) -> torch.Tensor:
+    """Data as float32 ``(N, D)`` or ``(N, C, H, W)``; uint8 divided by 255 unless ``scale`` is none."""
     if x.dtype.kind not in "biuf":
         raise PyrovaeError(f"{path}: the data must be numbers, got dtype {x.dtype}")
     if x.ndim not in (2, 3, 4) or x.shape[0] == 0:
         raise PyrovaeError(f"{path}: the data have shape {x.shape}; give (N, D), (N, H, W) or (N, C, H, W)")
     _check_float32_values(x, path)
     t = torch.from_numpy(np.ascontiguousarray(x)).float()
-    if x.dtype == np.uint8:
+    if x.dtype == np.uint8 and scale == "auto":
         t = t / 255
     return t.unsqueeze(1) if x.ndim == 3 else t
 

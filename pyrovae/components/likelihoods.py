@@ -28,6 +28,7 @@ DATA_KINDS = {
     "8bit": (lambda x: bool(((x >= 0) & (x <= 1)).all()) and bool(torch.allclose(x * 255, (x * 255).round(), atol=1e-3)),
              "8-bit data (multiples of 1/255 in [0, 1])"),
     "real": (lambda x: bool(torch.isfinite(x).all()), "finite real data"),
+    "count": (lambda x: bool(((x >= 0) & (x == x.round())).all()), "count data (non-negative integers)"),
 }
 
 
@@ -38,9 +39,9 @@ class Likelihood:
       a Gaussian with learned variance 2); the decoder's output shape is
       ``(num_params, *data_shape)``.
     - ``data_kind``: the data it fits, one of ``binary``, ``unit_interval``,
-      ``open_unit_interval``, ``8bit``, ``real`` (see ``DATA_KINDS``); data that do not fit
-      are refused before training with the list of likelihoods that fit them. Override
-      :meth:`fits` for another rule.
+      ``open_unit_interval``, ``8bit``, ``real``, ``count`` (see ``DATA_KINDS``); data that do
+      not fit are refused before training with the list of likelihoods that fit them. Override
+      :meth:`fits` (and :meth:`requirement`, its phrase in messages) for another rule.
     - :meth:`distribution`: the ``num_params`` decoder outputs, each ``(..., *data_shape)``,
       to a Pyro/torch distribution with that batch shape (the model adds ``to_event``).
     - :meth:`mean`: the expected data element, drawn as reconstructions and samples
@@ -68,6 +69,10 @@ class Likelihood:
                                f"it must be one of: {', '.join(DATA_KINDS)} (or override fits)")
         return DATA_KINDS[self.data_kind][0](x)
 
+    def requirement(self) -> str:
+        """What :meth:`fits` asks of the data, in words for error messages."""
+        return DATA_KINDS[self.data_kind][1]
+
     def raw_location(self, mean: torch.Tensor) -> torch.Tensor:
         """The first decoder output that puts this likelihood's mean near ``mean``: used to
         start the decoder at the data's average image instead of at 0.5 everywhere."""
@@ -90,10 +95,14 @@ def check_data_fits(name: str, likelihood: Likelihood, x: torch.Tensor, what: st
     if likelihood.fits(x):
         return
     fitting = _likelihoods_where(lambda candidate: candidate.fits(x))
-    hint = " or set data.binarize=static or dynamic" if likelihood.data_kind == "binary" and bool(
-        ((x >= 0) & (x <= 1)).all()) else ""
+    in_unit_interval = bool(((x >= 0) & (x <= 1)).all())
+    hint = ""
+    if likelihood.data_kind == "binary" and in_unit_interval:
+        hint = " or set data.binarize=static or dynamic"
+    elif likelihood.data_kind == "count" and in_unit_interval:
+        hint = " or keep integer counts with data.scale=none (uint8 arrays are divided by 255 unless it is set)"
     raise PyrovaeError(
-        f"{what} does not fit likelihood '{name}', which needs {DATA_KINDS[likelihood.data_kind][1]} "
+        f"{what} does not fit likelihood '{name}', which needs {likelihood.requirement()} "
         f"(values range over [{float(x.min()):.3g}, {float(x.max()):.3g}]); "
         f"choose model.likelihood.name from: {', '.join(fitting) or 'none'}{hint}")
 
@@ -227,6 +236,46 @@ class DiscretizedLogisticLikelihood(LocScale):
         super().__init__(DiscretizedLogistic, mean_activation, min_scale=min_scale)
 
 
+class Poisson(Likelihood):
+    """Counts with rate ``min_rate + exp(raw)`` from the decoder: the log link, so that a step on
+    the decoder changes the rate in proportion, for counts of 1 and of 1000 alike (the floor
+    keeps log p(x) finite where the rate would underflow to zero; ``raw`` is capped at
+    :data:`MAX_LOG_RATE` so that it cannot overflow)."""
+
+    data_kind = "count"
+    MAX_LOG_RATE = 30.0
+
+    def __init__(self, min_rate: float):
+        self.min_rate = min_rate
+
+    def distribution(self, raw):
+        return dist.Poisson(self.min_rate + raw.clamp(max=self.MAX_LOG_RATE).exp())
+
+    def raw_location(self, mean):
+        return (mean - self.min_rate).clamp_min(1e-3).log()
+
+
+class Binomial(Likelihood):
+    """Counts out of ``total_count`` trials, each a success with probability sigmoid(logit)."""
+
+    data_kind = "count"
+
+    def __init__(self, total_count: int):
+        self.total_count = total_count
+
+    def distribution(self, logits):
+        return dist.Binomial(total_count=self.total_count, logits=logits)
+
+    def fits(self, x):
+        return super().fits(x) and bool((x <= self.total_count).all())
+
+    def requirement(self):
+        return f"counts out of total_count={self.total_count} (integers from 0 to {self.total_count})"
+
+    def raw_location(self, mean):
+        return super().raw_location(mean / self.total_count)
+
+
 @LIKELIHOODS.register("bernoulli")
 def bernoulli():
     """Bernoulli with logits from the decoder, for binary data."""
@@ -262,3 +311,17 @@ def laplace(*, mean_activation="sigmoid", min_scale=1e-2):
 def discretized_logistic(*, mean_activation="sigmoid", min_scale=1e-3):
     """Logistic discretized to 256 levels, for 8-bit images scaled to [0, 1]."""
     return DiscretizedLogisticLikelihood(mean_activation, _positive_option(min_scale, "min_scale"))
+
+
+@LIKELIHOODS.register("poisson")
+def poisson(*, min_rate=1e-3):
+    """Poisson counts (non-negative integers, e.g. data.scale=none), log rate from the decoder."""
+    return Poisson(_positive_option(min_rate, "min_rate"))
+
+
+@LIKELIHOODS.register("binomial")
+def binomial(*, total_count=255):
+    """Binomial counts out of total_count trials (default 255: 8-bit pixel values with data.scale=none)."""
+    if isinstance(total_count, bool) or not isinstance(total_count, int) or total_count < 1:
+        raise PyrovaeError(f"model.likelihood.total_count must be a positive integer, got {total_count!r}")
+    return Binomial(total_count)

@@ -14,7 +14,9 @@ the delta-method error then understates the uncertainty. ``--method ais`` estima
 per point by annealed importance sampling (:mod:`.ais`); ``--method bdmc`` sandwiches
 log p(x) of data simulated from the model between forward and reverse AIS (:mod:`.bdmc`).
 Results go to ``evaluation.json`` (one entry per split and method, each recording the epoch
-and SHA-256 of the checkpoint it evaluated, see :mod:`pyrovae.runs.evaluations`); the
+and SHA-256 of the checkpoint it evaluated, see :mod:`pyrovae.runs.evaluations`) and the
+per-point estimates, Monte Carlo errors, ESS and k-hat to a CSV file beside it that the entry
+names (``per_point_file``); the
 "Evaluation" section of ``report.md`` (which shows only evaluations of the checkpoint the
 folder holds now) and the figure of the bounds against K are the evaluation report's
 (:mod:`pyrovae.reports.evaluation_report`), which ``pyrovae evaluate``
@@ -36,8 +38,16 @@ from ..errors import PyrovaeError, did_you_mean, seed_value, warn
 from ..inference.elbo import split_elbo
 from ..inference.estimators import ESTIMATORS
 from ..runs.checkpoint import current_checkpoint
-from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, entry_name, evaluation_lock, read_evaluations
-from ..runs.files import WriteFailed, write_atomic
+from ..runs.csvlog import csv_text
+from ..runs.evaluations import (
+    ELBO_ESTIMATORS,
+    EVALUATION,
+    entry_name,
+    evaluation_lock,
+    per_point_name,
+    read_evaluations,
+)
+from ..runs.files import WriteFailed, staged_writes
 from ..runs.loading import load_run_and_checkpoint
 from .ais import DEFAULT_LEAPFROG, DEFAULT_TARGET_ACCEPT, AISResult, annealed_importance_sample, check_settings
 from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
@@ -69,7 +79,7 @@ def bound_sizes(num_samples: int) -> List[int]:
 
 def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memory=DEFAULT_MAX_MEMORY,
                  max_points: Optional[int] = None, seed: int = 0, elbo_particles: int = 10,
-                 quadrature: bool = False, device: str = "cpu", progress: bool = False, method: str = "is",
+                 quadrature: bool = False, device: str = "auto", progress: bool = False, method: str = "is",
                  steps: int = 1000, chains: int = 16, leapfrog: int = DEFAULT_LEAPFROG, ais_start: str = "guide",
                  simulated: int = 100, proposal_scale: float = 1.0, proposal_df: Optional[float] = None,
                  sampler: Optional[Callable[..., ImportanceResult]] = None) -> dict:
@@ -101,12 +111,13 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         check_settings(steps, chains, leapfrog, ais_start, DEFAULT_TARGET_ACCEPT)
 
     spec, vae, checkpoint = load_run_and_checkpoint(run_dir, device)
+    on_cpu = next(vae.parameters()).device.type == "cpu"
     pyro.set_rng_seed(seed)
     x, y, subset = _split_data(spec, vae, split, simulated if method == "bdmc" else max_points, seed)
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
               "seed": seed, "checkpoint": checkpoint}
-    if sampler is not None and (method != "is" or split == "train" or device != "cpu"):
+    if sampler is not None and (method != "is" or split == "train" or not on_cpu):
         raise PyrovaeError("evaluation split over workers covers importance sampling (--method is) of the valid and "
                            "test splits on CPU; leave out --workers and --engine for this one")
     if method == "is":
@@ -120,19 +131,26 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
                              bounds=bounds, max_memory=max_bytes, proposal=proposal, seed=seed)
         summary = {**common, "subset": subset, "block_points": BLOCK_POINTS,
                    **_importance_evaluation(vae, x, y, result, elbo_particles, quadrature, max_bytes, proposal)}
+        per_point = _importance_per_point(indices, result)
     elif method == "ais":
         indices = subset.get("indices", range(x.shape[0]))  # a point's draws depend on its index in the split
         result = annealed_importance_sample(vae, x, y, steps, chains, leapfrog, ais_start, seed=seed,
                                             indices=indices, max_memory=max_bytes, progress=progress)
         summary = {**common, "num_points": x.shape[0], "subset": subset, **_ais_summary(result),
                    "reference": _reference(vae, x, y, result.log_marginal, quadrature, max_bytes, "ais")}
+        per_point = {"index": list(indices), "log_marginal": result.log_marginal.value,
+                     "mc_error": result.log_marginal.std_error, "ess": result.ess, "spread": result.spread,
+                     "accept_rate": result.accept_rate}
     else:
         result = bidirectional_monte_carlo(vae, simulated, steps, chains, leapfrog, ais_start, seed=seed, y=y,
                                            max_memory=max_bytes, progress=progress)
         summary = {**common, "num_points": simulated, **_bdmc_summary(vae, result, seed, y)}
+        per_point = {"point": range(simulated), "lower": result.lower.value, "lower_mc_error": result.lower.std_error,
+                     "upper": result.upper.value, "upper_mc_error": result.upper.std_error, "gap": result.gap}
     summary["seconds"] = time.perf_counter() - started
+    summary["per_point_file"] = per_point_name(summary)
     try:
-        _save(run_dir, summary)
+        _save(run_dir, summary, per_point)
     except WriteFailed as exc:
         raise EvaluationNotSaved(f"{exc}; the results are kept in memory (the command line prints them)",
                                  summary) from None
@@ -141,6 +159,19 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
              f"results are of epoch {checkpoint['epoch']}, and report.md says so; evaluate again once training "
              f"has finished")
     return summary
+
+
+def _importance_per_point(indices, result: ImportanceResult) -> dict:
+    """The columns of the per-point file of importance sampling: each point's index in the
+    split, log p(x) and its Monte Carlo error, the ELBO, the IWAE bounds, rate, distortion, ESS
+    and Pareto k-hat."""
+    columns = {"index": list(indices), "log_marginal": result.log_marginal.value,
+               "mc_error": result.log_marginal.std_error, "elbo": result.elbo.value,
+               **{f"iwae_{k}": b.value for k, b in result.iwae.items()},
+               "rate": result.kl, "distortion": -result.log_likelihood, "ess": result.ess}
+    if result.khat is not None:
+        columns["pareto_khat"] = result.khat
+    return columns
 
 
 def _importance_evaluation(vae, x, y, result: ImportanceResult, elbo_particles, quadrature, max_bytes, proposal) -> dict:
@@ -262,6 +293,8 @@ def bits_per_dim(log_px: float, vae, x: torch.Tensor) -> Tuple[Optional[float], 
         return None, "not reported for binary data (nats per image are the convention)"
     if vae.likelihood.data_kind == "8bit":
         return -log_px / (d * math.log(2)), "-log2 p(x) / D, a probability over 256 levels per dimension"
+    if vae.likelihood.data_kind == "count":
+        return -log_px / (d * math.log(2)), "-log2 p(x) / D, a probability of integer counts per dimension"
     if DATA_KINDS["8bit"][0](x):
         return ((-log_px + d * math.log(255)) / (d * math.log(2)),
                 "(-log p(x) + D ln 255) / (D ln 2): the density of pixel values 0..255 (x = value / 255)")
@@ -290,10 +323,15 @@ def _reference(vae, x, y, estimate: Estimate, quadrature: bool, max_memory: int,
 
 # ----------------------------------------------------------------------------- saving
 
-def _save(run_dir: Path, summary: dict) -> None:
-    """Add ``summary`` to evaluation.json (keeping other splits and methods), atomically, one
-    evaluation at a time (:func:`~pyrovae.runs.evaluations.evaluation_lock`)."""
-    with evaluation_lock(run_dir):
+def _save(run_dir: Path, summary: dict, per_point: dict) -> None:
+    """Add ``summary`` to evaluation.json (keeping other splits and methods) and write its
+    per-point ``columns`` beside it as CSV, both atomically and together, one evaluation at a
+    time (:func:`~pyrovae.runs.evaluations.evaluation_lock`)."""
+    columns = list(per_point)
+    values = [v.tolist() if torch.is_tensor(v) else list(v) for v in per_point.values()]
+    rows = [dict(zip(columns, row)) for row in zip(*values)]
+    with evaluation_lock(run_dir), staged_writes() as files:
         everything = read_evaluations(run_dir)
         everything[entry_name(summary)] = summary
-        write_atomic(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")
+        files.write(run_dir / summary["per_point_file"], csv_text(columns, rows))
+        files.write(run_dir / EVALUATION, json.dumps(everything, indent=2) + "\n")

@@ -18,6 +18,7 @@ Learning-rate schedules are registered here too: each maps an epoch to a factor 
 optimizer's ``lr``, so a resumed run picks up the rate its epoch calls for.
 """
 
+import math
 from typing import Callable, Dict
 
 import pyro
@@ -25,7 +26,7 @@ import pyro.optim
 import torch
 from pyro.optim.clipped_adam import ClippedAdam
 
-from ..errors import PyrovaeError
+from ..errors import PyrovaeError, positive_int
 from ..registry import Contract, Registry
 
 OPTIMIZERS = Registry("optimizer", contract=Contract(
@@ -141,6 +142,26 @@ def iwae_stages(*, decay_stages=7.0) -> Callable[[int], float]:
     if decay_stages <= 0:
         raise PyrovaeError(f"train.lr_schedule.decay_stages must be positive, got {decay_stages}")
     return lambda epoch: 10.0 ** (-(iwae_stage(epoch) - 1) / decay_stages)
+
+
+@LR_SCHEDULES.register("cosine")
+def cosine(*, epochs, min_factor=0.0) -> Callable[[int], float]:
+    """Cosine decay from lr to lr * min_factor over epochs epochs (usually train.epochs), then flat.
+
+    The factor at epoch e is min_factor + (1 - min_factor) (1 + cos(pi min(e, epochs) / epochs)) / 2."""
+    epochs = positive_int(epochs, "train.lr_schedule.epochs")
+    if not 0 <= min_factor <= 1:
+        raise PyrovaeError(f"train.lr_schedule.min_factor must be in [0, 1], got {min_factor}")
+    return lambda epoch: min_factor + (1 - min_factor) * (1 + math.cos(math.pi * min(epoch, epochs) / epochs)) / 2
+
+
+@LR_SCHEDULES.register("step")
+def step(*, every=10, factor=0.1) -> Callable[[int], float]:
+    """lr times factor after every `every` epochs: lr * factor^(epoch // every)."""
+    every = positive_int(every, "train.lr_schedule.every")
+    if not 0 < factor:
+        raise PyrovaeError(f"train.lr_schedule.factor must be positive, got {factor}")
+    return lambda epoch: factor ** (epoch // every)
 
 
 def iwae_stage(epoch: int) -> int:

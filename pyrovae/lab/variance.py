@@ -31,6 +31,7 @@ from ..components.datasets import Dataset, load_data
 from ..errors import PyrovaeError
 from ..inference.estimators import ESTIMATORS, bound_particles, handles
 from ..model import VAE
+from ..plugins import load_plugins
 from ..runs.checkpoint import CHECKPOINT, load_checkpoint
 from ..runs.csvlog import csv_text
 from ..runs.files import make_folder, write_atomic
@@ -163,10 +164,11 @@ def measure_batches(vae, batch: Sequence, others: Sequence[Sequence], choices: S
 def run_variance(source, choices: Sequence[EstimatorChoice], draws: int = 1000,
                  snapshots: Optional[Sequence[int]] = None, out=None, batch_size: int = 100, seed: int = 0,
                  reference_draws: Optional[int] = None, overrides: Sequence[str] = (),
-                 progress: bool = True) -> Tuple[Path, dict]:
+                 progress: bool = True, plugins: Sequence[str] = ()) -> Tuple[Path, dict]:
     """Measure ``choices`` on a run folder (its latest checkpoint) or on a config at the epochs
-    ``snapshots`` (training in ``out`` between them); write the results to ``out`` and return
-    ``(out, results)``."""
+    ``snapshots`` (training in ``out`` between them), with extra ``plugins``; write the results
+    to ``out`` and return ``(out, results)``."""
+    load_plugins(plugins)
     if draws < 2:
         raise PyrovaeError(f"--draws must be at least 2 for a variance, got {draws}")
     if batch_size < 1:
@@ -194,7 +196,7 @@ def run_variance(source, choices: Sequence[EstimatorChoice], draws: int = 1000,
         log(f"epoch {state['epoch']}:")
         measured = [{"epoch": state["epoch"], "step": state["step"], "estimators": measure_here(vae, data)}]
     else:
-        spec = load_config(source, overrides)
+        spec = load_config(source, overrides, plugins)
         spec.train.progress = progress
         out = Path(out or Path("runs") / f"{spec.name}-variance")
         if (out / CHECKPOINT).exists():

@@ -15,6 +15,19 @@ from ..runs.checkpoint import current_checkpoint
 from ..runs.evaluations import ELBO_ESTIMATORS, EVALUATION, SECTION, evaluation_lock, read_evaluations
 from .markdown import markdown_table, update_section
 
+OVER_POINTS = "standard error over data points"  # how ± is labelled: the data's variability, not the sampling's
+
+
+def headline(s: dict) -> str:
+    """log p(x) in one line, the two errors told apart: ``log p(x) = -100.10 ± 0.57 nats
+    (± over data points; Monte Carlo error 0.012)`` (that of the mean)."""
+    if s.get("method", "is") == "bdmc":
+        return f"log p(x) between {s['lower']['mean']:.2f} and {s['upper']['mean']:.2f} nats"
+    lp = s["log_marginal"]
+    mc = (f"Monte Carlo error {lp['mc_error_of_mean']:.2g}" if lp.get("mc_error_trusted", True)
+          else "Monte Carlo error unknown")
+    return f"log p(x) = {lp['mean']:.2f} ± {lp['std_error']:.2f} nats (± over data points; {mc})"
+
 
 def points_phrase(s: dict) -> str:
     """Which points were evaluated, in words: ``all 10000 points`` or ``2000 of 10000 points
@@ -36,11 +49,12 @@ def summary_rows(s: dict) -> List[Tuple[str, str]]:
 def _importance_rows(s: dict) -> List[Tuple[str, str]]:
     lp, ess, units = s["log_marginal"], s["ess"], s["active_units"]
     bad = s["unreliable"]
-    rows = [(f"log p(x), importance sampled (K = {s['num_samples']})", f"{lp['mean']:.3f} ± {lp['std_error']:.3f}"),
+    rows = [(f"log p(x), importance sampled (K = {s['num_samples']}): mean ± {OVER_POINTS}",
+             f"{lp['mean']:.3f} ± {lp['std_error']:.3f}"),
             (f"unreliable points (Pareto k-hat > {bad['khat_above']})",
              f"{bad['count']} of {s['num_points']} ({100 * bad['share']:.0f}%)")]
     if lp["mc_error_trusted"]:
-        rows.append(("Monte Carlo error per point (mean) / of the mean",
+        rows.append(("Monte Carlo error (of the sampling) per point (mean) / of the mean",
                      f"{lp['mc_error_mean']:.3g} / {lp['mc_error_of_mean']:.3g}"))
     else:
         rows.append(("Monte Carlo error", "not known: the weights of too many points have infinite variance, so the "
@@ -50,7 +64,8 @@ def _importance_rows(s: dict) -> List[Tuple[str, str]]:
     rows += [(f"IWAE_{b['k']}", f"{b['mean']:.3f}") for b in s["iwae"]]
     rows += [(f"ELBO, {name} ({loss}, {s['elbo']['particles']} particles)", f"{s['elbo'][name]:.3f}")
              for name, loss in ELBO_ESTIMATORS.items()]
-    rows += [("gap log p(x) - ELBO (mean KL to the posterior)", f"{s['gap']['mean']:.3f} ± {s['gap']['std_error']:.3f}"),
+    rows += [(f"gap log p(x) - ELBO (mean KL to the posterior): mean ± {OVER_POINTS}",
+              f"{s['gap']['mean']:.3f} ± {s['gap']['std_error']:.3f}"),
              ("rate KL(q(z|x) || p(z))", f"{s['rate']:.3f}"),
              ("distortion -E_q log p(x|z)", f"{s['distortion']:.3f}"),
              ("ESS / K: mean, median, min", f"{ess['mean']:.3f}, {ess['median']:.3f}, {ess['min']:.3g}")]
@@ -65,7 +80,7 @@ def _importance_rows(s: dict) -> List[Tuple[str, str]]:
 
 def _ais_rows(s: dict) -> List[Tuple[str, str]]:
     lp = s["log_marginal"]
-    rows = [(f"log p(x), AIS ({s['steps']} steps, {s['chains']} chains from the {s['start']})",
+    rows = [(f"log p(x), AIS ({s['steps']} steps, {s['chains']} chains from the {s['start']}): mean ± {OVER_POINTS}",
              f"{lp['mean']:.3f} ± {lp['std_error']:.3f}"),
             ("Monte Carlo error of the mean (over chains)", f"{lp['mc_error_of_mean']:.3g}"),
             ("spread of the chains' log-weights: mean, max", f"{s['spread']['mean']:.3f}, {s['spread']['max']:.3f}"),
@@ -156,11 +171,14 @@ def write_report(run_dir: Path, everything: dict) -> Path:
         parts.append(part)
     if earlier:
         parts.append(_earlier_note(run_dir, earlier.values(), now))
-    intro = ("Importance sampling keeps one estimate per data point; ± is the standard error over "
-             "data points, the Monte Carlo error is that of the sampling itself, trusted only where the "
-             "weights' Pareto k-hat stays below 0.7. log p(x) >= IWAE_K >= ELBO. AIS anneals HMC chains "
-             "from the guide to the posterior; BDMC brackets log p(x) of simulated data between forward "
-             f"and reverse AIS. Full numbers: `{EVALUATION}`.\n\n")
+    files = ", ".join(f"`{s['per_point_file']}`" for s in current.values() if "per_point_file" in s)
+    intro = ("Importance sampling keeps one estimate per data point. Two errors are given apart: ± is the "
+             "standard error over data points (how much the mean would vary with other data points), the "
+             "Monte Carlo error is that of the sampling itself (how much it would vary with other draws), "
+             "trusted only where the weights' Pareto k-hat stays below 0.7. log p(x) >= IWAE_K >= ELBO. AIS "
+             "anneals HMC chains from the guide to the posterior; BDMC brackets log p(x) of simulated data "
+             f"between forward and reverse AIS. Full numbers: `{EVALUATION}`"
+             + (f"; per data point (estimate, Monte Carlo error, ESS, k-hat): {files}" if files else "") + ".\n\n")
     return update_section(run_dir, SECTION, (intro if current else "") + "\n\n".join(parts))
 
 

@@ -1,6 +1,7 @@
 """A run's evaluation record, ``evaluation.json``: its name, how its entries are keyed, how it
-is read, and the names its summaries use. The evaluation engine writes it; reports and sweeps
-read it.
+is read, and the names its summaries use; beside it one CSV file per entry with the per-point
+results (:func:`per_point_name`), which the entry names under ``per_point_file``. The evaluation
+engine writes them; reports and sweeps read them.
 """
 
 import fcntl
@@ -18,10 +19,20 @@ SECTION = "Evaluation"  # the section of report.md drawn from the record
 ELBO_ESTIMATORS = {"pathwise": "Trace_ELBO", "analytic_kl": "TraceMeanField_ELBO"}  # summary key -> Pyro ELBO
 
 
+PER_POINT_PATTERN = "evaluation_*.csv"  # the per-point results beside evaluation.json
+
+
 def entry_name(summary: dict) -> str:
     """The key of a summary in evaluation.json: the split for importance sampling, the split
     and the method otherwise."""
     return summary["split"] if summary.get("method", "is") == "is" else f"{summary['split']} ({summary['method']})"
+
+
+def per_point_name(summary: dict) -> str:
+    """The file holding a summary's per-point results: ``evaluation_test.csv`` for importance
+    sampling of the test split, ``evaluation_test_ais.csv``, ``evaluation_simulated_bdmc.csv``."""
+    method = summary.get("method", "is")
+    return f"evaluation_{summary['split']}{'' if method == 'is' else '_' + method}.csv"
 
 
 def read_evaluations(run_dir: Path) -> dict:
@@ -40,13 +51,13 @@ def read_evaluations(run_dir: Path) -> dict:
 def evaluation_lock(run_dir: Path) -> Iterator[None]:
     """Let one evaluation at a time save into ``run_dir`` or draw the report's Evaluation
     section, under a lock on the folder itself (no lock file): each save reads evaluation.json,
-    adds to it and writes it back, so two at once would lose one. evaluation.json and the bounds
-    figures are written only under this lock, so a temporary file of theirs found on taking it
-    was left by a killed process and is removed."""
+    adds to it and writes it back, so two at once would lose one. evaluation.json, its per-point
+    files and the bounds figures are written only under this lock, so a temporary file of theirs
+    found on taking it was left by a killed process and is removed."""
     folder = os.open(run_dir, os.O_RDONLY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)  # released when the descriptor is closed
-        remove_stale_temp_files(run_dir, [EVALUATION])
+        remove_stale_temp_files(run_dir, [EVALUATION, PER_POINT_PATTERN])
         remove_stale_temp_files(Path(run_dir) / "figures", ["bounds_vs_k_*.png"])
         yield
     finally:

@@ -9,14 +9,16 @@ leaves them one epoch apart; :func:`metrics_history` recognizes that and the nex
 rewrites ``metrics.csv`` from the checkpoint.
 """
 
+import hashlib
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from ..errors import PyrovaeError
 from .checkpoint import CHECKPOINT, LOCK, load_checkpoint
 from .csvlog import csv_text, read_rows
-from .files import remove_stale_temp_files, write_atomic
-from .inputs import INPUTS
+from .files import StagedWrites, make_folder, remove_stale_temp_files, write_atomic
+from .inputs import INPUTS, inputs_text
+from .portable import PLUGINS, plugin_copies, relative_spec
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -83,6 +85,30 @@ def save_config(spec, path) -> None:
     from ..spec import config_text
 
     write_atomic(path, config_text(spec))
+
+
+def stage_run_files(files: StagedWrites, spec, run_dir: Path) -> None:
+    """Stage into ``files`` what a run folder keeps of its inputs: copies of ``spec``'s plugin
+    files not yet in ``run_dir`` (:mod:`pyrovae.runs.portable`), ``config.yaml`` naming the copies
+    and the folder's own data files relatively, and ``inputs.json`` with their hashes."""
+    from ..plugins import plugin_sha256
+    from ..spec import config_text
+
+    copies = plugin_copies(spec, run_dir)
+    if (Path(run_dir) / PLUGINS).is_dir():  # under the run's lock: leftovers of a killed start
+        remove_stale_temp_files(Path(run_dir) / PLUGINS)
+    for plugin, name in copies.items():
+        target = Path(run_dir) / name
+        if Path(plugin).resolve() == target.resolve():
+            continue
+        data = Path(plugin).read_bytes()
+        if hashlib.sha256(data).hexdigest() != plugin_sha256(plugin):
+            raise PyrovaeError(f"plugin {plugin} changed since it was imported; start again so that the run "
+                               f"records the code it runs")
+        make_folder(target.parent)
+        files.write(target, data)
+    files.write(Path(run_dir) / CONFIG, config_text(relative_spec(spec, run_dir, copies)))
+    files.write(Path(run_dir) / INPUTS, inputs_text(spec, run_dir))
 
 
 def stopped_early(state: dict, spec) -> bool:

@@ -22,6 +22,7 @@ from ..components.datasets import data_root
 from ..digests import file_digest
 from ..errors import PyrovaeError, warn
 from ..plugins import plugin_sha256
+from .portable import plugin_copies, run_key
 
 INPUTS = "inputs.json"
 
@@ -44,9 +45,11 @@ def changed_inputs_allowed(allowed: bool = True) -> Iterator[None]:
         _allowed.reset(token)
 
 
-def inputs_text(spec) -> str:
-    """``inputs.json``'s content for a run of ``spec`` (its plugins loaded, its data present)."""
-    return json.dumps({"sha256": {"plugins": _plugin_hashes(spec), "data": _data_hashes(spec)}}, indent=2) + "\n"
+def inputs_text(spec, run_dir) -> str:
+    """``inputs.json``'s content for a run of ``spec`` in ``run_dir`` (its plugins loaded, its data
+    present): files inside the run folder (plugin copies, data kept there) by their names in it."""
+    return json.dumps({"sha256": {"plugins": _plugin_hashes(spec, run_dir), "data": _data_hashes(spec, run_dir)}},
+                      indent=2) + "\n"
 
 
 def check_inputs_unchanged(run_dir, spec) -> None:
@@ -56,13 +59,13 @@ def check_inputs_unchanged(run_dir, spec) -> None:
     recorded = _recorded(Path(run_dir))
     if recorded is None:
         return
-    now = {"plugins": _plugin_hashes(spec), "data": _data_hashes(spec)}
+    now = {"plugins": _plugin_hashes(spec, run_dir), "data": _data_hashes(spec, run_dir)}
     changed = [(kind, path) for kind in ("plugins", "data") for path, digest in recorded.get(kind, {}).items()
                if now[kind].get(path, digest) != digest]
     if not changed:
         return
     kind, path = changed[0]
-    what = f"{'plugin' if kind == 'plugins' else 'data file'} {path}"
+    what = f"{'plugin' if kind == 'plugins' else 'data file'} {Path(run_dir) / path}"  # a name in the run: in full
     more = f" (and {len(changed) - 1} more input{'s' if len(changed) > 2 else ''})" if len(changed) > 1 else ""
     if _allowed.get():
         warn(f"{what}{more} changed since {run_dir} was trained; using it as it is now, as "
@@ -83,15 +86,17 @@ def _recorded(run_dir: Path) -> Optional[Dict[str, Dict[str, str]]]:
         raise PyrovaeError(f"{path} is damaged; delete it to open the run without checking its inputs") from None
 
 
-def _plugin_hashes(spec) -> Dict[str, str]:
-    hashes = {plugin: plugin_sha256(plugin) for plugin in spec.plugins}
+def _plugin_hashes(spec, run_dir) -> Dict[str, str]:
+    """Each plugin's sha256 by the name of its copy in the run folder (modules by their name)."""
+    copies = plugin_copies(spec, run_dir)
+    hashes = {copies.get(plugin, plugin): plugin_sha256(plugin) for plugin in spec.plugins}
     return {plugin: digest for plugin, digest in hashes.items() if digest is not None}
 
 
-def _data_hashes(spec) -> Dict[str, str]:
+def _data_hashes(spec, run_dir) -> Dict[str, str]:
     hashes = {}
     for path in _data_paths(spec.data):
-        hashes[str(path)] = folder_sha256(path) if path.is_dir() else file_digest(path)
+        hashes[run_key(path, run_dir)] = folder_sha256(path) if path.is_dir() else file_digest(path)
     return hashes
 
 

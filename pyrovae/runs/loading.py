@@ -13,6 +13,7 @@ from typing import Optional
 import pyro
 import torch
 
+from ..components import NETWORKS
 from ..components.datasets import Dataset
 from ..errors import PyrovaeError
 from ..model import VAE
@@ -45,12 +46,32 @@ class TrainResult:
 
 def build_vae(spec: ExperimentSpec, data: Dataset) -> VAE:
     """The VAE training starts from: seeded with ``spec.seed``, its decoder started at the
-    training data's mean when ``model.data_init`` is set, on ``train.device``."""
+    training data's mean when ``model.data_init`` is set, on ``train.device``; a conditional
+    one whose encoder ignores the label is refused (:func:`check_encoder_uses_label`)."""
     pyro.set_rng_seed(spec.seed)
     vae = VAE.from_config(spec, data.data_shape, data.num_classes)
+    if vae.num_classes:
+        check_encoder_uses_label(vae, data.train.x[:CONDITION_CHECK_POINTS])
     if spec.model.data_init:
         vae.initialize_from_data(data.train.x)
     return vae.to(resolve_device(spec.train.device))
+
+
+CONDITION_CHECK_POINTS = 8  # training points the encoder is run on with two labellings
+
+
+@torch.no_grad()
+def check_encoder_uses_label(vae: VAE, x: torch.Tensor) -> None:
+    """Refuse a conditional VAE whose encoder gives the same q(z|x) whatever the label: with
+    ``model.conditional`` the label is meant to enter both networks, and an encoder that drops
+    its condition would train a model other than the config says, silently. The encoder runs
+    on ``x`` with every point labelled once 0 and once 1 (draws no random numbers)."""
+    zeros = torch.zeros(x.shape[0], dtype=torch.long)
+    first, second = vae.encoder(x, vae.condition(zeros)), vae.encoder(x, vae.condition(zeros + 1))
+    if torch.equal(first, second):
+        raise PyrovaeError(f"model.conditional is set but model.encoder {NETWORKS.label(vae.encoder_name)} ignores "
+                           f"the label (its output does not change with it); use an encoder that takes its condition "
+                           f"(cond, e.g. mlp or conv) or set model.conditional=false")
 
 
 def load_run(run_dir, device: str = "cpu", best: bool = True):

@@ -13,7 +13,6 @@ checkpoint has been checked against it and an epoch has finished with it.
 """
 
 import math
-import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -35,19 +34,20 @@ from ..runs.checkpoint import CHECKPOINT, checkpoint_bytes, exclusive_run, load_
 from ..runs.failed_start import nothing_left_on_failure
 from ..runs.files import WriteFailed, check_writable, make_folder, remove_stale_temp_files, staged_writes
 from ..runs.folder import (
-    CONFIG,
     METRICS,
     TRAINING_FILES,
     check_new_run_folder,
     check_resumable,
     metrics_history,
     metrics_text,
+    stage_run_files,
 )
-from ..runs.inputs import INPUTS, check_inputs_unchanged, inputs_text
+from ..runs.inputs import check_inputs_unchanged
 from ..runs.loading import TrainResult, build_vae, resolve_device
 from ..runs.random_state import random_state, restore_random_state
-from ..spec import ExperimentSpec, config_text
+from ..spec import ExperimentSpec
 from .first_batch import check_first_batch
+from .progress import progress_bar
 from .tensorboard_log import open_log
 
 MIN_KL_WEIGHT = 1e-3  # Pyro refuses a scale of exactly zero
@@ -135,8 +135,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     history = metrics_history(out_dir, state)
     with _kept_on_failure(ckpt_path, record["epoch"]), staged_writes() as files:
         if state is None:  # a new start: the config, and no metrics rows left from an earlier try
-            files.write(out_dir / CONFIG, config_text(spec))
-            files.write(out_dir / INPUTS, inputs_text(spec))
+            stage_run_files(files, spec, out_dir)
         files.write(out_dir / METRICS, metrics_text(history))
     config_pending = state is not None  # a resumed run's config is kept once an epoch ran with it
 
@@ -160,8 +159,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                 lr_factor_in_use = factor
             order = torch.randperm(n, generator=torch.Generator().manual_seed(spec.seed * 1_000_003 + epoch))
             order = order.to(device)
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{spec.train.epochs}",
-                       disable=not (spec.train.progress and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
+            bar = progress_bar(range(steps_per_epoch), spec.train.progress, desc=f"epoch {epoch + 1}/{spec.train.epochs}",
+                               leave=False)
             epoch_loss, seen, weight = 0.0, 0, 1.0
             for i in bar:
                 idx = order[i * batch:(i + 1) * batch]
@@ -196,8 +195,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                             "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]})
             with _kept_on_failure(ckpt_path, epoch), staged_writes() as files:
                 if config_pending:
-                    files.write(out_dir / CONFIG, config_text(spec))
-                    files.write(out_dir / INPUTS, inputs_text(spec))
+                    stage_run_files(files, spec, out_dir)
                 files.write(ckpt_path, checkpoint_bytes({
                     **record, "model": vae.state_dict(), "best_model": best_state, "optim": optimizer.get_state(),
                     **random_state(device), "estimator": estimator_state(loss), "metrics": history}))
