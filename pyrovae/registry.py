@@ -321,8 +321,9 @@ def register(family: str, name: str, description: Optional[str] = None):
     - ``dataset``, no inputs: a :class:`pyrovae.components.datasets.Source`.
     - ``estimator``, no inputs: a Pyro loss (an ELBO object with ``loss`` and
       ``loss_and_grads``).
-    - ``optimizer``, no inputs: a ``pyro.optim`` optimizer; ``lr_schedule``: a function of
-      the epoch returning a factor on the learning rate.
+    - ``optimizer``, no inputs: a ``pyro.optim`` optimizer; ``lr_schedule``, input
+      ``train_epochs`` (the run's ``train.epochs``): a function of the epoch returning a factor
+      on the learning rate.
 
     What a factory returns, and what its part computes on the first training batch, is checked
     against this contract (:mod:`pyrovae.training.first_batch`); a part that breaks it, or plugin

@@ -126,8 +126,12 @@ def test_cosine_and_step_schedules():
     assert cosine(5) == pytest.approx(0.1 + 0.9 * 0.5) and cosine(2) == pytest.approx(0.1 + 0.45 * (1 + math.cos(0.2 * math.pi)))
     step = LR_SCHEDULES.build("step", options={"every": 3, "factor": 0.5})
     assert [step(e) for e in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
-    with pytest.raises(PyrovaeError, match="needs the option 'epochs'"):
-        load_config("quickstart", ["train.lr_schedule.name=cosine"])
+    # Without an epochs option the decay spans the run's train.epochs.
+    spanning = LR_SCHEDULES.build("cosine", {"train_epochs": 4}, options=load_config(
+        "quickstart", ["train.lr_schedule.name=cosine"]).train.lr_schedule.options)
+    assert spanning(0) == 1.0 and spanning(2) == pytest.approx(0.5) and spanning(4) == pytest.approx(0.0)
+    with pytest.raises(PyrovaeError, match="epochs must be a positive integer"):
+        LR_SCHEDULES.build("cosine", options={"epochs": 0})
     with pytest.raises(PyrovaeError, match="every must be a positive integer"):
         LR_SCHEDULES.build("step", options={"every": 0})
     with pytest.raises(PyrovaeError, match=r"min_factor must be in \[0, 1\]"):

@@ -124,7 +124,7 @@ def clipped_adam(*, lr=1e-3, betas=(0.9, 0.999), clip_norm=10.0, lrd=1.0):
     return JointOptim(ClippedAdam, {"lr": lr, "betas": tuple(betas), "clip_norm": clip_norm, "lrd": lrd})
 
 
-LR_SCHEDULES = Registry("lr schedule", contract=Contract(
+LR_SCHEDULES = Registry("lr schedule", inputs=("train_epochs",), contract=Contract(
     "a function of the epoch returning a factor on the learning rate", callable))
 
 
@@ -145,10 +145,12 @@ def iwae_stages(*, decay_stages=7.0) -> Callable[[int], float]:
 
 
 @LR_SCHEDULES.register("cosine")
-def cosine(*, epochs, min_factor=0.0) -> Callable[[int], float]:
-    """Cosine decay from lr to lr * min_factor over epochs epochs (usually train.epochs), then flat.
+def cosine(train_epochs=None, *, epochs=0, min_factor=0.0) -> Callable[[int], float]:
+    """Cosine decay from lr to lr * min_factor over epochs epochs (0, the default: train.epochs), then flat.
 
     The factor at epoch e is min_factor + (1 - min_factor) (1 + cos(pi min(e, epochs) / epochs)) / 2."""
+    if epochs == 0 and train_epochs is not None:
+        epochs = train_epochs
     epochs = positive_int(epochs, "train.lr_schedule.epochs")
     if not 0 <= min_factor <= 1:
         raise PyrovaeError(f"train.lr_schedule.min_factor must be in [0, 1], got {min_factor}")

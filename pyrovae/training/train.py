@@ -107,8 +107,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     check_first_batch(vae, data, spec.train.batch_size)
     optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options,
                                  where="train.optimizer")
-    lr_factor = LR_SCHEDULES.build(spec.train.lr_schedule.name, options=spec.train.lr_schedule.options,
-                                   where="train.lr_schedule")
+    lr_factor = LR_SCHEDULES.build(spec.train.lr_schedule.name, {"train_epochs": spec.train.epochs},
+                                   options=spec.train.lr_schedule.options, where="train.lr_schedule")
     loss = build_estimator(spec.train.estimator)
     # Models are selected on the bound they are trained on: IWAE_K for the multi-sample
     # estimators (an IWAE-trained model's ELBO can fall while its IWAE bound rises).
