@@ -10,12 +10,12 @@ import warnings
 from typing import List, Optional
 
 from . import __version__
-from .commands import evaluate, listing, posterior, report, reproduce, sweep, train, variance
+from .commands import evaluate, listing, posterior, quality, report, reproduce, sweep, train, variance
 from .errors import PyrovaeError, PyrovaeWarning
 from .runs.inputs import changed_inputs_allowed
 
 # The subcommands in the order ``pyrovae --help`` lists them; each module adds its own.
-COMMANDS = [listing, train, evaluate, variance, sweep, report, reproduce, posterior]
+COMMANDS = [listing, train, evaluate, variance, sweep, report, reproduce, posterior, quality]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,18 +79,23 @@ def sample_images(vae, num_samples: int, seed: int) -> torch.Tensor:
 class EpochQuality:
     """The per-epoch score of training (``train.quality``): every ``every`` epochs and at the
     last one, ``samples`` samples scored with a stream of the run's seed and the epoch, so
-    switching it on changes no parameter or other metric."""
+    switching it on changes no parameter or other metric. Each row also carries the floor
+    (``frechet_floor``: the test split's Fréchet distance at the same size), for the curves."""
 
     def __init__(self, quality_spec, data_spec, dataset: Dataset, seed: int):
         self.every, self.samples, self.seed = quality_spec.every, quality_spec.samples, seed
         network = feature_network(data_spec, dataset, quality_spec.inception)
         self.scorer = QualityScorer(network, dataset, seed)
+        self.frechet_floor = None
 
     def due(self, epoch: int, last_epoch: int) -> bool:
         return epoch % self.every == 0 or epoch == last_epoch
 
     def measure(self, vae, epoch: int) -> dict:
-        return self.scorer.score_vae(vae, self.samples, self.seed * 1_000_003 + epoch)
+        if self.frechet_floor is None:
+            self.frechet_floor = self.scorer.floor(self.samples, self.seed)["frechet"]
+        scores = self.scorer.score_vae(vae, self.samples, self.seed * 1_000_003 + epoch)
+        return {**scores, "frechet_floor": self.frechet_floor}
 
 
 def epoch_quality(spec, dataset: Dataset) -> Optional[EpochQuality]:
