@@ -243,7 +243,10 @@ def inception_network(weights: str) -> FeatureNetwork:
 
 def feature_network(spec_data, dataset: Dataset, inception: Optional[str] = None,
                     progress: bool = False) -> FeatureNetwork:
-    """The Inception network when a weights file is given, else the dataset's classifier."""
+    """The Inception network when a weights file is given, else the dataset's classifier. Built
+    inside a private random stream: building a network draws initial weights, which must not
+    move the random state of a training run that scores its samples."""
     check_images(dataset.data_shape)
-    return inception_network(inception) if inception else classifier_network(spec_data, dataset, progress)
+    with private_random(0, torch.device("cpu")):
+        return inception_network(inception) if inception else classifier_network(spec_data, dataset, progress)
 
