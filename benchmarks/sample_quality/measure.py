@@ -118,6 +118,7 @@ def priors(budget, runs: Path) -> dict:
         score = quality(run, samples=budget["samples"], seeds=1)
         rows.append({"prior": prior, "overrides": overrides, "log_px": evaluation.log_px,
                      "log_px_points": budget["is_points"], "is_samples": budget["is_samples"],
+                     "samples": budget["samples"],
                      "frechet": score["model"]["frechet"]["mean"], "precision": score["model"]["precision"]["mean"],
                      "recall": score["model"]["recall"]["mean"], "floor": score["floor"]["frechet"]["mean"]})
     return {"rows": rows}

@@ -9,6 +9,7 @@ from typing import Optional
 from ..errors import PyrovaeError
 from ..reports.sample_quality_report import SECTION, write_quality_report
 from ..sample_quality.run import QUALITY, quality_of_run
+from .options import add_changed_inputs_option
 
 
 def quality(run_dir, samples: int = 10000, seeds: int = 3, seed: int = 0, inception: Optional[str] = None,
@@ -49,4 +50,5 @@ def add_command(subparsers) -> None:
     p.add_argument("--inception", metavar="WEIGHTS",
                    help="a torchvision inception_v3 state dict file: standard FID features (nothing is downloaded)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    add_changed_inputs_option(p)
     p.set_defaults(func=_command)
