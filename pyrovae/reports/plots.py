@@ -69,6 +69,7 @@ def quality_curves(rows: Sequence[dict], path: Path) -> Path:
     right.plot(epochs, [float(r["recall"]) for r in rows], "s-", label="recall")
     right.set_ylim(0, 1)
     for ax in (left, right):
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -137,7 +138,8 @@ def latent_scatter(means: torch.Tensor, labels: Optional[torch.Tensor], path: Pa
             chosen = labels == k
             name = class_names[k] if k < len(class_names) else str(k)
             ax.scatter(*(c[chosen] for c in columns), s=3, alpha=0.7, color=colours(k % colours.N), label=name)
-        ax.legend(markerscale=4, fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5), title="label")
+        ax.legend(markerscale=4, fontsize="small", loc="center left", bbox_to_anchor=(1.15 if dims == 3 else 1.02, 0.5),
+                  title="label")
     ax.set_xlabel(axes[0])
     ax.set_ylabel(axes[1])
     if dims == 3:
