@@ -37,11 +37,11 @@ from pyrovae.sample_quality.score import QualityScorer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-BUDGET = {"fashion": {"epochs": 8, "train_size": 10000, "samples": 2000},
-          "frey": {"epochs": 40, "samples": 200},
-          "priors": {"epochs": 8, "train_size": 10000, "samples": 2000, "is_points": 500, "is_samples": 500},
+BUDGET = {"fashion": {"epochs": 4, "train_size": 10000, "samples": 2000},
+          "frey": {"epochs": 10, "samples": 200},
+          "priors": {"epochs": 3, "train_size": 5000, "samples": 2000, "is_points": 200, "is_samples": 200},
           "floor": {"sizes": [200, 500, 1000, 2000, 5000, 10000], "seeds": 3},
-          "quality": {"samples": 10000, "seeds": 3}, "frey_quality": {"samples": 200, "seeds": 3}}
+          "quality": {"samples": 5000, "seeds": 3}, "frey_quality": {"samples": 200, "seeds": 3}}
 QUICK = {"fashion": {"epochs": 2, "train_size": 500, "samples": 200},
          "frey": {"epochs": 2, "samples": 100},
          "priors": {"epochs": 1, "train_size": 500, "samples": 200, "is_points": 20, "is_samples": 20},
@@ -137,9 +137,9 @@ def main() -> None:
     runs = Path(args.runs or tempfile.mkdtemp(prefix="sample-quality-runs-"))
     _record("classifiers.json", classifiers)
     _record("floor.json", lambda: floor(budget["floor"]))
-    _record("fashion_trajectory.json", lambda: trajectory("fashion_vae", budget["fashion"], runs, budget["quality"]))
     _record("frey_trajectory.json", lambda: trajectory("frey_logistic", budget["frey"], runs, budget["frey_quality"],
                                                        ["train.early_stopping_patience=null"]))
+    _record("fashion_trajectory.json", lambda: trajectory("fashion_vae", budget["fashion"], runs, budget["quality"]))
     _record("priors.json", lambda: priors(budget["priors"], runs))
     print(f"results in {RESULTS}, runs in {runs}")
 

@@ -5,8 +5,9 @@
 Reads ``benchmarks/sample_quality/results/*.json``; writes into DIR the Markdown snippets that
 docs/sample_quality.md includes (``classifiers.md``, ``floor.md``, ``trajectories.md``,
 ``final.md``, ``priors.md``) and its figures (``trajectories.png``, ``floor.png``,
-``priors.png``). The site build runs it (``docs_tools/site_hooks.py``); a stage not recorded yet
-gives a line saying so instead of its table.
+``priors.png``), each linked from its snippet. The site build runs it
+(``docs_tools/site_hooks.py``); a stage not recorded yet gives a line saying so instead of its
+table and figure.
 """
 
 import argparse
@@ -68,7 +69,8 @@ def floor(out: Path) -> None:
                      f"{statistics.fmean(fd) * n:.0f}"])
     table = markdown_table(["test images n", "draws", "Fréchet distance", "sd over draws", "precision", "recall",
                             "n x distance"], rows)
-    (out / "floor.md").write_text(f"Reference: {result['reference']}. {_budget(result)}\n\n{table}\n")
+    (out / "floor.md").write_text(f"Reference: {result['reference']}. {_budget(result)}\n\n{table}\n\n"
+                                  f"![the floor by sample size](generated/sample_quality/floor.png)\n")
     fig, ax = pyplot().subplots(figsize=(5, 3.5))
     ax.errorbar(sizes, [statistics.fmean(r["frechet"] for r in by[n]) for n in sizes],
                 yerr=[statistics.stdev([r["frechet"] for r in by[n]]) if len(by[n]) > 1 else 0 for n in sizes],
@@ -102,6 +104,8 @@ def trajectories(out: Path) -> None:
                        f"{q['floor']['frechet']['mean']:.2f} ± {q['floor']['frechet']['sd']:.2f} ({q['floor_samples']})",
                        f"{q['model']['precision']['mean']:.3f}", f"{q['model']['recall']['mean']:.3f}",
                        f"{q['floor']['precision']['mean']:.3f}", f"{q['floor']['recall']['mean']:.3f}"])
+    if any(r is not None for r in recorded.values()):
+        parts.append("![Fréchet distance by epoch](generated/sample_quality/trajectories.png)\n")
     (out / "trajectories.md").write_text("\n".join(parts))
     final = (markdown_table(["run", "samples", "Fréchet distance ± sd over 3 draws", "floor ± sd (test images)",
                              "precision", "recall", "floor precision", "floor recall"], finals) + "\n"
@@ -136,7 +140,8 @@ def priors(out: Path) -> None:
         "`pyrovae train fashion_vae " + " ".join(f"--set {o}" for o in first["overrides"][1:]) + "` with "
         f"`--set model.prior.name=` each prior; log p(x) by importance sampling with {first['is_samples']} samples "
         f"on {first['log_px_points']} test images; {first.get('samples', BUDGET['priors']['samples'])} samples "
-        f"scored. {_budget(result)}\n\n{table}\n")
+        f"scored. {_budget(result)}\n\n{table}\n\n"
+        f"![Fréchet distance against log p(x)](generated/sample_quality/priors.png)\n")
     fig, ax = pyplot().subplots(figsize=(5, 3.5))
     for r in result["rows"]:
         ax.plot(r["log_px"], r["frechet"], "o")

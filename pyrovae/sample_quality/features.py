@@ -24,6 +24,7 @@ its 2048 pooled activations on images resized to 299 x 299: the standard FID net
 Nothing is downloaded for it; a missing file is a one-line error.
 """
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -36,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..components.datasets import DATASETS, Dataset, data_root, find_file, read_idx
+from ..components.datasets import DATASETS, Dataset, data_root, find_file, load_data, read_idx
 from ..errors import PyrovaeError
 from ..runs.files import make_folder, write_atomic
 from ..runs.random_state import private_random
@@ -113,6 +114,14 @@ def check_images(data_shape) -> None:
     if len(data_shape) != 3 or data_shape[0] not in (1, 3):
         raise PyrovaeError(f"sample quality needs grey or colour images shaped (1 or 3, height, width), but the "
                            f"data have shape {tuple(data_shape)}")
+
+
+def whole_data(spec_data, dataset: Dataset) -> Dataset:
+    """``dataset`` with its whole training split: ``data.train_size`` limits what a model is
+    trained on, not the data its samples are compared with or the classifier learns from."""
+    if spec_data.train_size is None:
+        return dataset
+    return load_data(dataclasses.replace(spec_data, train_size=None))
 
 
 # ----------------------------------------------------------------------------- the classifier
@@ -243,10 +252,13 @@ def inception_network(weights: str) -> FeatureNetwork:
 
 def feature_network(spec_data, dataset: Dataset, inception: Optional[str] = None,
                     progress: bool = False) -> FeatureNetwork:
-    """The Inception network when a weights file is given, else the dataset's classifier. Built
-    inside a private random stream: building a network draws initial weights, which must not
-    move the random state of a training run that scores its samples."""
+    """The Inception network when a weights file is given, else the dataset's classifier (for
+    the whole dataset, see :func:`whole_data`). Built inside a private random stream: building a
+    network draws initial weights, which must not move the random state of a training run that
+    scores its samples."""
     check_images(dataset.data_shape)
     with private_random(0, torch.device("cpu")):
-        return inception_network(inception) if inception else classifier_network(spec_data, dataset, progress)
+        if inception:
+            return inception_network(inception)
+        return classifier_network(spec_data, whole_data(spec_data, dataset), progress)
 

@@ -14,7 +14,7 @@ from ..components.datasets import load_data
 from ..errors import positive_int, seed_value
 from ..runs.files import write_atomic
 from ..runs.loading import load_run_and_checkpoint
-from .features import feature_network
+from .features import feature_network, whole_data
 from .score import COLUMNS, QualityScorer
 
 QUALITY = "quality.json"
@@ -29,7 +29,7 @@ def quality_of_run(run_dir, samples: int = 10000, seeds: int = 3, seed: int = 0,
     seed_value(seed, "--seed")
     run_dir = Path(run_dir)
     spec, vae, checkpoint = load_run_and_checkpoint(run_dir, device)
-    data = load_data(spec.data)
+    data = whole_data(spec.data, load_data(spec.data))
     network = feature_network(spec.data, data, inception, progress)
     scorer = QualityScorer(network, data, spec.seed)
     draws = [seed + i for i in range(seeds)]

@@ -1,6 +1,7 @@
 """Scoring a VAE's samples: the Fréchet distance and precision/recall against a dataset.
 
-The reference is the training split (the data the model was fitted to). A Fréchet distance
+The reference is the whole training split (with ``data.train_size`` too: the data
+distribution is that of all of it). A Fréchet distance
 estimated from n samples is biased upwards (the sample covariance's noise adds to it), so a
 score means little without the *floor*: the score of n images of the test split, real data
 the model never saw, against the same reference. A model cannot be told apart from the data
@@ -17,7 +18,7 @@ import torch
 from ..components.datasets import Dataset
 from ..errors import positive_int
 from ..runs.random_state import private_random
-from .features import FeatureNetwork, feature_network
+from .features import FeatureNetwork, feature_network, whole_data
 from .frechet import frechet_distance, gaussian_moments
 from .precision_recall import precision_recall
 
@@ -84,6 +85,7 @@ class EpochQuality:
 
     def __init__(self, quality_spec, data_spec, dataset: Dataset, seed: int):
         self.every, self.samples, self.seed = quality_spec.every, quality_spec.samples, seed
+        dataset = whole_data(data_spec, dataset)
         network = feature_network(data_spec, dataset, quality_spec.inception)
         self.scorer = QualityScorer(network, dataset, seed)
         self.frechet_floor = None
