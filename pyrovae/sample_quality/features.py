@@ -141,14 +141,14 @@ def classifier_network(spec_data, dataset: Dataset, progress: bool = False) -> F
     stored = _read_cached(path)
     if stored is None:
         stored = train_classifier(train, test, progress)
-        stored["protocol"] = protocol
         buffer = io.BytesIO()
         torch.save(stored, buffer)
         make_folder(path.parent)
         write_atomic(path, buffer.getvalue())
     classifier = Classifier(stored["num_classes"])
     classifier.load_state_dict(stored["state"])
-    return FeatureNetwork(classifier.body, stored["protocol"], stored["accuracy"], CLASSIFIER_SHAPE[1:])
+    # the protocol is this dataset's (the Fashion-MNIST classifier serves datasets without labels too)
+    return FeatureNetwork(classifier.body, protocol, stored["accuracy"], CLASSIFIER_SHAPE[1:])
 
 
 def _read_cached(path: Path) -> Optional[dict]:
