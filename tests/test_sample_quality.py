@@ -4,6 +4,10 @@ Inception weights file, the per-epoch score of training and ``pyrovae quality``.
 
 import json
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,3 +230,18 @@ def test_the_pca_projection_keeps_the_variance_of_a_plane():
     projected, share = pca_projection(plane + 1e-4 * torch.randn(500, 6, generator=gen))
     assert projected.shape == (500, 2) and share == pytest.approx(1, abs=1e-6)
     assert math.isclose(float(projected.var(0).sum()), float(plane.var(0).sum()), rel_tol=1e-3)
+
+
+def test_the_docs_report_draws_every_recorded_stage(tmp_path):
+    """benchmarks/sample_quality/report.py, as the site build runs it, on the committed results."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "sample_quality" / "report.py"), "--out",
+                           str(tmp_path)], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root), "MPLBACKEND": "Agg"})
+    assert done.returncode == 0, done.stderr
+    recorded = {p.stem for p in (root / "benchmarks" / "sample_quality" / "results").glob("*.json")}
+    for stage, figure in [("floor", "floor.png"), ("fashion_trajectory", "trajectories.png"), ("priors", "priors.png")]:
+        assert (tmp_path / figure).is_file() == (stage in recorded)
+    floor = json.loads((root / "benchmarks" / "sample_quality" / "results" / "floor.json").read_text())
+    first = floor["rows"][0]
+    assert f"| {first['samples']} |" in (tmp_path / "floor.md").read_text()
