@@ -113,12 +113,14 @@ def trajectories(out: Path) -> None:
     (out / "final.md").write_text(final)
     drawn = {name: r for name, r in recorded.items() if r is not None}
     if drawn:
-        fig, axes = pyplot().subplots(1, len(drawn), figsize=(4.5 * len(drawn), 3.5), squeeze=False)
+        fig, axes = pyplot().subplots(1, len(drawn), figsize=(5 * len(drawn), 3.5), squeeze=False)
+        fig.subplots_adjust(wspace=0.35)
         for ax, (name, result) in zip(axes[0], drawn.items()):
             scored = [m for m in result["metrics"] if "frechet" in m]
             ax.plot([m["epoch"] for m in scored], [m["frechet"] for m in scored], "o-", label="samples")
             ax.axhline(scored[-1]["frechet_floor"], color="grey", ls="--", label="test split (floor)")
             ax.set_yscale("log")
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.set_xlabel("epoch")
             ax.set_ylabel("Fréchet distance")
             ax.set_title(TRAJECTORIES[name], fontsize="medium")
