@@ -193,6 +193,16 @@ def variance(source, estimators: Union[str, Sequence[str]] = "pathwise,analytic_
     return VarianceResult(folder, json.loads((folder / VARIANCE).read_text()))  # as saved: NaN is null
 
 
+def quality(run, samples: int = 10000, seeds: int = 3, seed: int = 0, inception: Optional[str] = None,
+            device: str = "auto", plugins: Sequence[str] = ()) -> dict:
+    """``pyrovae quality``: Fréchet distance, precision and recall of ``samples`` samples of the
+    run (a folder or a :class:`Run`) for ``seeds`` draws, beside the test split's floor; saved to
+    ``quality.json`` and the report. ``inception``: an Inception v3 weights file (standard FID)."""
+    from .commands.quality import quality as command
+
+    return command(_folder(run), samples, seeds, seed, inception, device, plugins=plugins)
+
+
 def report(run, plugins: Sequence[str] = ()) -> Path:
     """``pyrovae report``: (re)write the run folder's figures and ``report.md``; return its path."""
     from .commands.report import report as command

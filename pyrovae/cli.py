@@ -18,6 +18,7 @@ from .commands import (
     interpolate,
     listing,
     posterior,
+    quality,
     reconstruct,
     report,
     reproduce,
@@ -31,7 +32,7 @@ from .runs.inputs import changed_inputs_allowed
 
 # The subcommands in the order ``pyrovae --help`` lists them; each module adds its own.
 COMMANDS = [listing, config, train, evaluate, variance, sweep, report, reproduce, posterior, sample, reconstruct, encode,
-            interpolate, export]
+            interpolate, export, quality]
 
 
 def build_parser() -> argparse.ArgumentParser:

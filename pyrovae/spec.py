@@ -82,6 +82,18 @@ class ModelSpec:
 
 
 @dataclass
+class QualitySpec:
+    """Sample quality during training (:mod:`pyrovae.sample_quality`): every ``every`` epochs
+    (0: never, the default; it costs time) and at the last one, the Fréchet distance,
+    precision and recall of ``samples`` samples, in the features of the dataset's classifier
+    or, given ``inception`` (a weights file), of Inception v3."""
+
+    every: int = 0
+    samples: int = 2000
+    inception: Optional[str] = None
+
+
+@dataclass
 class TrainSpec:
     """The SVI loop. ``kl_warmup_epochs`` ramps the KL weight linearly from a small
     positive value to 1; ``early_stopping_patience`` stops after that many epochs after
@@ -104,6 +116,14 @@ class TrainSpec:
     compile: bool = False
     progress: bool = True
     log: Optional[str] = None
+    quality: QualitySpec = field(default_factory=QualitySpec)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The fields, ``quality`` only when it is switched on (so configs without it read as before)."""
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if plain["quality"] == QualitySpec():
+            del plain["quality"]
+        return plain
 
 
 @dataclass
@@ -408,6 +428,8 @@ def validate(spec: ExperimentSpec) -> None:
         positive_int(spec.train.early_stopping_patience, "train.early_stopping_patience")
     if spec.data.train_size is not None:
         positive_int(spec.data.train_size, "data.train_size")
+    positive_int(spec.train.quality.every, "train.quality.every", minimum=0)
+    positive_int(spec.train.quality.samples, "train.quality.samples", minimum=2)
     if spec.train.log is not None and spec.train.log not in LOG_CHOICES:
         raise PyrovaeError(f"train.log must be one of {', '.join(LOG_CHOICES)} (or left out), got "
                            f"'{spec.train.log}'{did_you_mean(spec.train.log, LOG_CHOICES)}")

@@ -14,7 +14,7 @@ LAYERS = [
     ("model", ["components", "model", "inference"]),
     ("experiment", ["spec"]),
     ("run folder", ["runs"]),
-    ("engines", ["training", "evaluation", "lab", "sweeps"]),
+    ("engines", ["training", "evaluation", "lab", "sweeps", "sample_quality"]),
     ("reports", ["reports"]),
     ("commands", ["commands"]),
     ("entry points", ["cli", "api", "__init__"]),

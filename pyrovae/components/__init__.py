@@ -1,10 +1,10 @@
 """Swappable parts of a VAE, one registry per family.
 
-Importing this package registers every built-in prior, likelihood, network and guide, and the
-``array`` dataset (your own data).
+Importing this package registers every built-in prior, likelihood, network and guide, the
+``array`` dataset (your own data) and ``celeba`` (CelebA or any folder of faces).
 """
 
-from . import array_data  # noqa: F401  (registers the array dataset)
+from . import array_data, celeba  # noqa: F401  (register the array and celeba datasets)
 from .guides import GUIDES, Guide
 from .likelihoods import LIKELIHOODS, Likelihood
 from .networks import NETWORKS

@@ -71,7 +71,9 @@ def array(*, path="", x="x", y="", valid_fraction=0.1, test_fraction=0.1, split_
         splits = _split(train, valid_fraction, test_fraction, split_seed, path)
     labels = [s.y for s in splits if s.y is not None]
     num_classes = int(max(int(t.max()) for t in labels)) + 1 if labels else 0
-    return Source(tuple(train.x.shape[1:]), num_classes, lambda root, allow_download: splits)
+    folder = _find(path)
+    names = tuple(d.name for d in _class_folders(folder)) if folder.is_dir() and num_classes else ()
+    return Source(tuple(train.x.shape[1:]), num_classes, lambda root, allow_download: splits, class_names=names)
 
 
 def in_memory_arrays(data, labels=None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -251,17 +253,23 @@ def _as_labels(y: np.ndarray, n: int, path: Path) -> torch.Tensor:
     return torch.from_numpy(y.astype(np.int64))
 
 
+def _images_in(folder: Path) -> list:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _class_folders(folder: Path) -> list:
+    """The sub-folders of ``folder`` holding images: the classes 0, 1, ... in this order."""
+    return sorted(d for d in folder.iterdir() if d.is_dir() and _images_in(d))
+
+
 def _read_image_folder(folder: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Images directly in ``folder`` (no labels), or in its sub-folders (labelled by them)."""
-    def images_in(d: Path):
-        return sorted(f for f in d.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-
-    classes = sorted(d for d in folder.iterdir() if d.is_dir() and images_in(d))
-    loose = images_in(folder)
+    classes = _class_folders(folder)
+    loose = _images_in(folder)
     if classes and loose:
         raise PyrovaeError(f"{folder} holds images both directly and in sub-folders; put every image in a "
                            f"sub-folder named by its label, or none")
-    files = [(f, i) for i, d in enumerate(classes) for f in images_in(d)] if classes else [(f, 0) for f in loose]
+    files = [(f, i) for i, d in enumerate(classes) for f in _images_in(d)] if classes else [(f, 0) for f in loose]
     if not files:
         raise PyrovaeError(f"{folder} holds no PNG or JPEG images (directly or in sub-folders)")
     pixels = [_image_pixels(f) for f, _ in files]

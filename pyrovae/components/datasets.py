@@ -58,6 +58,7 @@ class Dataset:
     test: Split
     dynamic_binarization: bool = False
     extras: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    class_names: Tuple[str, ...] = ()  # label i's name, where known (legends of figures)
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
@@ -79,12 +80,13 @@ class Dataset:
 @dataclass
 class Source:
     """What a registered dataset is before it is loaded: its shape, label count and a
-    loader ``load(root, download) -> (train, valid, test)``."""
+    loader ``load(root, download) -> (train, valid, test)``; optionally the labels' names."""
 
     data_shape: Tuple[int, ...]
     num_classes: int
     load: object
     extras: Dict[str, torch.Tensor] = field(default_factory=dict)
+    class_names: Tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- file access
@@ -238,7 +240,7 @@ def binarized_mnist():
     return Source((1, 28, 28), 0, load)
 
 
-def _idx_dataset(name: str, folders_of, torchvision_class: str):
+def _idx_dataset(name: str, folders_of, torchvision_class: str, class_names: Tuple[str, ...]):
     """MNIST-layout data: 60000 training images (the last 10000 become validation)
     and 10000 test images, with labels; downloads through torchvision."""
 
@@ -264,17 +266,19 @@ def _idx_dataset(name: str, folders_of, torchvision_class: str):
         return [Split(images[:-10000], labels[:-10000]), Split(images[-10000:], labels[-10000:]),
                 Split(test_x, test_y)]
 
-    return Source((1, 28, 28), 10, load)
+    return Source((1, 28, 28), 10, load, class_names=class_names)
 
 
 @DATASETS.register("mnist")
 def mnist():
     """Grey MNIST digits with labels (50000/10000/10000); binarize with data.binarize."""
     return _idx_dataset("mnist", lambda root: [root / "mnist", root / "MNIST" / "raw", root / "mnist_test"],
-                        "MNIST")
+                        "MNIST", tuple(str(d) for d in range(10)))
 
 
 FASHION_SYSTEM_FOLDER = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
 
 
 @DATASETS.register("fashion_mnist")
@@ -282,7 +286,7 @@ def fashion_mnist():
     """Fashion-MNIST grey 28 x 28 clothing images with labels (50000/10000/10000)."""
     return _idx_dataset("fashion_mnist",
                         lambda root: [root / "fashion_mnist", root / "FashionMNIST" / "raw", FASHION_SYSTEM_FOLDER],
-                        "FashionMNIST")
+                        "FashionMNIST", FASHION_CLASSES)
 
 
 FREY_URL = "https://cs.nyu.edu/~roweis/data/frey_rawface.mat"
@@ -358,7 +362,8 @@ def load_data(spec) -> Dataset:
             train = Split(torch.bernoulli(train.x, generator=gen), train.y)
     for name, split in zip(SPLITS, (train, valid, test)):
         _check_finite(spec.name, name, split.x)
-    dataset = Dataset(spec.name, source.data_shape, source.num_classes, train, valid, test, dynamic, source.extras)
+    dataset = Dataset(spec.name, source.data_shape, source.num_classes, train, valid, test, dynamic, source.extras,
+                      tuple(source.class_names))
     return dataset.limited(spec.train_size)
 
 

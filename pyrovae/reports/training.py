@@ -21,8 +21,9 @@ MANIFOLD_GRID = 15
 
 @torch.no_grad()
 def make_figures(result: TrainResult, seed: int) -> dict:
-    """Training curves, reconstructions and prior samples; for a 2-D latent space also the
-    test set's latent means (coloured by label where labels exist) and the manifold. Their
+    """Training curves (and sample quality by epoch where measured), reconstructions, prior
+    samples and the test set's latent means (coloured by label where labels exist; 2-D, 3-D or
+    a PCA projection); for a 2-D latent space also the manifold. Their
     draws come from a private stream started at ``seed``: the same figures whether drawn
     after training or by ``pyrovae report``, and the global random state left alone."""
     vae, data, folder = result.vae, result.data, result.out_dir / FIGURES
@@ -36,7 +37,10 @@ def make_figures(result: TrainResult, seed: int) -> dict:
 
 
 def _draw_figures(vae, data, folder: Path, run_dir: Path, device) -> dict:
-    figures = {"training curves": plots.training_curves(read_metrics(run_dir), folder / "training_curves.png")}
+    rows = read_metrics(run_dir)
+    figures = {"training curves": plots.training_curves(rows, folder / "training_curves.png")}
+    if any(r.get("frechet") not in (None, "") for r in rows):
+        figures["sample quality"] = plots.quality_curves(rows, folder / "sample_quality.png")
     if len(data.data_shape) == 3:  # images
         test = data.test
         x = test.x[:10].to(device)
@@ -47,17 +51,19 @@ def _draw_figures(vae, data, folder: Path, run_dir: Path, device) -> dict:
         y_samples = torch.arange(50, device=device) % vae.num_classes if vae.num_classes else None
         figures["samples"] = plots.image_grid(vae.sample(50, y_samples).cpu(), folder / "samples.png",
                                               "means of p(x|z), z from the prior")
-        if vae.latent_dim == 2:
-            figures.update(_latent_figures(vae, data, folder, device))
+        figures.update(_latent_figures(vae, data, folder, device))
     return figures
 
 
 def _latent_figures(vae, data, folder: Path, device) -> dict:
+    """The test set's latent means (any latent size: 2-D, 3-D or a PCA projection); for a 2-D
+    latent space of an unconditional model also the decoded manifold."""
     test = data.test
     y = None if test.y is None or not vae.num_classes else test.y.to(device)
-    code = vae.latent_code(test.x.to(device), y)
-    out = {"latent space": plots.latent_scatter(code, test.y, folder / "latent_space.png")}
-    if not vae.num_classes:
+    code = torch.cat([vae.latent_code(test.x[i:i + 1000].to(device), None if y is None else y[i:i + 1000])
+                      for i in range(0, len(test), 1000)])
+    out = {"latent space": plots.latent_scatter(code, test.y, folder / "latent_space.png", data.class_names)}
+    if vae.latent_dim == 2 and not vae.num_classes:
         # Prior quantiles of N(0, 1) in each coordinate, as in the paper's Fig. 4.
         q = torch.linspace(0.05, 0.95, MANIFOLD_GRID, device=device)
         coords = torch.distributions.Normal(0.0, 1.0).icdf(q)
@@ -89,10 +95,13 @@ def write_training_report(result: TrainResult, spec) -> Path:
     left (a resumed run's earlier evaluations are of other parameters and no longer shown)."""
     figures = make_figures(result, spec.seed)
     rows = read_metrics(result.out_dir)
+    scored = any(r.get("frechet") not in (None, "") for r in rows)
     table = markdown_table(
-        ["epoch", "KL weight", "train ELBO", "valid ELBO", "seconds"],
+        ["epoch", "KL weight", "train ELBO", "valid ELBO", "seconds"] + (["Fréchet distance"] if scored else []),
         [[r["epoch"], f"{float(r['kl_weight']):.3g}", f"{float(r['train_elbo']):.2f}",
-          f"{float(r['valid_elbo']):.2f}", f"{float(r['seconds']):.1f}"] for r in rows])
+          f"{float(r['valid_elbo']):.2f}", f"{float(r['seconds']):.1f}"]
+         + ([f"{float(r['frechet']):.2f}" if r.get("frechet") not in (None, "") else ""] if scored else [])
+         for r in rows])
     ending = "stopped early (no better validation ELBO)" if result.stopped_early else "ran all epochs"
     images = "\n".join(f"![{name}]({Path(p).relative_to(result.out_dir)})" for name, p in figures.items())
     body = (f"Run folder `{result.out_dir}` (config `{spec.name}`), seed {spec.seed}: "

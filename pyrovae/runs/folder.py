@@ -137,8 +137,10 @@ def metrics_history(run_dir: Path, state: Optional[dict]) -> List[dict]:
 
 
 def metrics_text(rows: Sequence[dict]) -> str:
-    """``metrics.csv``'s content for ``rows``."""
-    return csv_text(METRIC_COLUMNS, rows)
+    """``metrics.csv``'s content for ``rows``: the columns every run has, then any others some
+    rows carry (sample quality measured during training), empty in the rows without them."""
+    extra = [key for row in rows for key in row if key not in METRIC_COLUMNS]
+    return csv_text(METRIC_COLUMNS + list(dict.fromkeys(extra)), rows)
 
 
 def metrics_need_repair(run_dir: Path, rows: Sequence[dict]) -> bool:

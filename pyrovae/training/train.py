@@ -45,6 +45,7 @@ from ..runs.folder import (
 from ..runs.inputs import check_inputs_unchanged
 from ..runs.loading import TrainResult, build_vae, resolve_device
 from ..runs.random_state import random_state, restore_random_state
+from ..sample_quality.score import epoch_quality
 from ..spec import ExperimentSpec
 from .first_batch import check_first_batch
 from .progress import progress_bar
@@ -148,6 +149,7 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
     stopped_early = False
     lr_factor_in_use = 1.0  # the optimizer was built with the config's lr
     log = open_log(spec.train.log, out_dir, spec.seed)
+    quality = epoch_quality(spec, data)  # None unless train.quality.every is set
 
     try:  # the TensorBoard log is closed however training ends
         for epoch in range(record["epoch"], spec.train.epochs):
@@ -193,6 +195,8 @@ def _train(spec: ExperimentSpec, out_dir: Path, resume: bool, data: Optional[Dat
                 record["epochs_since_best"] += 1
             history.append({"epoch": epoch + 1, "step": record["step"], "kl_weight": weight, "lr": lr,
                             "train_elbo": train_elbo, "valid_elbo": valid_elbo, "seconds": record["seconds"]})
+            if quality is not None and quality.due(epoch + 1, spec.train.epochs):
+                history[-1].update(quality.measure(vae, epoch + 1))
             with _kept_on_failure(ckpt_path, epoch), staged_writes() as files:
                 if config_pending:
                     stage_run_files(files, spec, out_dir)

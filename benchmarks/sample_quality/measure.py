@@ -1,0 +1,148 @@
+"""Measure the sample-quality numbers of docs/sample_quality.md and record them in ``results/``.
+
+    PYROVAE_DATA=../shared/data nice python3 benchmarks/sample_quality/measure.py [--quick]
+
+Stages (each recorded in its own JSON file and skipped when that file exists; delete it to
+measure again):
+
+- ``classifiers.json``: the feature classifiers' protocols and held-out accuracies
+  (Fashion-MNIST; the MNIST protocol on the labelled test split);
+- ``floor.json``: the Fréchet distance, precision and recall of n Fashion-MNIST test images
+  against the training split, by n, over seeds: the score's finite-sample bias and noise;
+- ``fashion_trajectory.json``, ``frey_trajectory.json``: the per-epoch score of a Fashion-MNIST
+  VAE (``fashion_vae``) and of a Frey Face VAE (``frey_logistic``) trained with
+  ``train.quality.every=1``, and ``pyrovae quality`` of the finished runs (spread over draws);
+- ``priors.json``: Fashion-MNIST VAEs with three priors: sample quality against importance-
+  sampled test log p(x).
+
+The budgets (epochs, training images, samples) are those in ``BUDGET`` (``--quick``: tiny, for
+checking the script); the runs go to ``--runs`` (default a temporary folder).
+"""
+
+import argparse
+import csv
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import pyrovae
+from pyrovae.api import quality
+from pyrovae.components.datasets import load_data
+from pyrovae.sample_quality.features import classifier_network
+from pyrovae.sample_quality.score import QualityScorer
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+BUDGET = {"fashion": {"epochs": 4, "train_size": 10000, "samples": 2000},
+          "frey": {"epochs": 10, "samples": 200},
+          "priors": {"epochs": 3, "train_size": 5000, "samples": 2000, "is_points": 200, "is_samples": 200},
+          "floor": {"sizes": [200, 500, 1000, 2000, 5000, 10000], "seeds": 3},
+          "quality": {"samples": 5000, "seeds": 3}, "frey_quality": {"samples": 200, "seeds": 3}}
+QUICK = {"fashion": {"epochs": 2, "train_size": 500, "samples": 200},
+         "frey": {"epochs": 2, "samples": 100},
+         "priors": {"epochs": 1, "train_size": 500, "samples": 200, "is_points": 20, "is_samples": 20},
+         "floor": {"sizes": [100, 200], "seeds": 2},
+         "quality": {"samples": 200, "seeds": 2}, "frey_quality": {"samples": 100, "seeds": 2}}
+PRIORS = ["standard_normal", "mog", "vamp"]
+
+
+def _spec(name, **data):
+    return pyrovae.load_config({"name": name, "data": {"name": name, **data},
+                                "model": {"likelihood": {"name": "discretized_logistic"}}})
+
+
+def _record(name: str, measure) -> None:
+    path = RESULTS / name
+    if path.exists():
+        print(f"{name}: recorded already")
+        return
+    started = time.perf_counter()
+    result = measure()
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["machine"] = f"{platform.processor() or platform.machine()}, torch {torch.__version__}, " \
+                        f"{torch.get_num_threads()} threads"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"{name}: {result['wall_seconds']} s")
+
+
+def classifiers() -> dict:
+    out = {}
+    for name in ("fashion_mnist", "binarized_mnist"):
+        spec = _spec(name)
+        network = classifier_network(spec.data, load_data(spec.data), progress=True)
+        out[name] = {"protocol": network.description, "accuracy": network.accuracy}
+    return out
+
+
+def floor(budget) -> dict:
+    spec = _spec("fashion_mnist")
+    data = load_data(spec.data)
+    scorer = QualityScorer(classifier_network(spec.data, data), data)
+    rows = []
+    for n in budget["sizes"]:
+        for seed in range(budget["seeds"]):
+            rows.append({"samples": n, "seed": seed, **scorer.floor(n, seed)})
+    return {"reference": f"the {len(data.train)} Fashion-MNIST training images", "rows": rows}
+
+
+def _metrics(run: Path) -> list:
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def trajectory(config: str, budget, runs: Path, quality_budget, extra=()) -> dict:
+    out = runs / config
+    overrides = [f"train.epochs={budget['epochs']}", "train.quality.every=1", f"train.quality.samples={budget['samples']}",
+                 "train.device=cpu", *extra]
+    if "train_size" in budget:
+        overrides.append(f"data.train_size={budget['train_size']}")
+    run = pyrovae.train(config, out=out, overrides=overrides, quiet=True)
+    final = quality(run, samples=quality_budget["samples"], seeds=quality_budget["seeds"])
+    return {"config": config, "overrides": overrides, "metrics": _metrics(out), "quality": final,
+            "figures": str(out / "figures")}
+
+
+def priors(budget, runs: Path) -> dict:
+    rows = []
+    for prior in PRIORS:
+        out = runs / f"priors_{prior}"
+        overrides = [f"model.prior.name={prior}", f"train.epochs={budget['epochs']}",
+                     f"data.train_size={budget['train_size']}", "train.device=cpu"]
+        run = pyrovae.train("fashion_vae", out=out, overrides=overrides, quiet=True)
+        evaluation = pyrovae.evaluate(run, num_samples=budget["is_samples"], max_points=budget["is_points"],
+                                      progress=False)
+        score = quality(run, samples=budget["samples"], seeds=1)
+        rows.append({"prior": prior, "overrides": overrides, "log_px": evaluation.log_px,
+                     "log_px_points": budget["is_points"], "is_samples": budget["is_samples"],
+                     "samples": budget["samples"],
+                     "frechet": score["model"]["frechet"]["mean"], "precision": score["model"]["precision"]["mean"],
+                     "recall": score["model"]["recall"]["mean"], "floor": score["floor"]["frechet"]["mean"]})
+    return {"rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets, results in a temporary folder")
+    parser.add_argument("--runs", help="where the runs go (default: a temporary folder)")
+    args = parser.parse_args()
+    global RESULTS
+    budget = QUICK if args.quick else BUDGET
+    if args.quick:
+        RESULTS = Path(tempfile.mkdtemp(prefix="sample-quality-quick-"))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs = Path(args.runs or tempfile.mkdtemp(prefix="sample-quality-runs-"))
+    _record("classifiers.json", classifiers)
+    _record("floor.json", lambda: floor(budget["floor"]))
+    _record("frey_trajectory.json", lambda: trajectory("frey_logistic", budget["frey"], runs, budget["frey_quality"],
+                                                       ["train.early_stopping_patience=null"]))
+    _record("fashion_trajectory.json", lambda: trajectory("fashion_vae", budget["fashion"], runs, budget["quality"]))
+    _record("priors.json", lambda: priors(budget["priors"], runs))
+    print(f"results in {RESULTS}, runs in {runs}")
+
+
+if __name__ == "__main__":
+    main()
