@@ -244,3 +244,18 @@ def test_variance_never_writes_into_a_folder_of_someone_elses_files(tmp_path):
     with pytest.raises(PyrovaeError, match="did not write"):
         run_variance("linear_gaussian", parse_estimators("pathwise"), draws=3, out=theirs, progress=False)
     assert [p.name for p in theirs.iterdir()] == ["report.md"] and (theirs / "report.md").read_text() == "my notes"
+
+
+def test_single_snapshot_figure_names_the_estimators_on_its_x_axis(tmp_path, monkeypatch):
+    from pyrovae.reports import variance_figures
+
+    captured = {}
+    monkeypatch.setattr(variance_figures, "save_figure", lambda fig, path: captured.setdefault("fig", fig) and path)
+    rows = [{"estimator": name, "group": group, "step": 0, "trace": trace, "snr": 0.1}
+            for name, trace in [("pathwise", 1.0), ("score", 1e4)] for group in ("encoder", "decoder")]
+    variance_figures.variance_curves(rows, tmp_path / "variance.png")
+    bottom = captured["fig"].axes[-1]
+    assert [t.get_text() for t in bottom.get_xticklabels()] == ["pathwise", "score"]
+    assert bottom.get_xlabel() == "estimator (all at training step 0)"
+    first = captured["fig"].axes[0]
+    assert [line.get_ydata()[0] for line in first.get_lines()] == [1.0, 1e4]
