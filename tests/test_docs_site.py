@@ -58,6 +58,28 @@ def test_strict_build_has_every_page_figure_and_mathjax(site):
             assert (page.parent / figure).resolve().is_file(), f"{page.name}: {figure}"
 
 
+def _is_quick(site):
+    return 'class="admonition quick-build"' in (site / "index.html").read_text()
+
+
+def test_a_quick_build_says_so_on_every_page_and_every_course_figure(site):
+    """Either every page carries the quick build's banner and every chapter figure its mark,
+    or none does; the site built here (at quick settings) does."""
+    from PIL import Image
+
+    quick = _is_quick(site)
+    if not BUILT:
+        assert quick
+    for page in site.rglob("*.html"):
+        if page.parent.name in ("assets", "search") or page.name == "404.html":
+            continue
+        assert ('class="admonition quick-build"' in page.read_text()) == quick, page.relative_to(site)
+    figures = [p for p in (site / "generated").glob("ch*/*.png")]
+    assert len(figures) > 15
+    for figure in figures:
+        assert (Image.open(figure).text.get("pyrovae-course-build") == "quick") == quick, figure.relative_to(site)
+
+
 def test_no_page_loads_anything_from_the_network(site):
     remote = re.compile(r'<(?:script|link|img)[^>]+(?:src|href)="(?:https?:)?//', re.IGNORECASE)
     for page in site.rglob("*.html"):
@@ -99,3 +121,17 @@ def test_math_is_typeset_by_mathjax_in_headless_chromium(served, site, page, tmp
     assert typeset >= written, f"{page}: {typeset} of {written} formulas typeset"
     assert "<mjx-merror" not in dom, f"{page}: MathJax reports a TeX error"
     assert "\\(" not in re.sub(r"<(script|code|pre)[\s\S]*?</\1>", "", dom), f"{page}: raw TeX left on the page"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
+def test_search_works_when_the_site_is_opened_from_the_file_system(site, tmp_path):
+    """Opened as file://, a query (``?q=`` opens the search box with it) lists matching pages:
+    the inlined index was read and the worker, run by the site's own shim, answered."""
+    assert (site / "search" / "search_index.js").read_text().startswith("var __index = {")
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
+         "--virtual-time-budget=20000", "--dump-dom", f"{(site / 'index.html').resolve().as_uri()}?q=amortized"],
+        capture_output=True, text=True, timeout=180)
+    results = re.findall(r'<a href="([^"]+)" class="md-search-result__link"', done.stdout)
+    assert any("course/4_amortized_inference.html" in href for href in results), results[:5]
