@@ -93,6 +93,16 @@ def test_api_reference_is_rendered_from_docstrings(site):
     assert "numerical integration over a 1-D or 2-D latent space" in text
 
 
+def test_api_reference_turns_the_docstrings_roles_into_links(site):
+    text = (site / "api.html").read_text()
+    assert not re.search(r":(class|func|meth|mod|attr|data|exc):`", text), "a Sphinx role left as text"
+    links = re.findall(r'<a class="autorefs autorefs-internal"[^>]*href="#([\w.]+)"', text)
+    assert len(links) > 100
+    assert "pyrovae.api.Run" in links
+    anchors = set(re.findall(r'id="([\w.]+)"', text))
+    assert set(links) <= anchors
+
+
 @pytest.fixture(scope="module")
 def served(site):
     """The site over HTTP on the loopback interface, as a browser reads it."""
