@@ -204,6 +204,15 @@ At $m = {M}$, $s = {S}$, $x = {X}$; the variance is that of one draw of $\\parti
 at initialization and after one epoch of training ({results["snapshots"][-1]["step"]} steps on
 {500 if args.quick else 50000} digits), on one minibatch of 100 digits, with $N = {vae_draws}$ gradient draws per
 estimator.""")
+    a, b, c = signal_coefficients(X, M, S)
+    average = next(r["baseline"] for r in rows if r["estimator"] == "score_avg_baseline")
+    write_numbers(args.out, "baseline_solution", markdown_table(
+        ["baseline β", "value", "variance of one draw, closed form"],
+        [["none (β = 0)", "0", f"{closed_form_variance('score', X, M, S, 0.0):.4f}"],
+         ["the mean of f, a + c", f"{a + c:.4f}", f"{closed_form_variance('score', X, M, S, a + c):.4f}"],
+         ["the optimum, a + 3c", f"{a + 3 * c:.4f}", f"{closed_form_variance('score', X, M, S, a + 3 * c):.4f}"],
+         ["`score_avg_baseline`'s moving average", f"{average:.4f}",
+          f"{closed_form_variance('score', X, M, S, average):.4f}"]]))
     claims = Claims(args)
     claims.check("toy", all(abs(r["z"]) < 3 for r in rows),
                  "Every measured variance in the table lies within three standard errors of the exact one.",
