@@ -17,6 +17,9 @@ package's configs; for a results report, its ``results/`` and ``pyrovae/reports/
 module of the package reruns only the chapters that import it, and ``mkdocs serve`` rebuilds
 quickly. Trained models are cached by the scripts themselves under ``<cache>/models``.
 
+Every chapter is also a Jupyter notebook, ``notebooks/<script>.ipynb``, made from its script
+(``docs_tools/notebooks.py``) and linked under the page's title.
+
 A quick build is labelled: every page starts with a banner saying so (:func:`on_page_markdown`),
 and the chapter scripts mark every figure they draw at quick settings.
 
@@ -50,6 +53,9 @@ from pathlib import Path
 
 from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebooks import notebook_text  # noqa: E402  (docs_tools/ is not a package)
 
 log = logging.getLogger("mkdocs.hooks.course")
 
@@ -219,8 +225,26 @@ QUICK_BANNER = """!!! quick-build "Quick build: figures and numbers from the sma
 """
 
 
+NOTEBOOKS_URI = "notebooks"
+
+
+def _chapter_script(page):
+    """The script of a course chapter's page (``course/4_x.md`` is ``ch4_x.py``), or None."""
+    path = Path(page.file.src_uri)
+    if path.parent.name != "course" or not path.stem[:1].isdigit():
+        return None
+    return COURSE_SCRIPTS / f"ch{path.stem}.py"
+
+
 def on_page_markdown(markdown, page, **kwargs):
-    """Start every page of a quick build with a banner that says so."""
+    """Start every page of a quick build with a banner that says so, and link a chapter's
+    notebook under its title."""
+    script = _chapter_script(page)
+    if script is not None and script.is_file():
+        title, _, rest = markdown.partition("\n")
+        markdown = (f"{title}\n\n[This chapter as a Jupyter notebook]"
+                    f"(../{NOTEBOOKS_URI}/{script.stem}.ipynb){{ .md-button }} made from "
+                    f"`examples/course/{script.name}`, the script that drew this page's figures.\n{rest}")
     return QUICK_BANNER + markdown if quick() else markdown
 
 
@@ -232,6 +256,8 @@ def on_files(files, config, **kwargs):
         uri = f"{GENERATED_URI}/{path.relative_to(generated).as_posix()}"
         files.append(File.generated(config, uri, abs_src_path=str(path)))
     files.append(File.generated(config, API_PAGE, content=api_page()))
+    for script in sorted(COURSE_SCRIPTS.glob("ch*.py")):
+        files.append(File.generated(config, f"{NOTEBOOKS_URI}/{script.stem}.ipynb", content=notebook_text(script)))
     return files
 
 

@@ -82,6 +82,7 @@ def test_chapter2_measured_variance_is_within_three_standard_errors_of_the_exact
 # the quick build's mark on figures, and the build's dependency tracking.
 
 import argparse  # noqa: E402
+import ast  # noqa: E402
 import importlib.util  # noqa: E402
 import re  # noqa: E402
 
@@ -156,3 +157,65 @@ def test_a_chapter_is_rebuilt_only_when_a_module_it_imports_changes():
             "pyrovae/evaluation/posterior.py"} <= ch5
     assert "pyrovae/evaluation/ais.py" not in ch1
     assert "examples/course/ch4_amortized_inference.py" not in ch1
+
+
+# Every chapter as a notebook, made from its script (docs_tools/notebooks.py).
+
+NOTEBOOK_PACKAGES = ("jupytext", "nbclient", "nbformat", "ipykernel")
+MISSING_NOTEBOOK = [n for n in NOTEBOOK_PACKAGES if importlib.util.find_spec(n) is None]
+needs_notebooks = pytest.mark.skipif(bool(MISSING_NOTEBOOK), reason=f"{', '.join(MISSING_NOTEBOOK)} missing: "
+                                     "python3 -m pip install -e '.[docs]'")
+CHAPTERS = sorted((ROOT / "examples" / "course").glob("ch*.py"))
+
+
+def _notebooks_module():
+    spec = importlib.util.spec_from_file_location("notebooks", ROOT / "docs_tools" / "notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_notebooks
+@pytest.mark.parametrize("script", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_notebook_holds_the_whole_script_and_runs_it(script):
+    import nbformat
+
+    nb = nbformat.reads(_notebooks_module().notebook_text(script), as_version=4)
+    nbformat.validate(nb)
+    code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    assert nb.cells[0].cell_type == "markdown" and script.name in nb.cells[0].source
+    assert "examples" in code[0] and "PYROVAE_ROOT" in code[0]
+    assert code[-2].strip() == "chapter = main()"
+    for source in code:
+        ast.parse(source)
+    source = script.read_text()
+    for node in ast.parse(source).body:  # every definition of the script is in the notebook
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            assert any(f"def {node.name}(" in c or f"class {node.name}" in c for c in code), node.name
+
+
+def _execute(script, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PYROVAE_ROOT", str(ROOT))
+    monkeypatch.setenv("PYROVAE_COURSE_QUICK", "1")
+    nb = nbformat.reads(_notebooks_module().notebook_text(script), as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb, tmp_path / "runs" / "course" / script.stem
+
+
+@needs_notebooks
+def test_the_first_chapter_notebook_executes_at_quick_settings(tmp_path, monkeypatch):
+    nb, out = _execute(CHAPTERS[0], tmp_path, monkeypatch)
+    assert {p.name for p in out.glob("*.png")} == {"elbo_contours.png", "elbo_gap.png"}
+    shown = [o for cell in nb.cells for o in cell.get("outputs", []) if o.output_type == "display_data"]
+    assert sum("image/png" in o.data for o in shown) == 2
+
+
+@needs_notebooks
+@pytest.mark.slow
+@pytest.mark.parametrize("script", CHAPTERS[1:], ids=lambda p: p.stem)
+def test_every_chapter_notebook_executes_at_quick_settings(script, tmp_path, monkeypatch):
+    _, out = _execute(script, tmp_path, monkeypatch)
+    assert list(out.glob("*.png")) and (out / "claims.json").is_file()

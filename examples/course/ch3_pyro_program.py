@@ -114,6 +114,7 @@ estimate is {curve[-1]:.1f} nats per digit.
     write_numbers(args.out, "model_source", f"```python\n{source}```")  # the code as it is, not a paraphrase
     finish(args)
     print(f"eq. 10 by hand {by_hand:.4f}, Pyro {-pyro_loss:.4f}, mean field {-mean_field:.4f}")
+    return {"vae": vae, "x": x, "svi": svi, "data": data}  # what the exercises use (the notebook keeps it)
 
 
 if __name__ == "__main__":

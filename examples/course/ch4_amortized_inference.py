@@ -216,6 +216,7 @@ The VAE: `quickstart` with `model.latent_dim=2` ({spec.train.epochs} epochs on
         ["test digit", "log p(x), quadrature", "ELBO(q) ± s.e.", "gap", "approximation gap", "amortization gap",
          "modes ≥ 5 %", "mass outside q's 99 % ellipse (%)"], rows))
     print(f"{digits} digits: mean gap {total.mean().item():.2f} nats, {len(multimodal)} multimodal")
+    return {"vae": vae, "data": data, "x": x, "grids": grids, "q": q, "gaps": gaps}  # for the exercises
 
 
 if __name__ == "__main__":

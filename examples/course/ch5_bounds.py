@@ -140,6 +140,7 @@ At these settings no digit has $\\hat k$ both below 0.5 and above {threshold:.2f
 compare.""")
     finish(args, claims)
     print(f"IS - truth: mean {error.mean().item():.3f}, worst {error.min().item():.3f}")
+    return {"vae": vae, "x": x, "truth": truth, "result": result, "ais": ais}  # for the exercises
 
 
 if __name__ == "__main__":
