@@ -25,8 +25,9 @@ LIKELIHOOD_MODEL = ["model.latent_dim=20"]
 
 
 def prior_panel(ax, vae, means, name):
-    """Test-set means of q(z|x), the prior's density as contours, and its components."""
-    lim = 4.0
+    """Test-set means of q(z|x), the prior's density as contours, and its components, over a
+    square that holds 99 % of the codes (the flexible priors let them spread far)."""
+    lim = max(4.0, means.abs().max(1).values.quantile(0.99).item())
     grid = torch.linspace(-lim, lim, 200)
     zz = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)
     with torch.no_grad():
@@ -48,7 +49,6 @@ def prior_panel(ax, vae, means, name):
     ax.set_xlabel("z[0] (latent units)")
     ax.set_ylabel("z[1] (latent units)")
     ax.set_title(name)
-    return prior.log_prob(means).mean().item()  # how well the prior covers the codes
 
 
 def priors_part(args, claims):
@@ -59,31 +59,32 @@ def priors_part(args, claims):
     points, samples = (50, 100) if args.quick else (500, 1000)
     x = data.test.x[:points]
     fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
-    rows, fit = [], {}
+    rows, measured = [], {}
     for ax, (name, overrides) in zip(axes, PRIORS.items()):
         _, vae, _ = trained(config, base + overrides, data, args.cache)
         with torch.no_grad():
             means, _ = vae.encode(data.test.x[:3000])
         with torch.no_grad():
-            fit[name] = prior_panel(ax, vae, means, name)
+            prior_panel(ax, vae, means, name)
         torch.manual_seed(0)
         result = importance_sample(vae, x, num_samples=samples)
         rows.append([name, f"{split_elbo(vae, x):.2f}", f"{result.log_marginal.value.mean().item():.2f}",
-                     f"{result.kl.mean().item():.2f}", f"{fit[name]:.2f}"])
+                     f"{result.kl.mean().item():.2f}"])
+        measured[name] = (result.log_marginal.value.mean().item(), result.kl.mean().item())
     handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=len(handles), fontsize=10)
     save(fig, args.out, "priors")
-    standard, flexible = fit["standard normal"], {k: v for k, v in fit.items() if k != "standard normal"}
-    claims.check("priors_follow", all(v > standard for v in flexible.values()),
-                 "The flexible priors follow the codes into their clusters: at the test digits' codes their "
-                 "log-density averages " + " and ".join(f"{v:.2f} ({k})" for k, v in flexible.items())
-                 + f" nats against the standard normal's {standard:.2f}.",
-                 ", ".join(f"{k} {v:.2f}" for k, v in fit.items()), full_only=True,
-                 general="The flexible priors follow the codes into their clusters: at the test digits' codes their "
-                 "log-density is higher than the standard normal's.")
+    (log_p, rate), flexible = measured["standard normal"], {k: v for k, v in measured.items() if k != "standard normal"}
+    claims.check("priors_follow", all(v[0] > log_p and v[1] < rate for v in flexible.values()),
+                 "The flexible priors fit the codes better than the standard normal: their rate is lower ("
+                 + ", ".join(f"{v[1]:.2f}" for v in flexible.values()) + f" nats against {rate:.2f}) and their "
+                 "$\\log p(x)$ higher (" + ", ".join(f"{v[0]:.2f}" for v in flexible.values())
+                 + f" against {log_p:.2f}).",
+                 "; ".join(f"{k}: log p(x) {v[0]:.2f}, rate {v[1]:.2f}" for k, v in measured.items()), full_only=True,
+                 general="The flexible priors fit the codes better than the standard normal: a lower rate and a "
+                 "higher log p(x).")
     write_numbers(args.out, "priors", markdown_table(
-        ["prior", f"test ELBO ({points} digits, nats)", f"log p(x), K = {samples} (nats)", "rate KL(q ‖ p(z)) (nats)",
-         "mean log p(z) at the codes (nats)"],
+        ["prior", f"test ELBO ({points} digits, nats)", f"log p(x), K = {samples} (nats)", "rate KL(q ‖ p(z)) (nats)"],
         rows))
 
 
