@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from mkdocs.exceptions import PluginError
@@ -230,10 +230,17 @@ def on_pre_build(config, **kwargs):
     generated, cache = _state["generated"], cache_folder()
     started = time.perf_counter()
     _state["cpu"] = 0.0
+    failed = []
     with ThreadPoolExecutor(WORKERS) as pool:
-        for message in pool.map(lambda s: _run(s, generated, cache), figure_scripts()):
-            log.info(message)
+        futures = [pool.submit(_run, script, generated, cache) for script in figure_scripts()]
+        for future in as_completed(futures):  # each logged when it ends; every failure reported
+            try:
+                log.info(future.result())
+            except PluginError as error:
+                failed.append(str(error))
     log.info(f"figure scripts: {time.perf_counter() - started:.0f} s (CPU {_state['cpu']:.0f} s)")
+    if failed:
+        raise PluginError("\n\n".join(failed))
 
 
 QUICK_BANNER = """!!! quick-build "Quick build: figures and numbers from the smallest settings"
