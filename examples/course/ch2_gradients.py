@@ -237,17 +237,17 @@ def vae_claims(claims, results, draws: int) -> None:
     orders = [math.log10(r) for r in ratios]
     claims.check("score_noisier", min(orders) >= 3,
                  f"The score function without a baseline is {min(orders):.1f} to {max(orders):.1f} orders of "
-                 "magnitude noisier than the pathwise estimator in the encoder,",
+                 "magnitude noisier than the pathwise estimator in the encoder.",
                  f"score / pathwise encoder variance 10^{min(orders):.1f}", full_only=True)
     claims.check("score_snr", max(snr) < 2,
-                 "and its SNR sits within a factor of two of the dashed line:",
+                 "Its SNR sits within a factor of two of the dashed line.",
                  f"SNR / noise floor up to {max(snr):.2f}", full_only=True)
     claims.check("baselines", min(baselines) > 1,
-                 f"a moving-average or neural baseline removes a factor of {min(baselines):.3g} or more of the score "
-                 "function's variance;",
+                 f"A moving-average or neural baseline removes a factor of {min(baselines):.3g} or more of the score "
+                 "function's variance.",
                  f"smallest reduction {min(baselines):.3g}", full_only=True)
     claims.check("loo", max(loo) < min(ratios),
-                 f"a leave-one-out baseline over five samples brings it within a factor of {max(loo):.3g} of the "
+                 f"A leave-one-out baseline over five samples brings it within a factor of {max(loo):.3g} of the "
                  "pathwise estimator.",
                  f"score_loo / pathwise {max(loo):.3g}, score / pathwise {min(ratios):.3g}")
     claims.check("decoder", max(decoder) < 1.2,
