@@ -2,6 +2,7 @@
 conjugate model, and chapter 2's measured gradient variances against their exact values.
 The tests call the same functions the chapters' scripts draw their figures and tables from."""
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -75,3 +76,146 @@ def test_chapter2_leave_one_out_quadrature_matches_simulation():
 def test_chapter2_measured_variance_is_within_three_standard_errors_of_the_exact_one(label):
     row = ch2_gradients.toy_table(blocks=10, draws=200, labels=[label])[0]
     assert abs(row["z"]) < 3, row
+
+
+# The machinery that keeps the pages honest: claims asserted at the settings a chapter ran at,
+# the quick build's mark on figures, and the build's dependency tracking.
+
+import argparse  # noqa: E402
+import ast  # noqa: E402
+import importlib.util  # noqa: E402
+import re  # noqa: E402
+
+import _course  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _args(tmp_path, quick):
+    return argparse.Namespace(out=tmp_path, quick=quick)
+
+
+def test_a_claim_that_holds_is_written_as_its_text(tmp_path):
+    claims = _course.Claims(_args(tmp_path, quick=False))
+    assert claims.check("c", True, "It holds.", "measured 1")
+    assert (tmp_path / "claim_c.md").read_text() == "It holds.\n"
+
+
+def test_a_full_only_claim_that_fails_in_a_quick_run_is_replaced_by_a_note(tmp_path):
+    claims = _course.Claims(_args(tmp_path, quick=True))
+    assert not claims.check("c", False, "It holds at 1.23.", "measured 0.5", full_only=True, general="It holds.")
+    note = (tmp_path / "claim_c.md").read_text()
+    assert note.startswith('\n!!! warning "Not shown at the quick build')
+    assert "*It holds.*" in note and "measured 0.5" in note and "1.23" not in note
+    _course.finish(_args(tmp_path, quick=True), claims)
+    assert json.loads((tmp_path / "claims.json").read_text())[0]["holds"] is False
+
+
+@pytest.mark.parametrize("quick, full_only", [(False, True), (False, False), (True, False)])
+def test_a_claim_that_fails_where_it_must_hold_fails_the_script(tmp_path, quick, full_only):
+    with pytest.raises(AssertionError, match="claim 'c' does not hold"):
+        _course.Claims(_args(tmp_path, quick=quick)).check("c", False, "It holds.", "measured 0", full_only=full_only)
+
+
+def test_quick_figures_carry_a_visible_band_and_a_text_chunk(tmp_path):
+    from PIL import Image
+
+    fig, ax = _course.plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [0, 1])
+    path = _course.save(fig, tmp_path, "f")
+    height = Image.open(path).height
+    _course.finish(_args(tmp_path, quick=True))
+    marked = Image.open(path)
+    assert marked.text.get(_course.QUICK_KEY) == "quick"
+    assert marked.height > height
+    red = marked.convert("RGB").getpixel((marked.width - 2, 2))
+    assert red[0] > 150 and red[1] < 80 and red[2] < 80
+
+
+def _claim_names(script: Path):
+    return re.findall(r'claims\.check\(\s*"(\w+)"', script.read_text())
+
+
+@pytest.mark.parametrize("script", sorted((ROOT / "examples" / "course").glob("ch*.py")), ids=lambda p: p.stem)
+def test_every_claim_a_chapter_checks_is_shown_on_its_page(script):
+    page = next((ROOT / "docs" / "course").glob(f"{script.stem[2]}_*.md")).read_text()
+    for name in _claim_names(script):
+        assert f'--8<-- "{script.stem}/claim_{name}.md"' in page, f"{script.stem}: claim {name} not on the page"
+    if script.stem != "ch3_pyro_program":
+        assert _claim_names(script), f"{script.stem} checks no claim"
+
+
+def test_a_chapter_is_rebuilt_only_when_a_module_it_imports_changes():
+    spec = importlib.util.spec_from_file_location("site_hooks", ROOT / "docs_tools" / "site_hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    course = ROOT / "examples" / "course"
+    ch1 = {p.relative_to(ROOT).as_posix() for p in hooks.dependencies(course / "ch1_elbo.py")}
+    ch5 = {p.relative_to(ROOT).as_posix() for p in hooks.dependencies(course / "ch5_bounds.py")}
+    assert {"examples/course/ch1_elbo.py", "examples/course/_course.py", "pyrovae/evaluation/references.py"} <= ch1
+    assert {"examples/course/ch4_amortized_inference.py", "pyrovae/evaluation/ais.py",
+            "pyrovae/evaluation/posterior.py"} <= ch5
+    assert "pyrovae/evaluation/ais.py" not in ch1
+    assert "examples/course/ch4_amortized_inference.py" not in ch1
+
+
+# Every chapter as a notebook, made from its script (docs_tools/notebooks.py).
+
+NOTEBOOK_PACKAGES = ("jupytext", "nbclient", "nbformat", "ipykernel")
+MISSING_NOTEBOOK = [n for n in NOTEBOOK_PACKAGES if importlib.util.find_spec(n) is None]
+needs_notebooks = pytest.mark.skipif(bool(MISSING_NOTEBOOK), reason=f"{', '.join(MISSING_NOTEBOOK)} missing: "
+                                     "python3 -m pip install -e '.[docs]'")
+CHAPTERS = sorted((ROOT / "examples" / "course").glob("ch*.py"))
+
+
+def _notebooks_module():
+    spec = importlib.util.spec_from_file_location("notebooks", ROOT / "docs_tools" / "notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_notebooks
+@pytest.mark.parametrize("script", CHAPTERS, ids=lambda p: p.stem)
+def test_every_chapter_notebook_holds_the_whole_script_and_runs_it(script):
+    import nbformat
+
+    nb = nbformat.reads(_notebooks_module().notebook_text(script), as_version=4)
+    nbformat.validate(nb)
+    code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    assert nb.cells[0].cell_type == "markdown" and script.name in nb.cells[0].source
+    assert "examples" in code[0] and "PYROVAE_ROOT" in code[0]
+    assert code[-2].strip() == "chapter = main()"
+    for source in code:
+        ast.parse(source)
+    source = script.read_text()
+    for node in ast.parse(source).body:  # every definition of the script is in the notebook
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            assert any(f"def {node.name}(" in c or f"class {node.name}" in c for c in code), node.name
+
+
+def _execute(script, tmp_path, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("PYROVAE_ROOT", str(ROOT))
+    monkeypatch.setenv("PYROVAE_COURSE_QUICK", "1")
+    nb = nbformat.reads(_notebooks_module().notebook_text(script), as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return nb, tmp_path / "runs" / "course" / script.stem
+
+
+@needs_notebooks
+def test_the_first_chapter_notebook_executes_at_quick_settings(tmp_path, monkeypatch):
+    nb, out = _execute(CHAPTERS[0], tmp_path, monkeypatch)
+    assert {p.name for p in out.glob("*.png")} == {"elbo_contours.png", "elbo_gap.png"}
+    shown = [o for cell in nb.cells for o in cell.get("outputs", []) if o.output_type == "display_data"]
+    assert sum("image/png" in o.data for o in shown) == 2
+
+
+@needs_notebooks
+@pytest.mark.slow
+@pytest.mark.parametrize("script", CHAPTERS[1:], ids=lambda p: p.stem)
+def test_every_chapter_notebook_executes_at_quick_settings(script, tmp_path, monkeypatch):
+    _, out = _execute(script, tmp_path, monkeypatch)
+    assert list(out.glob("*.png")) and (out / "claims.json").is_file()

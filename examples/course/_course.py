@@ -3,8 +3,15 @@ cached between chapters, and how figures and numbers are written for the site.
 
 Every chapter script takes ``--out`` (where its figures and ``numbers.md`` go), ``--cache``
 (where trained models and the parsed data are kept, so chapters that use the same model
-train it once) and ``--quick`` (its smallest settings: seconds, for the tests). The docs
+train it once) and ``--quick`` (its smallest settings: seconds, for the tests; also set by
+``PYROVAE_COURSE_QUICK=1``, so a notebook kernel's own arguments do not matter). The docs
 build runs each script without ``--quick`` (``docs_tools/site_hooks.py``).
+
+A chapter's prose says what its figures show; :class:`Claims` asserts each such statement
+at the settings the script ran at. At full settings a false claim fails the script (and so
+the build); in a quick build a claim marked ``full_only`` is replaced on the page by a note
+that these settings do not show it. Figures of a quick run carry a visible mark
+(:func:`finish`).
 """
 
 import argparse
@@ -14,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import textwrap
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,7 +48,8 @@ def arguments(doc: str, out: str) -> argparse.Namespace:
     parser.add_argument("--out", default=f"runs/course/{out}", help="folder for the figures and numbers.md")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder for trained models and parsed data")
     parser.add_argument("--quick", action="store_true", help="smallest settings (seconds): what the tests run")
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # a notebook kernel adds its own (-f kernel.json)
+    args.quick = args.quick or os.environ.get("PYROVAE_COURSE_QUICK", "") not in ("", "0")
     torch.set_num_threads(1)
     pyro.set_rng_seed(0)
     args.out, args.cache = Path(args.out), Path(args.cache)
@@ -138,5 +147,69 @@ def write_numbers(out: Path, name: str, text: str) -> None:
     (out / f"{name}.md").write_text(text.strip() + "\n")
 
 
+QUICK_MARK = "QUICK BUILD: smallest settings, not what the text describes"
+QUICK_KEY = "pyrovae-course-build"  # the PNG text chunk that says how a figure was made
+
+
+def mark_quick(path: Path) -> None:
+    """Stamp a figure made at quick settings: a red band across its top and a PNG text
+    chunk ``pyrovae-course-build: quick`` (what the site's tests look for)."""
+    from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+    image = Image.open(path).convert("RGB")
+    band = max(24, image.height // 22)
+    font = ImageFont.load_default(size=int(band * 0.62))
+    marked = Image.new("RGB", (image.width, image.height + band), "white")
+    marked.paste(image, (0, band))
+    draw = ImageDraw.Draw(marked)
+    draw.rectangle([0, 0, image.width, band - 1], fill=(200, 30, 30))
+    draw.text((8, band // 2), QUICK_MARK, fill="white", font=font, anchor="lm")
+    info = PngImagePlugin.PngInfo()
+    info.add_text(QUICK_KEY, "quick")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
+    os.close(fd)
+    marked.save(tmp, pnginfo=info)
+    os.replace(tmp, path)
+
+
+class Claims:
+    """What a chapter's figures and prose claim, checked at the settings the script runs at.
+
+    ``check(name, holds, text, measured, full_only, general)`` writes ``claim_<name>.md``: the claim's
+    ``text`` when it holds; when it does not hold in a quick run and is ``full_only``, a note
+    that these settings do not show it (with what was measured); otherwise the script fails.
+    Every claim is also listed in ``claims.json`` beside the figures."""
+
+    def __init__(self, args):
+        self.out, self.quick, self.checked = args.out, args.quick, []
+
+    def check(self, name: str, holds: bool, text: str, measured: str, full_only: bool = False,
+              general: str = "") -> bool:
+        """Assert one claim; ``general`` words it without this run's numbers, for the note
+        a quick build shows in its place."""
+        holds = bool(holds)
+        self.checked.append({"name": name, "text": text, "measured": measured, "holds": holds, "full_only": full_only})
+        if holds:
+            write_numbers(self.out, f"claim_{name}", text)
+        elif self.quick and full_only:
+            note = (f"The full build asserts: *{' '.join((general or text).split())}* At this quick build's smallest "
+                    f"settings it does not hold ({measured}), so the figures and numbers here do not show it.")
+            warning = '!!! warning "Not shown at the quick build\'s settings"\n' + textwrap.indent(
+                textwrap.fill(note, 96), "    ")
+            (self.out / f"claim_{name}.md").write_text(f"\n{warning}\n\n")  # a block of its own, even mid-paragraph
+        else:
+            raise AssertionError(f"claim {name!r} does not hold at these settings ({measured}): {text.strip()}")
+        return holds
+
+
+def finish(args, claims: "Claims | None" = None) -> None:
+    """End a chapter's run: write its claims' list, and mark every figure of a quick run."""
+    checked = claims.checked if claims else []
+    (args.out / "claims.json").write_text(json.dumps(checked, indent=1) + "\n")
+    if args.quick:
+        for path in sorted(args.out.glob("*.png")):
+            mark_quick(path)
+
+
 __all__ = ["arguments", "binarized_mnist", "labelled_digits", "trained", "save", "write_numbers", "markdown_table",
-           "plt"]
+           "plt", "Claims", "finish", "mark_quick"]

@@ -13,7 +13,7 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-from _course import arguments, markdown_table, plt, save, write_numbers
+from _course import Claims, arguments, finish, markdown_table, plt, save, write_numbers
 from pyro.infer import Trace_ELBO
 
 from pyrovae.evaluation.references import LinearGaussian
@@ -129,6 +129,27 @@ grid points, $|\\log p(x) - \\mathrm{{ELBO}}(q) - \\mathrm{{KL}}(q \\,\\|\\, p(z
 {markdown_table(["μ", "σ", "ELBO (closed form)", "KL to the posterior", "log p(x) − ELBO − KL",
                  f"Pyro Trace_ELBO ({repeats} × {particles} samples)"], rows)}
 """)
+    claims = Claims(args)
+    at = sorted(pyro_points)[[m for m, _, _ in sorted(pyro_points)].index(post_mean)]
+    node = (mu.reshape(-1)[best].item(), sigma.reshape(-1)[best].item())
+    spacing = (3.5 / 280, 1.45 / 290)
+    claims.check("maximum", abs(node[0] - post_mean) <= spacing[0] / 2 + 1e-12
+                 and abs(node[1] - post_sd) <= spacing[1] / 2 + 1e-12,
+                 "The surface has one maximum and it sits on the posterior: the grid's best node is the one "
+                 "nearest the exact posterior.",
+                 f"best node ({node[0]:.4f}, {node[1]:.4f}), posterior ({post_mean:.4f}, {post_sd:.4f})")
+    claims.check("identity", worst < 1e-6, "The identity holds to rounding error at every grid point.",
+                 f"largest |log p(x) - ELBO - KL| {worst:.1e}")
+    claims.check("zero_variance", at[2] < 1e-6,
+                 "At the posterior the table's Pyro estimate has a standard error below $10^{-6}$ nats: what is "
+                 "left is the rounding of Pyro's single-precision arithmetic.",
+                 f"standard error {at[2]:.2e}")
+    within = [abs(e - identity_terms(X, NOISE, torch.tensor([m], dtype=torch.float64),
+                                     torch.tensor([post_sd], dtype=torch.float64))[1].item()) <= 3 * se + 1e-9
+              for m, e, se in pyro_points]
+    claims.check("pyro_agrees", all(within), "Every red square lies within three standard errors of the closed form.",
+                 f"{sum(within)} of {len(within)} within")
+    finish(args, claims)
     print(f"log p(x) = {log_px.item():.6f}; largest |log p(x) - ELBO - KL| on the grid {worst:.1e}")
 
 

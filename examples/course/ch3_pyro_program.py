@@ -5,14 +5,18 @@ losses, and what one ``svi.step`` changes.
     python3 examples/course/ch3_pyro_program.py --out runs/course/ch3_pyro_program
 """
 
+import inspect
+import textwrap
+
 import pyro
 import torch
-from _course import arguments, binarized_mnist, markdown_table, plt, save, write_numbers
+from _course import arguments, binarized_mnist, finish, markdown_table, plt, save, write_numbers
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 
-from pyrovae import VAE, load_config
 from pyrovae.inference.optim import OPTIMIZERS
+from pyrovae.model import VAE
+from pyrovae.spec import load_config
 
 BATCH = 100
 
@@ -106,7 +110,11 @@ def main():
 every parameter with a non-zero gradient by about the learning rate). After {steps} steps the
 estimate is {curve[-1]:.1f} nats per digit.
 """)
+    source = "\n".join(textwrap.dedent(inspect.getsource(method)) for method in (VAE.model, VAE.guide))
+    write_numbers(args.out, "model_source", f"```python\n{source}```")  # the code as it is, not a paraphrase
+    finish(args)
     print(f"eq. 10 by hand {by_hand:.4f}, Pyro {-pyro_loss:.4f}, mean field {-mean_field:.4f}")
+    return {"vae": vae, "x": x, "svi": svi, "data": data}  # what the exercises use (the notebook keeps it)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ the grid log p(x), the ELBO and their gap.
 import math
 
 import torch
-from _course import arguments, binarized_mnist, markdown_table, plt, save, trained, write_numbers
+from _course import Claims, arguments, binarized_mnist, finish, markdown_table, plt, save, trained, write_numbers
+from matplotlib.patches import Patch
 
 from pyrovae.evaluation.posterior import (
     gap_decomposition,
@@ -93,23 +94,40 @@ def gap_figure(total, multimodal, out):
     fig, ax = plt.subplots(figsize=(8, 3.4))
     colors = ["tab:red" if i in multimodal else "tab:blue" for i in range(len(total))]
     ax.bar(range(len(total)), total, color=colors)
-    ax.bar([], [], color="tab:blue", label="one mode")
-    ax.bar([], [], color="tab:red", label="two or more modes, each with ≥ 5 % of the mass")
+    ax.legend(handles=[Patch(color="tab:blue", label="one mode"),
+                       Patch(color="tab:red", label="two or more modes, each with ≥ 5 % of the mass")], fontsize=9)
     ax.set_xlabel("test digit (index in the test split)")
     ax.set_ylabel("log p(x) − ELBO (nats)")
     ax.set_title("what the amortized guide loses on each digit")
-    ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     return save(fig, out, "gaps")
 
 
-def latent_figures(vae, data, out):
+def neighbour_ratio(images: torch.Tensor, side: int) -> float:
+    """Mean distance between the decoded images of lattice neighbours over the mean distance
+    between all pairs: small when neighbouring codes decode to similar images."""
+    flat = images.reshape(side, side, -1)
+    near = torch.cat([(flat[1:] - flat[:-1]).norm(dim=-1).flatten(), (flat[:, 1:] - flat[:, :-1]).norm(dim=-1).flatten()])
+    return (near.mean() / torch.cdist(flat.reshape(side * side, -1), flat.reshape(side * side, -1)).mean()).item()
+
+
+def latent_figures(vae, data, out, claims):
     with torch.no_grad():
         loc, _ = vae.encode(data.test.x[:5000])
         coords = torch.linspace(-2.5, 2.5, 15)
         z = torch.stack(torch.meshgrid(coords, coords.flip(0), indexing="xy"), -1).reshape(-1, 2)
         images = vae.decode_mean(z)
     manifold(images, coords, out / "manifold.png", "decoded means over a 15 x 15 lattice of z")
+    spread = images.reshape(len(images), -1).std(0).mean().item()  # how much the tiles differ, per pixel
+    ratio = neighbour_ratio(images, len(coords))
+    claims.check("manifold", spread > 0.1 and ratio < 0.5,
+                 "The tiles differ from one another (their pixels' standard deviation across the lattice averages "
+                 f"{spread:.2f}), and neighbouring codes decode to similar digits: neighbours are on average "
+                 f"{ratio:.2f} times as far apart as two tiles picked at random.",
+                 f"pixel standard deviation across tiles {spread:.3f}, neighbour distance ratio {ratio:.2f}",
+                 full_only=True, general="The tiles differ from one another (pixel standard deviation across the "
+                 "lattice above 0.1), and neighbouring codes decode to similar digits (neighbours less than half as "
+                 "far apart as random pairs of tiles).")
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.scatter(loc[:, 0], loc[:, 1], s=2, alpha=0.4)
     ax.set_xlabel("z[0] (latent units)")
@@ -124,7 +142,8 @@ def main():
     digits, nodes, elbo_samples, svi_steps = (4, 61, 500, 100) if args.quick else (40, 161, 5000, 1000)
     warmup, samples = (20, 20) if args.quick else (200, 300)
     spec, vae, _, data = model_2d(args)
-    latent_figures(vae, data, args.out)
+    claims = Claims(args)
+    latent_figures(vae, data, args.out, claims)
     x = data.test.x[:digits]
 
     # --8<-- [start:inspect]
@@ -169,7 +188,7 @@ def main():
 The VAE: `quickstart` with `model.latent_dim=2` ({spec.train.epochs} epochs on
 {len(data.train)} training digits). Over the first {digits} test digits:
 
-* mean gap $\\log p(x) - \\mathrm{{ELBO}}(q)$: **{total.mean().item():.2f} nats** (median {total.median().item():.2f},
+* mean gap $\\log p(x) - \\mathrm{{ELBO}}(q)$: **{total.mean().item():.2f} nats** (median {total.quantile(0.5).item():.2f},
   largest {total.max().item():.2f}), of which the approximation gap (the best diagonal Gaussian's,
   $\\log p(x) - \\mathrm{{ELBO}}(q^*)$) is {gaps.approximation_gap.value.mean().item():.2f} and the amortization gap
   ($\\mathrm{{ELBO}}(q^*) - \\mathrm{{ELBO}}(q)$) {gaps.amortization_gap.value.mean().item():.2f} nats;
@@ -177,6 +196,19 @@ The VAE: `quickstart` with `model.latent_dim=2` ({spec.train.epochs} epochs on
   above{"; " + compared if compared else ""};
 * the NUTS chains of the pictured digits have split $\\hat R \\le$ {rhat:.3f}.
 """)
+    claims.check("rhat", rhat <= 1.1,
+                 f"The NUTS chains have mixed: split $\\hat R \\le$ {rhat:.2f} (below 1.1) on every pictured digit, "
+                 "so where chain and grid agree, both are right.",
+                 f"split R-hat up to {rhat:.2f}", full_only=True,
+                 general="The NUTS chains have mixed (split R-hat below 1.1 on every pictured digit), so where "
+                 "chain and grid agree, both are right.")
+    amortization, approximation = gaps.amortization_gap.value.mean().item(), gaps.approximation_gap.value.mean().item()
+    claims.check("amortization", amortization > approximation,
+                 f"The amortization gap ({amortization:.2f} nats on average) is larger than the approximation gap "
+                 f"({approximation:.2f}): most of what the guide loses is the price of sharing one encoder.",
+                 f"amortization {amortization:.2f}, approximation {approximation:.2f} nats", full_only=True,
+                 general="The amortization gap is larger than the approximation gap.")
+    finish(args, claims)
     write_numbers(args.out, "costs", markdown_table(
         ["test digit", "multimodal", "posterior mass outside q's 99 % ellipse", "least cost (nats)",
          "approximation gap (nats)", "gap (nats)"], costs))
@@ -184,6 +216,7 @@ The VAE: `quickstart` with `model.latent_dim=2` ({spec.train.epochs} epochs on
         ["test digit", "log p(x), quadrature", "ELBO(q) ± s.e.", "gap", "approximation gap", "amortization gap",
          "modes ≥ 5 %", "mass outside q's 99 % ellipse (%)"], rows))
     print(f"{digits} digits: mean gap {total.mean().item():.2f} nats, {len(multimodal)} multimodal")
+    return {"vae": vae, "data": data, "x": x, "grids": grids, "q": q, "gaps": gaps}  # for the exercises
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ chapter 4 (where log p(x) is known to a thousandth of a nat).
     python3 examples/course/ch5_bounds.py --out runs/course/ch5_bounds
 """
 
+import math
+
 import torch
-from _course import arguments, markdown_table, plt, save, write_numbers
+from _course import Claims, arguments, finish, markdown_table, plt, save, write_numbers
 from ch4_amortized_inference import model_2d
 
 from pyrovae.evaluation.ais import annealed_importance_sample
@@ -14,6 +16,19 @@ from pyrovae.evaluation.importance import importance_sample
 from pyrovae.evaluation.references import quadrature_log_marginal
 
 AIS_POINTS = 5  # the digits with the largest k-hat get a second opinion from annealed importance sampling
+
+
+def khat_threshold(samples: int) -> float:
+    """The sample-size dependent PSIS threshold min(1 - 1 / log10 S, 0.7) of Vehtari et al.:
+    above it, S draws are too few for a reliable estimate."""
+    return min(1 - 1 / math.log10(samples), 0.7)
+
+
+def bound_errors(result, truth, ks):
+    """For each K: the mean over digits of IWAE_K - log p(x) and its Monte Carlo standard error."""
+    n = len(truth)
+    return {k: ((result.iwae[k].value - truth).mean().item(), result.iwae[k].std_error.pow(2).mean().sqrt().item() / n ** 0.5)
+            for k in ks}
 
 
 def bounds_figure(ks, result, truth, out):
@@ -26,9 +41,9 @@ def bounds_figure(ks, result, truth, out):
     ax.set_xscale("log")
     ax.set_xlabel("K, importance samples per digit")
     ax.set_ylabel("nats per digit")
-    ax.set_title("the bounds climb towards log p(x) as K grows")
+    ax.set_title("IWAE_K against K, and the exact log p(x)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right")
     return save(fig, out, "bounds_vs_k")
 
 
@@ -37,9 +52,10 @@ def diagnostics_figure(result, truth, out):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     points = ax.scatter(result.khat, error, c=result.ess.log10(), cmap="viridis", s=25)
     fig.colorbar(points, ax=ax, label="log10(ESS / K)")
-    for level, text in ((0.5, "0.5"), (0.7, "0.7")):
+    threshold = khat_threshold(result.num_samples)
+    for level, text in ((0.5, "0.5"), (threshold, f"{threshold:.2f}, the threshold for K = {result.num_samples}")):
         ax.axvline(level, color="gray", linestyle=":", linewidth=1)
-        ax.text(level, ax.get_ylim()[0], f" k̂ = {text}", fontsize=8, va="bottom")
+        ax.text(level, ax.get_ylim()[0], f" k̂ = {text}", fontsize=9, va="bottom")
     ax.set_xlabel("Pareto k̂ of the importance weights")
     ax.set_ylabel("estimate − true log p(x) (nats)")
     ax.set_title(f"importance sampling with K = {result.num_samples}: when to trust it")
@@ -63,8 +79,10 @@ def main():
              f"{(truth - result.iwae[k].value).mean().item():.3f}"] for k in ks]
     error = result.log_marginal.value - truth
     classes = []
-    for name, mask in (("k̂ < 0.5", result.khat < 0.5), ("0.5 ≤ k̂ ≤ 0.7", (result.khat >= 0.5) & (result.khat <= 0.7)),
-                       ("k̂ > 0.7", result.khat > 0.7)):
+    threshold = khat_threshold(samples)
+    for name, mask in (("k̂ < 0.5", result.khat < 0.5),
+                       (f"0.5 ≤ k̂ ≤ {threshold:.2f}", (result.khat >= 0.5) & (result.khat <= threshold)),
+                       (f"k̂ > {threshold:.2f}", result.khat > threshold)):
         if mask.any():
             classes.append([name, int(mask.sum()), f"{error[mask].mean().item():.3f}", f"{error[mask].min().item():.3f}",
                             f"{result.log_marginal.std_error[mask].mean().item():.3f}",
@@ -93,7 +111,36 @@ importance-sampled $\\log \\hat p(x)$ minus the quadrature value averages {error
 and ranges from {error.min().item():+.3f} to {error.max().item():+.3f} nats, while the estimate's own
 reported standard error averages {result.log_marginal.std_error.mean().item():.3f} nats.
 """)
+    claims = Claims(args)
+    errors = bound_errors(result, truth, ks)
+    above = {k: m / e for k, (m, e) in errors.items() if e > 0}
+    claims.check("below", all(m < 0 for m, _ in errors.values()),
+                 "Every IWAE_K in the figure lies below the quadrature line: biased low, as Jensen's inequality "
+                 "says.",
+                 "IWAE_K - log p(x) in Monte Carlo standard errors: "
+                 + ", ".join(f"K={k}: {v:+.1f}" for k, v in above.items()), full_only=True)
+    steps = [errors[b][0] - errors[a][0] + 3 * max(errors[a][1], errors[b][1]) for a, b in zip(ks, ks[1:])]
+    gap_first, gap_last = -errors[ks[0]][0], -errors[ks[-1]][0]
+    claims.check("climb", all(v >= 0 for v in steps) and 0 <= gap_last < gap_first / 2,
+                 f"The bound climbs with $K$: from {gap_first:.2f} nats below $\\log p(x)$ at $K = {ks[0]}$ to "
+                 f"{gap_last:.3f} at $K = {ks[-1]}$.",
+                 f"gap {gap_first:.3f} nats at K = {ks[0]}, {gap_last:.3f} at K = {ks[-1]}", full_only=True,
+                 general="The bound climbs with K and closes most of the gap to log p(x).")
+    low, high = result.khat < 0.5, result.khat > threshold
+    if high.any() and low.any():
+        worse = error[high].abs().mean().item() > error[low].abs().mean().item()
+        claims.check("khat", worse,
+                     f"The estimates with $\\hat k$ above {threshold:.2f} are further from the truth, on average, than "
+                     "those below 0.5.",
+                     f"mean |error| {error[high].abs().mean().item():.3f} above, {error[low].abs().mean().item():.3f} "
+                     "below", full_only=True)
+    else:
+        write_numbers(args.out, "claim_khat", f"""
+At these settings no digit has $\\hat k$ both below 0.5 and above {threshold:.2f}, so the figure has nothing to
+compare.""")
+    finish(args, claims)
     print(f"IS - truth: mean {error.mean().item():.3f}, worst {error.min().item():.3f}")
+    return {"vae": vae, "x": x, "truth": truth, "result": result, "ais": ais}  # for the exercises
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from _course import arguments, binarized_mnist, labelled_digits, markdown_table, plt, save, trained, write_numbers
+from _course import Claims, arguments, binarized_mnist, finish, labelled_digits, markdown_table, plt, save, trained, write_numbers
 from ch4_amortized_inference import MODEL_2D, QUICK_2D
 
 from pyrovae.evaluation.importance import importance_sample
@@ -25,8 +25,9 @@ LIKELIHOOD_MODEL = ["model.latent_dim=20"]
 
 
 def prior_panel(ax, vae, means, name):
-    """Test-set means of q(z|x), the prior's density as contours, and its components."""
-    lim = 4.0
+    """Test-set means of q(z|x), the prior's density as contours, and its components, over a
+    square that holds 99 % of the codes (the flexible priors let them spread far)."""
+    lim = max(4.0, means.abs().max(1).values.quantile(0.99).item())
     grid = torch.linspace(-lim, lim, 200)
     zz = torch.stack(torch.meshgrid(grid, grid, indexing="xy"), -1).reshape(-1, 2)
     with torch.no_grad():
@@ -48,28 +49,40 @@ def prior_panel(ax, vae, means, name):
     ax.set_xlabel("z[0] (latent units)")
     ax.set_ylabel("z[1] (latent units)")
     ax.set_title(name)
-    ax.legend(fontsize=7, loc="lower left")
 
 
-def priors_part(args):
+def priors_part(args, claims):
     data = binarized_mnist(args.cache)
     config, base = QUICK_2D if args.quick else MODEL_2D
     if args.quick:
         data = data.limited(1000)
     points, samples = (50, 100) if args.quick else (500, 1000)
     x = data.test.x[:points]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5), layout="constrained")
-    rows = []
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.6), layout="constrained")
+    rows, measured = [], {}
     for ax, (name, overrides) in zip(axes, PRIORS.items()):
         _, vae, _ = trained(config, base + overrides, data, args.cache)
         with torch.no_grad():
             means, _ = vae.encode(data.test.x[:3000])
-        prior_panel(ax, vae, means, name)
+        with torch.no_grad():
+            prior_panel(ax, vae, means, name)
         torch.manual_seed(0)
         result = importance_sample(vae, x, num_samples=samples)
         rows.append([name, f"{split_elbo(vae, x):.2f}", f"{result.log_marginal.value.mean().item():.2f}",
                      f"{result.kl.mean().item():.2f}"])
+        measured[name] = (result.log_marginal.value.mean().item(), result.kl.mean().item())
+    handles = {label: handle for ax in axes for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncols=len(handles), fontsize=10)
     save(fig, args.out, "priors")
+    (log_p, rate), flexible = measured["standard normal"], {k: v for k, v in measured.items() if k != "standard normal"}
+    claims.check("priors_follow", all(v[0] > log_p and v[1] < rate for v in flexible.values()),
+                 "The flexible priors fit the codes better than the standard normal: their rate is lower ("
+                 + ", ".join(f"{v[1]:.2f}" for v in flexible.values()) + f" nats against {rate:.2f}) and their "
+                 "$\\log p(x)$ higher (" + ", ".join(f"{v[0]:.2f}" for v in flexible.values())
+                 + f" against {log_p:.2f}).",
+                 "; ".join(f"{k}: log p(x) {v[0]:.2f}, rate {v[1]:.2f}" for k, v in measured.items()), full_only=True,
+                 general="The flexible priors fit the codes better than the standard normal: a lower rate and a "
+                 "higher log p(x).")
     write_numbers(args.out, "priors", markdown_table(
         ["prior", f"test ELBO ({points} digits, nats)", f"log p(x), K = {samples} (nats)", "rate KL(q ‖ p(z)) (nats)"],
         rows))
@@ -85,12 +98,12 @@ def bits_per_dim(log_p: float, likelihood: str, pixels: int) -> str:
     return f"{(-log_p + pixels * math.log(255)) / (pixels * math.log(2)):.3f}"
 
 
-def likelihoods_part(args):
+def likelihoods_part(args, claims):
     grey = labelled_digits(args.cache, labels=False)
     binary = labelled_digits(args.cache, binarize=True, labels=False)
     epochs = 1 if args.quick else 8
     points = 100 if args.quick else 1000
-    rows, recon = [], {}
+    rows, recon, elbos = [], {}, {}
     for likelihood, kind in LIKELIHOODS.items():
         data = binary if likelihood == "bernoulli" else grey
         if args.quick:
@@ -102,6 +115,7 @@ def likelihoods_part(args):
         with torch.no_grad():
             recon[likelihood] = (data.test.x[:8], vae.decode_mean(vae.encode(data.test.x[:8])[0]))
         rows.append([f"`{likelihood}`", kind, f"{elbo:.1f}", bits_per_dim(elbo, likelihood, x[0].numel())])
+        elbos[likelihood] = elbo
     fig, axes = plt.subplots(len(recon) * 2, 8, figsize=(8, 2.1 * len(recon)), layout="constrained")
     for r, (likelihood, (originals, means)) in enumerate(recon.items()):
         for c in range(8):
@@ -109,20 +123,38 @@ def likelihoods_part(args):
                 axes[row, c].imshow(images[c, 0], cmap="gray", vmin=0, vmax=1)
                 axes[row, c].set_xticks([])
                 axes[row, c].set_yticks([])
-        axes[2 * r, 0].set_ylabel("data", fontsize=8)
-        axes[2 * r + 1, 0].set_ylabel("mean of\np(x|z)", fontsize=8)
-        axes[2 * r, 3].set_title(likelihood, fontsize=9)
+        axes[2 * r, 0].set_ylabel("data", fontsize=9)
+        axes[2 * r + 1, 0].set_ylabel("mean of\np(x|z)", fontsize=9)
+        axes[2 * r, 3].set_title(likelihood, fontsize=10)
     fig.suptitle("test digits and the decoder's mean at the guide's mean, per likelihood")
     save(fig, args.out, "likelihoods")
     write_numbers(args.out, "likelihoods", markdown_table(
         ["likelihood", "data", f"test ELBO ({points} digits, nats)", "bits per dimension (upper bound, from the ELBO)"],
         rows))
+    claims.check("probabilities", elbos["bernoulli"] < 0 and elbos["discretized_logistic"] < 0,
+                 "The two likelihoods that assign probabilities have negative ELBOs, as they must.",
+                 f"bernoulli {elbos['bernoulli']:.1f}, discretized_logistic {elbos['discretized_logistic']:.1f}")
+
+
+def continuous_bernoulli_constants(out):
+    """log C(lambda) = log p(x) - [x log lambda + (1 - x) log(1 - lambda)] for exercise 4's
+    two values of lambda, from torch's ContinuousBernoulli (C(1/2) = 2)."""
+    rows = []
+    for lam in (0.5, 0.99):
+        cb = torch.distributions.ContinuousBernoulli(probs=torch.tensor(lam, dtype=torch.float64))
+        at_one = cb.log_prob(torch.tensor(1.0, dtype=torch.float64)).item()
+        rows.append([f"{lam}", f"{at_one:.4f}", f"{at_one - math.log(lam):.4f}", f"{math.exp(at_one - math.log(lam)):.4f}"])
+    write_numbers(out, "cb_constants", markdown_table(
+        ["λ", "log_prob(1.0) = log C + log λ", "log C(λ)", "C(λ)"], rows))
 
 
 def main():
     args = arguments(__doc__, "ch6_priors_likelihoods")
-    priors_part(args)
-    likelihoods_part(args)
+    claims = Claims(args)
+    priors_part(args, claims)
+    likelihoods_part(args, claims)
+    continuous_bernoulli_constants(args.out)
+    finish(args, claims)
 
 
 if __name__ == "__main__":
