@@ -22,7 +22,8 @@ MANIFOLD_GRID = 15
 @torch.no_grad()
 def make_figures(result: TrainResult, seed: int) -> dict:
     """Training curves, reconstructions and prior samples; for a 2-D latent space also the
-    test set's latent means (coloured by label where labels exist) and the manifold. Their
+    test set's latent means (coloured by label where labels exist) and, for continuous
+    latents, the manifold. Their
     draws come from a private stream started at ``seed``: the same figures whether drawn
     after training or by ``pyrovae report``, and the global random state left alone."""
     vae, data, folder = result.vae, result.data, result.out_dir / FIGURES
@@ -57,7 +58,7 @@ def _latent_figures(vae, data, folder: Path, device) -> dict:
     y = None if test.y is None or not vae.num_classes else test.y.to(device)
     code = vae.latent_code(test.x.to(device), y)
     out = {"latent space": plots.latent_scatter(code, test.y, folder / "latent_space.png")}
-    if not vae.num_classes:
+    if not vae.num_classes and not vae.discrete_latents:
         # Prior quantiles of N(0, 1) in each coordinate, as in the paper's Fig. 4.
         q = torch.linspace(0.05, 0.95, MANIFOLD_GRID, device=device)
         coords = torch.distributions.Normal(0.0, 1.0).icdf(q)
