@@ -118,10 +118,6 @@ def _point_draws(vae, x, y, num_samples: int, proposal: Proposal, seed: int, ind
     random state is left as it was. A guide other than the diagonal Gaussian (discrete codes)
     is run on each row alone and its q(z|x) sampled."""
     gaussian = vae.guide_family.gaussian_kind == "diagonal"
-    if not gaussian and not proposal.is_guide:
-        raise PyrovaeError(f"a widened or Student-t proposal is built from a diagonal Gaussian guide, and guide "
-                           f"'{vae.guide_name}' is not one; importance-sample with the guide itself (leave out "
-                           f"the proposal's scale and degrees of freedom)")
     q = guide_distribution(vae, x, y)
     devices = [] if x.device.type == "cpu" else [x.device]
     draws = []
@@ -186,6 +182,10 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
         if positive_int(k, "an IWAE bound's K") > num_samples:
             raise PyrovaeError(f"IWAE_{k} needs at least {k} samples, got {num_samples}; "
                                f"raise the number of samples")
+    if not proposal.is_guide and vae.guide_family.gaussian_kind != "diagonal":
+        raise PyrovaeError(f"a widened or Student-t proposal is built from a diagonal Gaussian guide, and guide "
+                           f"'{vae.guide_name}' is not one; importance-sample with the guide itself (leave out "
+                           f"the proposal's scale and degrees of freedom)")
     x, y = prepare(vae, x, y)
     n = x.shape[0]
     indices = list(range(n)) if indices is None else [int(i) for i in indices]
