@@ -77,8 +77,6 @@ class MonteCarloEM(ELBO):
         from .log_joint import log_joint
 
         vae = self._vae(model)
-        vae.require_continuous_latents("mcem (its E-step is Hamiltonian Monte Carlo)",
-                                       "an estimator for discrete latents (score_nn_baseline, vimco, ...)")
         z = self.sample(vae, x, y)
         # M-step: theta ascends log p(x, z) at the samples; the encoder fits q(z|x) to them.
         log_p = log_joint(vae, x, y, z.unsqueeze(0)).sum()
