@@ -248,12 +248,20 @@ def _bdmc_summary(vae, result: BDMCResult, seed: int, y) -> dict:
 
 def _pyro_elbos(vae, x, y, particles: int) -> dict:
     """Mean ELBO per data point from the pathwise and analytic-KL estimators, exactly as
-    training computes them (the same registry entries), with ``particles`` samples each."""
+    training computes them (the same registry entries), with ``particles`` samples each. For
+    discrete latents, which the pathwise estimators refuse to train, Pyro's own classes of the
+    same names give the bound's value (a value needs no pathwise gradient)."""
     param = next(vae.parameters())
     x, y = x.to(param), None if y is None else y.to(param.device)
+
+    def loss(name):
+        if not vae.discrete_latents:
+            return ESTIMATORS.build(name, options={"num_particles": particles})
+        return getattr(pyro.infer, ELBO_ESTIMATORS[name])(num_particles=particles, vectorize_particles=particles > 1,
+                                                          max_plate_nesting=1)
+
     with pyro.get_param_store().scope():
-        return {name: split_elbo(vae, x, y, loss=ESTIMATORS.build(name, options={"num_particles": particles}),
-                                 batch_size=max(1, 1000 // particles))
+        return {name: split_elbo(vae, x, y, loss=loss(name), batch_size=max(1, 1000 // particles))
                 for name in ELBO_ESTIMATORS}
 
 
