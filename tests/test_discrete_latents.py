@@ -210,3 +210,31 @@ def test_sbn_trains_from_the_command_line_and_its_evaluation_checks_itself_again
     assert summary["iwae"][0]["mean"] < reference["mean"]  # the ELBO lies below the exact log p(x)
     with pytest.raises(PyrovaeError, match="AIS .* needs continuous latents"):
         evaluate_run(run, method="ais", max_points=2, steps=10, chains=2)
+
+
+# ----------------------------------------------------------------------------- the benchmark scripts
+
+def test_the_budget_limited_run_is_recorded_and_reported(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "discrete"
+
+    def script(name):
+        spec = importlib.util.spec_from_file_location(f"discrete_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    overrides = [f"--set={item}" for item in tiny_overrides(**{"model.latent_dim": 8, "data.train_size": 200})]
+    script("reproduce").main(["sbn_mnist", "--minutes", "0", "--out", str(tmp_path / "run"), "--test-points", "5",
+                              "--samples", "20", "--results", str(tmp_path / "results"), *overrides])
+    report = script("report")
+    results = report.load_results(tmp_path / "results")
+    (result,) = results
+    assert result["epochs"] == 1 and result["steps"] == 2 and len(result["curve"]) == 1  # 200 points, batches of 100
+    assert result["test"]["points"] == 5 and result["test"]["elbo"] <= result["test"]["log_marginal"] + 1e-9
+    text = report.section(results)
+    assert "| `sbn_mnist` | score_nn_baseline | 1 | 2 |" in text and f"{result['test']['elbo']:.2f}" in text
+    report.curve_figure(results, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 0

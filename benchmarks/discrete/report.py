@@ -52,8 +52,8 @@ PUBLISHED = [
 ]
 
 
-def load_results() -> list:
-    return [json.loads(p.read_text()) for p in sorted((HERE / "results").glob("*.json"))]
+def load_results(folder: Path = HERE / "results") -> list:
+    return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
 
 
 def _row(r: dict) -> list:

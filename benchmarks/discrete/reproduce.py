@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Optional
 
 from pyrovae import api
 from pyrovae.runs.files import write_atomic
@@ -27,9 +28,10 @@ RESULTS = HERE / "results"
 
 
 def train_for(config: str, out: Path, minutes: float, overrides: list) -> dict:
-    """Train epoch by epoch until ``minutes`` of wall clock are spent; the curve and the time."""
+    """Train epoch by epoch until ``minutes`` of wall clock are spent (one epoch at least); the
+    curve and the time."""
     started, epoch = time.perf_counter(), 0
-    while time.perf_counter() - started < 60 * minutes:
+    while epoch == 0 or time.perf_counter() - started < 60 * minutes:
         epoch += 1
         if epoch == 1:
             api.train(config, out, [*overrides, "train.epochs=1", "train.progress=false"], quiet=True)
@@ -41,7 +43,7 @@ def train_for(config: str, out: Path, minutes: float, overrides: list) -> dict:
     return {"epochs": epoch, "wall_seconds": time.perf_counter() - started, "curve": curve}
 
 
-def main() -> None:
+def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("config")
     parser.add_argument("--minutes", type=float, default=15.0, help="training budget (wall clock)")
@@ -49,7 +51,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="run folder (default runs/discrete/CONFIG)")
     parser.add_argument("--test-points", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=1000)
-    args = parser.parse_args()
+    parser.add_argument("--results", default=str(RESULTS), help="where CONFIG.json goes")
+    args = parser.parse_args(argv)
     out = Path(args.out or Path("runs") / "discrete" / args.config)
     training = train_for(args.config, out, args.minutes, args.set)
     started = time.perf_counter()
@@ -63,8 +66,9 @@ def main() -> None:
                        "log_marginal_std_error": evaluation["log_marginal"]["std_error"],
                        "pareto_khat_share_above_0.7": evaluation["unreliable"]["share"]},
               "evaluate_seconds": time.perf_counter() - started}
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{args.config}.json"
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{args.config}.json"
     write_atomic(path, json.dumps(result, indent=2) + "\n")
     print(f"recorded {path}")
 
