@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .components import GUIDES, LIKELIHOODS, NETWORKS, PRIORS
-from .components.guides import DiagonalNormal, check_support
+from .components.guides import DiagonalNormal, check_support, support_name
 from .components.likelihoods import check_data_fits
 from .errors import PyrovaeError
 
@@ -126,6 +126,19 @@ class VAE(nn.Module):
         """One latent point per row of ``x`` standing for q(z|x) (the guide family's ``code``:
         the mean for Gaussian guides), ``(..., latent_dim)``: for plots and reconstructions."""
         return self.guide_family.code(self.encoding(x, y), self.log_joint_of(x, y))
+
+    @property
+    def discrete_latents(self) -> bool:
+        """Whether z is discrete (binary or categorical codes): no density in z to move along."""
+        return bool(self.guide_family.support.is_discrete)
+
+    def require_continuous_latents(self, method: str, instead: str) -> None:
+        """Refuse, in one line, a ``method`` that moves or integrates z continuously (HMC, NUTS,
+        quadrature, a Gaussian fit) on a model with discrete latents, naming what to use ``instead``."""
+        if self.discrete_latents:
+            raise PyrovaeError(f"{method} needs continuous latents, and this model's are discrete "
+                               f"({support_name(self.guide_family.support)}, model.guide: {self.guide_name}); "
+                               f"use {instead}")
 
     def encode(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
         """loc and scale of a diagonal Gaussian q(z|x), each ``(..., latent_dim)``; refused for

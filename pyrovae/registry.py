@@ -318,6 +318,8 @@ def register(family: str, name: str, description: Optional[str] = None):
       ``nn.Module`` with ``encoder_out_shape``, ``support``, ``reparameterized``,
       ``gaussian_kind`` and ``code``) whose call ``(encoding, target=None)`` maps the
       encoder's output to q(z|x), a distribution with event shape ``(latent_dim,)``.
+    - ``latent``, no inputs: a :class:`pyrovae.components.discrete_latents.LatentFamily` naming
+      the prior and the guide (with their options) that ``model.latent`` stands for.
     - ``dataset``, no inputs: a :class:`pyrovae.components.datasets.Source`.
     - ``estimator``, no inputs: a Pyro loss (an ELBO object with ``loss`` and
       ``loss_and_grads``).

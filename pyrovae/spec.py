@@ -20,6 +20,8 @@ import yaml
 from .errors import PyrovaeError, did_you_mean, positive_int, seed_value
 
 DEFAULT_GUIDE = "diagonal_normal"
+DEFAULT_PRIOR = "standard_normal"
+DEFAULT_LATENT = "gaussian"
 
 
 @dataclass
@@ -61,24 +63,59 @@ class DataSpec:
 class ModelSpec:
     """The generative model p(z) p(x|z) and the amortized guide q(z|x): the encoder network
     and the ``guide`` family reading its output. With ``data_init`` the decoder starts at
-    the training data's mean image."""
+    the training data's mean image. ``latent`` names the latent space's family (gaussian,
+    bernoulli, categorical), which sets the prior and the guide wherever they are left at
+    the Gaussian defaults (:mod:`pyrovae.components.discrete_latents`)."""
 
     latent_dim: int = 20
+    latent: ComponentSpec = _component(DEFAULT_LATENT)
     conditional: bool = False
     data_init: bool = True
-    prior: ComponentSpec = _component("standard_normal")
+    prior: ComponentSpec = _component(DEFAULT_PRIOR)
     likelihood: ComponentSpec = _component("bernoulli")
     encoder: ComponentSpec = _component("mlp")
     decoder: ComponentSpec = _component("mlp")
     guide: ComponentSpec = _component(DEFAULT_GUIDE)
 
     def to_dict(self) -> Dict[str, Any]:
-        """The fields as a config holds them; the default guide is left out, so configs
-        saved before guides were chosen in the config read the same."""
+        """The fields as a config holds them; the default guide and latent family are left
+        out, so configs saved before they were chosen in the config read the same, and so
+        are a discrete family's prior and guide where they are the ones it implies (a saved
+        config then names the family once, and an override of its options reaches both)."""
         plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if self.guide == ComponentSpec(DEFAULT_GUIDE):
+        if self.latent == ComponentSpec(DEFAULT_LATENT):
+            del plain["latent"]
+        else:
+            implied = implied_by_latent(self.latent)
+            for key in ("prior", "guide"):
+                if plain[key] == implied[key]:
+                    del plain[key]
+        if "guide" in plain and self.guide == ComponentSpec(DEFAULT_GUIDE):
             del plain["guide"]
         return plain
+
+
+def implied_by_latent(latent: ComponentSpec) -> Dict[str, ComponentSpec]:
+    """The prior and the guide the latent family ``latent`` stands for (its options resolved)."""
+    from .components import GUIDES, LATENTS, PRIORS
+
+    family = LATENTS.build(latent.name, options=latent.options, where="model.latent")
+    return {"prior": ComponentSpec(family.prior, PRIORS.resolve_options(family.prior, family.prior_options,
+                                                                        "model.prior")),
+            "guide": ComponentSpec(family.guide, GUIDES.resolve_options(family.guide, family.guide_options,
+                                                                        "model.guide"))}
+
+
+def _apply_latent_family(model: ModelSpec) -> None:
+    """Give the prior and the guide left at the Gaussian defaults those of ``model.latent``."""
+    from .components import LATENTS
+
+    model.latent.options = LATENTS.resolve_options(model.latent.name, model.latent.options, "model.latent")
+    implied = implied_by_latent(model.latent)
+    if model.prior == ComponentSpec(DEFAULT_PRIOR):
+        model.prior = implied["prior"]
+    if model.guide == ComponentSpec(DEFAULT_GUIDE):
+        model.guide = implied["guide"]
 
 
 @dataclass
@@ -408,6 +445,7 @@ def validate(spec: ExperimentSpec) -> None:
     from .components.datasets import DATASETS
 
     spec.data.options = DATASETS.resolve_options(spec.data.name, spec.data.options, "data")
+    _apply_latent_family(spec.model)
     for where, registry in component_registries():
         section, part = where.split(".")
         component = getattr(getattr(spec, section), part)

@@ -24,7 +24,8 @@ def test_every_prior_is_a_normalised_density_that_samples(name):
     torch.manual_seed(1)
     prior = PRIORS.build(name, {"latent_dim": 2, "encode": _encode_2d, "data_shape": (1, 3, 3)},
                          options={"num_components": 3} if name == "mog" else
-                         {"num_pseudo_inputs": 4, "init_mean": 0.5, "init_std": 0.3} if name == "vamp" else {})
+                         {"num_pseudo_inputs": 4, "init_mean": 0.5, "init_std": 0.3} if name == "vamp" else
+                         {"groups": 1} if name == "categorical" else {})
     with torch.no_grad():
         for p in prior.parameters():  # move away from the symmetric initial values
             p.add_(0.3 * torch.randn_like(p))
@@ -32,10 +33,12 @@ def test_every_prior_is_a_normalised_density_that_samples(name):
         assert d.event_shape == (2,) and d.batch_shape == ()
         samples = d.sample((1000,))
         assert samples.shape == (1000, 2) and torch.isfinite(d.log_prob(samples)).all()
-        # Riemann sum of the density over [-8, 8]^2 on a fine grid.
-        g = torch.linspace(-8, 8, 801)
-        zz = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
-        mass = d.log_prob(zz).exp().sum() * (g[1] - g[0]) ** 2
+        if d.support.is_discrete:  # binary or categorical codes: the sum over every configuration
+            mass = d.log_prob(d.enumerate_support()).exp().sum()
+        else:  # Riemann sum of the density over [-8, 8]^2 on a fine grid.
+            g = torch.linspace(-8, 8, 801)
+            zz = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+            mass = d.log_prob(zz).exp().sum() * (g[1] - g[0]) ** 2
     assert mass == pytest.approx(1.0, abs=2e-3)
 
 

@@ -9,7 +9,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
 
 from pyrovae import VAE, load_config
-from pyrovae.components import LIKELIHOODS, PRIORS
+from pyrovae.components import LATENTS, LIKELIHOODS, PRIORS
 from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError
 
@@ -91,6 +91,10 @@ def test_every_prior_and_likelihood_samples_scores_and_trains(prior, likelihood,
     overrides = [f"model.prior.name={prior}", f"model.likelihood.name={likelihood}"]
     if prior == "vamp":
         overrides.append("model.prior.num_pseudo_inputs=20")
+    if prior in LATENTS:  # a discrete prior comes with its guide (and Trace_ELBO's score function)
+        overrides[0] = f"model.latent.name={prior}"
+        if prior == "categorical":
+            overrides.append("model.latent.groups=1")
     vae = _vae(*overrides, data_shape=tuple(x.shape[1:]), dtype=torch.float32)
     vae.check_data(x)
     vae.initialize_from_data(x)
@@ -102,7 +106,9 @@ def test_every_prior_and_likelihood_samples_scores_and_trains(prior, likelihood,
     for _ in range(60):
         assert torch.isfinite(torch.tensor(svi.step(x)))
     after = evaluate()
-    assert after < before - 0.01 * abs(before)
+    # discrete codes train the encoder by the score function, whose noisier gradient moves less in 60 steps;
+    # 0.2% of the loss (about 80 nats here) is still well above the noise of the 20-draw average
+    assert after < before - (0.002 if prior in LATENTS else 0.01) * abs(before)
 
 
 def test_a_conditional_vae_feeds_the_label_to_both_networks():

@@ -1,6 +1,6 @@
 """``pyrovae list``: every registered component with its options, the built-in configs and sweeps."""
 
-from ..components import GUIDES, LIKELIHOODS, NETWORKS, PRIORS
+from ..components import GUIDES, LATENTS, LIKELIHOODS, NETWORKS, PRIORS
 from ..components.datasets import DATASETS
 from ..inference.estimators import ESTIMATORS
 from ..inference.optim import LR_SCHEDULES, OPTIMIZERS
@@ -13,6 +13,7 @@ from .options import add_plugin_option
 REGISTRIES = [
     ("priors", PRIORS, "model.prior.name"), ("likelihoods", LIKELIHOODS, "model.likelihood.name"),
     ("networks", NETWORKS, "model.encoder.name / model.decoder.name"), ("guides", GUIDES, "model.guide.name"),
+    ("latent families", LATENTS, "model.latent.name"),
     ("datasets", DATASETS, "data.name"),
     ("estimators", ESTIMATORS, "train.estimator.name"), ("optimizers", OPTIMIZERS, "train.optimizer.name"),
     ("lr schedules", LR_SCHEDULES, "train.lr_schedule.name"), ("sweep engines", ENGINES, "pyrovae sweep --engine"),

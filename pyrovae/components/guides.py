@@ -96,12 +96,12 @@ def diagonal_normal(latent_dim):
 
 def support_name(support) -> str:
     """The space a support constraint describes, coordinates pooled: ``real``, ``boolean``,
-    ``integer_interval(0, 9)``, ... (independent wrappers dropped, so ``real_vector`` and
+    ``integer_interval(0, 9)``, ``groupedonehot(20, 10)`` ... (independent wrappers dropped, so ``real_vector`` and
     ``independent(real, 1)`` are the same space)."""
     while isinstance(support, constraints.independent):
         support = support.base_constraint
     name = type(support).__name__.lstrip("_").lower()
-    bounds = [getattr(support, a) for a in ("lower_bound", "upper_bound") if hasattr(support, a)]
+    bounds = [getattr(support, a) for a in ("lower_bound", "upper_bound", "groups", "classes") if hasattr(support, a)]
     return f"{name}({', '.join(str(float(b) if isinstance(b, torch.Tensor) else b) for b in bounds)})" \
         if bounds else name
 

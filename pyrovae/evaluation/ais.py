@@ -45,6 +45,7 @@ from ..inference.log_joint import guide_distribution, log_prior_and_likelihood, 
 from ..inference.point_random import PointRandom, point_seed, stream_seed
 from .chunking import DEFAULT_MAX_MEMORY, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, log_mean_exp
+from .discrete import DISCRETE_INSTEAD
 
 STARTS = ("guide", "prior")
 SCHEDULE_SHARPNESS = 4.0   # delta of the sigmoidal schedule (Grosse et al. 2015; Wu et al. 2017)
@@ -247,6 +248,7 @@ def reverse_annealed_importance_sample(vae, x: torch.Tensor, z_exact: torch.Tens
 def _run(vae, x, y, steps, chains, leapfrog, start, target_accept, seed, indices, max_memory, progress,
          reverse=None) -> AISResult:
     """Forward AIS, or with ``reverse = (z_exact, step_sizes)`` reverse AIS, chunk by chunk."""
+    vae.require_continuous_latents("AIS (its transitions are Hamiltonian Monte Carlo)", DISCRETE_INSTEAD)
     check_settings(steps, chains, leapfrog, start, target_accept)
     with pyro.validation_enabled(False), pyro.get_param_store().scope():
         x, y = prepare(vae, x, y)

@@ -27,6 +27,7 @@ from .ais import (
 )
 from .chunking import DEFAULT_MAX_MEMORY
 from .diagnostics import Estimate
+from .discrete import DISCRETE_INSTEAD
 
 # Separate random streams for the simulation and the two directions of the same points.
 SIMULATION_STREAM, FORWARD_STREAM, REVERSE_STREAM = 0, 1, 2
@@ -74,6 +75,7 @@ def bidirectional_monte_carlo(vae, num_points: int = 100, steps: int = 1000, cha
     upper bounds of each point's log p(x). The reverse run replays the forward run's step
     sizes, so the two directions use the same transitions in opposite orders."""
     positive_int(num_points, "the number of simulated points")
+    vae.require_continuous_latents("BDMC (its AIS transitions are Hamiltonian Monte Carlo)", DISCRETE_INSTEAD)
     check_settings(steps, chains, leapfrog, start, target_accept)
     if vae.num_classes and (y is None or y.shape[0] < num_points):
         raise PyrovaeError("this is a conditional VAE: simulating data needs one label per simulated point")

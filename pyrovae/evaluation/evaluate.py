@@ -8,9 +8,10 @@ estimators, the gap log p(x) - ELBO (the average KL from q(z|x) to the true post
 rate and distortion, the effective sample size and Pareto k-hat of the weights, the active
 latent units, bits per dimension for non-binary data, and an exact reference where one
 exists (closed form for the linear-Gaussian model, quadrature on request for 1-D and 2-D
-latent spaces). Points whose Pareto k-hat exceeds 0.7 are counted as unreliable; when
-they are more than a tenth of the points, the headline reports no Monte Carlo error, since
-the delta-method error then understates the uncertainty. ``--method ais`` estimates log p(x)
+latent spaces, a sum over every configuration of a small discrete one). Points whose
+Pareto k-hat exceeds 0.7 are counted as unreliable; when they are more than a tenth of the
+points, the headline reports no Monte Carlo error, since the delta-method error then
+understates the uncertainty. ``--method ais`` estimates log p(x)
 per point by annealed importance sampling (:mod:`.ais`); ``--method bdmc`` sandwiches
 log p(x) of data simulated from the model between forward and reverse AIS (:mod:`.bdmc`).
 Results go to ``evaluation.json`` (one entry per split and method, each recording the epoch
@@ -54,6 +55,7 @@ from .bdmc import BDMCResult, bidirectional_monte_carlo, simulate
 from .blocks import BLOCK_POINTS, sample_in_blocks
 from .chunking import DEFAULT_MAX_MEMORY, parse_memory
 from .diagnostics import Estimate, active_units
+from .discrete import enumerable, exact_log_marginal
 from .importance import ImportanceResult, Proposal
 from .references import LinearGaussian, quadrature_log_marginal
 
@@ -277,12 +279,20 @@ def _bdmc_summary(vae, result: BDMCResult, seed: int, y) -> dict:
 
 def _pyro_elbos(vae, x, y, particles: int) -> dict:
     """Mean ELBO per data point from the pathwise and analytic-KL estimators, exactly as
-    training computes them (the same registry entries), with ``particles`` samples each."""
+    training computes them (the same registry entries), with ``particles`` samples each. For
+    discrete latents, which the pathwise estimators refuse to train, Pyro's own classes of the
+    same names give the bound's value (a value needs no pathwise gradient)."""
     param = next(vae.parameters())
     x, y = x.to(param), None if y is None else y.to(param.device)
+
+    def loss(name):
+        if not vae.discrete_latents:
+            return ESTIMATORS.build(name, options={"num_particles": particles})
+        return getattr(pyro.infer, ELBO_ESTIMATORS[name])(num_particles=particles, vectorize_particles=particles > 1,
+                                                          max_plate_nesting=1)
+
     with pyro.get_param_store().scope():
-        return {name: split_elbo(vae, x, y, loss=ESTIMATORS.build(name, options={"num_particles": particles}),
-                                 batch_size=max(1, 1000 // particles))
+        return {name: split_elbo(vae, x, y, loss=loss(name), batch_size=max(1, 1000 // particles))
                 for name in ELBO_ESTIMATORS}
 
 
@@ -302,11 +312,16 @@ def bits_per_dim(log_px: float, vae, x: torch.Tensor) -> Tuple[Optional[float], 
 
 
 def _reference(vae, x, y, estimate: Estimate, quadrature: bool, max_memory: int, method: str) -> Optional[dict]:
-    """The exact log p(x) where mathematics gives one, compared point by point with the
-    estimate of ``method``."""
+    """The exact log p(x) where mathematics gives one (the linear-Gaussian closed form, a sum
+    over a small discrete latent space, quadrature on request), compared point by point with
+    the estimate of ``method``."""
     if LinearGaussian.describes(vae):
         name = "closed form"
         exact = LinearGaussian.from_vae(vae).log_marginal(x).to(estimate.value)
+        error = torch.zeros_like(exact)
+    elif enumerable(vae):
+        name = "enumeration"
+        exact = exact_log_marginal(vae, x, y, max_memory=max_memory).to(estimate.value)
         error = torch.zeros_like(exact)
     elif quadrature:
         name = "quadrature"

@@ -80,7 +80,9 @@ class Proposal:
         return f"{tails} with the guide's mean and {self.scale:g} times its scale"
 
     def distribution(self, q):
-        """This proposal for the guide's distribution ``q`` (a diagonal Normal)."""
+        """This proposal for the guide's distribution ``q``: q itself, or a relative of a diagonal Normal q."""
+        if self.is_guide:
+            return q
         loc, scale = q.mean, q.stddev * self.scale
         if self.df is None:
             return dist.Normal(loc, scale).to_event(1)
@@ -113,15 +115,19 @@ def _importance_terms(vae, x, y, num_samples: int, proposal: Proposal = GUIDE,
 def _point_draws(vae, x, y, num_samples: int, proposal: Proposal, seed: int, indices: Sequence[int]) -> torch.Tensor:
     """All ``num_samples`` draws from the proposal for each row of ``x``, each row's from the
     stream of its index under ``seed``: ``(num_samples, points, latent_dim)``. The global
-    random state is left as it was."""
+    random state is left as it was. A guide other than the diagonal Gaussian (discrete codes)
+    is run on each row alone and its q(z|x) sampled."""
+    gaussian = vae.guide_family.gaussian_kind == "diagonal"
     q = guide_distribution(vae, x, y)
-    loc, scale = q.mean, q.stddev
     devices = [] if x.device.type == "cpu" else [x.device]
     draws = []
     for row, index in enumerate(indices):
+        row_q = (proposal.distribution(dist.Normal(q.mean[row], q.stddev[row]).to_event(1)) if gaussian
+                 else guide_distribution(vae, x[row:row + 1], rows(y, row, row + 1)))
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(point_seed(seed, int(index)))
-            draws.append(proposal.distribution(dist.Normal(loc[row], scale[row]).to_event(1)).sample((num_samples,)))
+            z = row_q.sample((num_samples,))
+        draws.append(z if gaussian else z[:, 0])
     return torch.stack(draws, 1)
 
 
@@ -176,6 +182,10 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
         if positive_int(k, "an IWAE bound's K") > num_samples:
             raise PyrovaeError(f"IWAE_{k} needs at least {k} samples, got {num_samples}; "
                                f"raise the number of samples")
+    if not proposal.is_guide and vae.guide_family.gaussian_kind != "diagonal":
+        raise PyrovaeError(f"a widened or Student-t proposal is built from a diagonal Gaussian guide, and guide "
+                           f"'{vae.guide_name}' is not one; importance-sample with the guide itself (leave out "
+                           f"the proposal's scale and degrees of freedom)")
     x, y = prepare(vae, x, y)
     n = x.shape[0]
     indices = list(range(n)) if indices is None else [int(i) for i in indices]

@@ -40,6 +40,7 @@ from ..errors import PyrovaeError, positive_int
 from ..inference.log_joint import evaluation_mode, fixed_parameters, log_joint, prepare
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate, log_mean_exp, pareto_khat
+from .discrete import DISCRETE_INSTEAD
 from .modes import DEFAULT_MIN_MASS, DEFAULT_SADDLE_RATIO, Mode, find_modes
 from .references import log_joint_on_grid, quadrature_log_marginal, quadrature_with_box
 
@@ -99,6 +100,7 @@ def optimal_gaussian(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, fam
     The ELBO of a batch is the sum of the points' ELBOs and Adam scales every coordinate on
     its own, so optimizing all points together is exactly optimizing each alone.
     """
+    vae.require_continuous_latents("q*, the best Gaussian per point,", DISCRETE_INSTEAD)
     if family not in FAMILIES:
         raise PyrovaeError(f"unknown Gaussian family '{family}'; choose one of: {', '.join(FAMILIES)}")
     steps, particles = positive_int(steps, "the number of SVI steps"), positive_int(particles, "particles")
@@ -256,6 +258,7 @@ def mcmc_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, kerne
     and prior parameter held fixed; the chain starts at ``init``'s mean (default the
     guide's) and adapts its step size and a diagonal mass matrix during warm-up.
     """
+    vae.require_continuous_latents(f"{kernel.upper()} sampling of p(z|x)", DISCRETE_INSTEAD)
     if kernel not in MCMC_KERNELS:
         raise PyrovaeError(f"unknown MCMC kernel '{kernel}'; choose one of: {', '.join(MCMC_KERNELS)}")
     num_samples = positive_int(num_samples, "the number of MCMC samples")
@@ -328,6 +331,7 @@ def grid_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nodes
     """The posterior of every row of ``x`` on a ``nodes`` x ``nodes`` grid over the box that
     quadrature integrated (widened until the mass on its boundary is negligible), normalized by quadrature's log p(x), with its
     moments (trapezoidal rule) and its separated modes (:func:`.modes.find_modes`)."""
+    vae.require_continuous_latents("the grid posterior", DISCRETE_INSTEAD)
     if vae.latent_dim != 2:
         raise PyrovaeError(f"the grid posterior needs a 2-D latent space; this VAE has {vae.latent_dim} "
                            f"latent dimensions (use MCMC samples and the pairwise plots instead)")
@@ -425,6 +429,8 @@ def inspect_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, mc
     MCMC samples (``mcmc`` "nuts", "hmc" or None to skip), the grid posterior and the
     comparison of the chain's moments with it (2-D latent spaces), q*, and the gap
     decomposition. ``seconds`` holds the wall time of each part."""
+    vae.require_continuous_latents("the posterior inspection (MCMC, grid, q* and the gap decomposition)",
+                                   DISCRETE_INSTEAD)
     if mcmc is not None and mcmc not in MCMC_KERNELS:
         raise PyrovaeError(f"unknown MCMC kernel '{mcmc}'; choose one of: {', '.join(MCMC_KERNELS)} (or none)")
     seconds = {}

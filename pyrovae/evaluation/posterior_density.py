@@ -26,6 +26,7 @@ from ..errors import PyrovaeError
 from ..inference.hmc import HMC
 from ..inference.log_joint import fixed_parameters, log_joint, prepare
 from .diagnostics import Estimate
+from .discrete import DISCRETE_INSTEAD
 
 MAX_LATENT_DIM = 4  # the paper's limit: "valid for latent dimension below 5"
 
@@ -35,6 +36,7 @@ def appendix_d_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor] = No
     """log p(x) per row of ``x`` by appendix D's estimator, from ``num_samples`` HMC samples
     per point for the fit and as many for the estimate (``chains`` chains per point, started
     at draws from the encoder's q(z|x) after ``warmup`` adapting transitions)."""
+    vae.require_continuous_latents("the appendix-D estimator (its samples are HMC's)", DISCRETE_INSTEAD)
     if vae.latent_dim > MAX_LATENT_DIM:
         raise PyrovaeError(f"the appendix-D estimator is valid for latent dimension below 5 and this model has "
                            f"{vae.latent_dim}; use importance sampling (pyrovae evaluate) instead")

@@ -16,6 +16,7 @@ from ..errors import PyrovaeError
 from ..inference.log_joint import evaluation_mode, log_joint, prepare
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, collect, first_repeated, plan_chunks, rows
 from .diagnostics import Estimate
+from .discrete import DISCRETE_INSTEAD
 
 
 @dataclass
@@ -224,6 +225,7 @@ def quadrature_with_box(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, 
     """:func:`quadrature_log_marginal`, with the box it integrated each point over: the
     estimate, the boxes' centers and half-widths ``(N, dim)`` (a grid over that box holds the
     posterior's mass: its share on the box's boundary is below ``EDGE_TOLERANCE``)."""
+    vae.require_continuous_latents("quadrature", DISCRETE_INSTEAD)
     if vae.latent_dim not in (1, 2):
         raise PyrovaeError(f"quadrature integrates 1-D or 2-D latent spaces; this VAE has {vae.latent_dim} "
                            f"latent dimensions, use importance sampling (log_marginal)")

@@ -23,7 +23,7 @@ MANIFOLD_GRID = 15
 def make_figures(result: TrainResult, seed: int) -> dict:
     """Training curves (and sample quality by epoch where measured), reconstructions, prior
     samples and the test set's latent means (coloured by label where labels exist; 2-D, 3-D or
-    a PCA projection); for a 2-D latent space also the manifold. Their
+    a PCA projection); for a 2-D continuous latent space also the manifold. Their
     draws come from a private stream started at ``seed``: the same figures whether drawn
     after training or by ``pyrovae report``, and the global random state left alone."""
     vae, data, folder = result.vae, result.data, result.out_dir / FIGURES
@@ -63,7 +63,7 @@ def _latent_figures(vae, data, folder: Path, device) -> dict:
     code = torch.cat([vae.latent_code(test.x[i:i + 1000].to(device), None if y is None else y[i:i + 1000])
                       for i in range(0, len(test), 1000)])
     out = {"latent space": plots.latent_scatter(code, test.y, folder / "latent_space.png", data.class_names)}
-    if vae.latent_dim == 2 and not vae.num_classes:
+    if vae.latent_dim == 2 and not vae.num_classes and not vae.discrete_latents:
         # Prior quantiles of N(0, 1) in each coordinate, as in the paper's Fig. 4.
         q = torch.linspace(0.05, 0.95, MANIFOLD_GRID, device=device)
         coords = torch.distributions.Normal(0.0, 1.0).icdf(q)
