@@ -174,3 +174,138 @@ def test_support_names_pool_coordinates():
     assert support_name(c.independent(c.boolean, 1)) == "boolean"
     assert support_name(c.integer_interval(0, 9)) != support_name(c.integer_interval(0, 4))
     assert "diagonal_normal" in GUIDES
+
+
+# ----------------------------------------------------------------------------- the built-in families
+
+def _encoding(vae, n=6, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    return 0.5 * torch.randn(n, *vae.guide_family.encoder_out_shape, generator=g, dtype=torch.float64)
+
+
+def test_full_covariance_is_the_gaussian_with_the_encoders_cholesky_factor():
+    vae = _vae("model.guide.name=full_covariance")
+    e = _encoding(vae)
+    q = vae.guide_family(e)
+    loc, log_diag, below = e[:, :3], e[:, 3:6], e[:, 6:]
+    L = torch.diag_embed(log_diag.exp())
+    L[:, 1, 0], L[:, 2, 0], L[:, 2, 1] = below[:, 0], below[:, 1], below[:, 2]
+    cov = L @ L.transpose(-1, -2)
+    z = torch.randn(7, 6, 3, dtype=torch.float64)
+    d = z - loc
+    by_hand = (-0.5 * torch.einsum("spi,pij,spj->sp", d, torch.linalg.inv(cov), d)
+               - 0.5 * torch.logdet(2 * torch.pi * cov))
+    assert torch.allclose(q.log_prob(z), by_hand, atol=1e-10)
+    assert torch.equal(vae.guide_family.code(e), loc)
+
+
+def _flow_map(vae, e):
+    """z_0 -> z_K of a flow guide for one encoding row (its parameters fixed), for autograd."""
+    family = vae.guide_family
+
+    def push(z0):
+        _, transforms = family.parts(e)
+        z = z0
+        for t in transforms:
+            z = t(z)
+        return z
+
+    return push
+
+
+@pytest.mark.parametrize("guide", ["iaf", "planar"])
+def test_flow_log_q_is_the_change_of_variables_with_a_jacobian_by_autograd(guide):
+    vae = _vae(f"model.guide.name={guide}")
+    e = _encoding(vae, n=1)
+    q = vae.guide_family(e)
+    for _ in range(3):
+        z = q.sample()                                   # (1, 3), cached with its base point
+        base, transforms = vae.guide_family.parts(e)
+        eps = torch.randn(1, 3, dtype=torch.float64)
+        z0 = base.base_dist.loc + base.base_dist.scale * eps
+        zk, log_q = vae.guide_family.draw(e, eps)
+        jacobian = torch.autograd.functional.jacobian(_flow_map(vae, e), z0)[0, :, 0, :]
+        by_hand = base.log_prob(z0) - torch.linalg.slogdet(jacobian)[1]
+        assert torch.allclose(zk, _flow_map(vae, e)(z0), atol=1e-12)
+        assert torch.allclose(log_q, by_hand, atol=1e-9)
+        assert q.log_prob(z).shape == (1,)
+
+
+def test_an_iaf_whose_made_outputs_are_constant_is_the_gaussian_of_the_closed_form():
+    """With the MADE's weights zero every step is z <- s z + (1 - s) m with constant (m, s):
+    q is N(s_K ... (loc) ..., (s_K ... s_1)^2 scale^2), composed by hand."""
+    vae = _vae("model.guide.name=iaf", "model.guide.flows=2")
+    with torch.no_grad():
+        for step in vae.guide_family.steps:
+            for layer in step.nn.layers:
+                layer.weight.zero_()
+            step.nn.layers[-1].bias.normal_()
+    e = _encoding(vae)
+    loc, scale = e[:, :3], e[:, 3:6].exp()
+    for step, conditioned in zip(vae.guide_family.steps, vae.guide_family.transforms(e[:, 6:])):
+        m, logit = step.nn.layers[-1].bias.reshape(2, 3)   # the MADE's (m, log-odds) rows
+        s = torch.sigmoid(logit + conditioned.sigmoid_bias)
+        loc, scale = s * loc + (1 - s) * m, s * scale
+    q = vae.guide_family(e)
+    z = torch.randn(9, 6, 3, dtype=torch.float64)      # anywhere, not only the flow's own draws
+    assert torch.allclose(q.log_prob(z), torch.distributions.Normal(loc, scale).log_prob(z).sum(-1), atol=1e-9)
+
+
+@pytest.mark.parametrize("guide", ["diagonal_normal", "full_covariance", "iaf", "planar"])
+def test_sampling_and_log_q_agree_the_importance_identity(guide):
+    """E_q[g(z) / q(z)] = 1 for any density g: it holds only if log q is the density of the
+    draws. g is a Gaussian slightly narrower than q (so the ratio has finite variance); the
+    mean of 20000 ratios must be 1 within 4 standard errors."""
+    vae = _vae(f"model.guide.name={guide}")
+    e = _encoding(vae, n=4)
+    torch.manual_seed(0)
+    q = vae.guide_family(e)
+    z = q.sample((20000,))
+    log_q = q.log_prob(z)
+    mean, cov = z.mean(0), torch.einsum("spi,spj->pij", z - z.mean(0), z - z.mean(0)) / z.shape[0]
+    g = torch.distributions.MultivariateNormal(mean, covariance_matrix=0.8 * cov)
+    ratio = (g.log_prob(z) - log_q).exp()
+    z_score = (ratio.mean(0) - 1) / (ratio.std(0) / ratio.shape[0] ** 0.5)
+    assert z_score.abs().max() < 4, z_score
+
+
+def test_a_planar_guide_scores_only_its_own_draws_in_one_line():
+    vae = _vae("model.guide.name=planar")
+    q = vae.guide_family(_encoding(vae))
+    z = q.sample()
+    assert q.log_prob(z).shape == (6,)
+    with pytest.raises(PyrovaeError, match="guide 'planar' has log q\\(z\\|x\\) only at its own draws"):
+        q.log_prob(z.clone())
+
+
+def test_flows_refuse_a_one_dimensional_latent_space():
+    with pytest.raises(PyrovaeError, match="guide 'iaf' needs model.latent_dim >= 2"):
+        VAE.from_config(load_config("quickstart", ["model.latent_dim=1", "model.guide.name=iaf"]), (1, 28, 28), 0)
+
+
+def test_the_refined_guide_climbs_the_exact_elbo_of_the_linear_gaussian_vae():
+    """On probabilistic PCA the ELBO of a diagonal q is known in closed form: the refined q
+    must be better than its starting point, the encoder's, for every point."""
+    from pyrovae.evaluation.references import LinearGaussian
+
+    spec = load_config("linear_gaussian", ["model.guide.name=refined", "model.guide.steps=30",
+                                           "model.guide.lr=0.1", "model.guide.particles=16"])
+    pyro.set_rng_seed(0)
+    vae = VAE.from_config(spec, (5,), 0).double()
+    x = torch.randn(8, 5, dtype=torch.float64)
+    model = LinearGaussian.from_vae(vae)
+    e = vae.encoding(x)
+    start = model.elbo(x, e[:, 0], torch.diag_embed(e[:, 1].exp() ** 2))
+    q = vae.posterior(x)
+    refined = model.elbo(x, q.mean, torch.diag_embed(q.variance))
+    assert (refined > start + 0.05).all(), (refined - start)
+    assert (refined <= model.log_marginal(x) + 1e-9).all()
+
+
+def test_the_refined_guides_gradient_reaches_the_encoder_through_the_refined_parameters(mnist_data):
+    vae = _vae("model.guide.name=refined", "model.guide.steps=2")
+    x = mnist_data.test.x[:4].double()
+    e = vae.encoding(x)
+    q = vae.guide_family(e, vae.log_joint_of(x))
+    (grad,) = torch.autograd.grad(q.mean.sum() + q.stddev.log().sum(), e)
+    assert torch.allclose(grad, torch.ones_like(grad))  # d(refined)/d(encoding) is the identity
