@@ -309,3 +309,65 @@ def test_the_refined_guides_gradient_reaches_the_encoder_through_the_refined_par
     q = vae.guide_family(e, vae.log_joint_of(x))
     (grad,) = torch.autograd.grad(q.mean.sum() + q.stddev.log().sum(), e)
     assert torch.allclose(grad, torch.ones_like(grad))  # d(refined)/d(encoding) is the identity
+
+
+# ----------------------------------------------------------------------------- estimators and evaluation
+
+def test_stl_stops_the_flows_own_weights_inside_log_q(mnist_data):
+    """STL and DReG score draws under a copy of q with phi's tensors detached: for the iaf
+    that copy holds the MADE's weights too, so they get no gradient through log q."""
+    from pyro.distributions.util import detach
+
+    vae = _vae("model.guide.name=iaf")
+    x = mnist_data.test.x[:4].double()
+    q = vae.posterior(x)
+    z = q.rsample().detach()                 # a fixed point: only the density's own parameters could reach it
+    stopped, live = detach(q).log_prob(z), q.log_prob(z)
+    assert torch.allclose(stopped, live)
+    assert not stopped.requires_grad
+    weights = list(vae.guide_family.parameters())
+    assert all(g.abs().sum() > 0 for g in torch.autograd.grad(live.sum(), weights))
+
+
+@pytest.mark.parametrize("estimator,message", [
+    ("stl", "guide 'planar' has log q\\(z\\|x\\) only at its own draws"),
+    ("score", "score-function estimators handle Normal guide sites, not FlowDistribution"),
+])
+def test_estimators_a_guide_cannot_serve_refuse_in_one_line(mnist_data, estimator, message):
+    from pyrovae.inference.estimators import ESTIMATORS
+
+    vae = _vae("model.guide.name=planar")
+    loss = ESTIMATORS.build(estimator)
+    with pytest.raises(PyrovaeError, match=message):
+        loss.loss_and_grads(vae.model, vae.guide, mnist_data.test.x[:4].double())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("guide", ["full_covariance", "iaf", "refined"])
+def test_ais_from_any_guide_brackets_the_exact_log_marginal_of_the_linear_gaussian_vae(guide):
+    """AIS from any guide's start density estimates the closed-form log p(x): within 4 of
+    its standard errors (over chains) of it, for every point (an untrained guide)."""
+    from pyrovae.evaluation.ais import annealed_importance_sample
+    from pyrovae.evaluation.references import exact_log_marginal
+
+    pyro.set_rng_seed(0)
+    vae = VAE.from_config(load_config("linear_gaussian", [f"model.guide.name={guide}"]), (5,), 0).double()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    result = annealed_importance_sample(vae, x, steps=200, chains=8, seed=1)
+    exact = exact_log_marginal(vae, x)
+    error = result.log_marginal.value - exact
+    assert (error.abs() < 4 * result.log_marginal.std_error).all(), (error, result.log_marginal.std_error)
+
+
+def test_the_gap_decomposition_seeks_q_star_in_the_flows_family(mnist_data):
+    from pyrovae.evaluation.posterior import FlowMembers, gap_decomposition, guide_gaussians, optimal_in_family
+
+    vae = _vae("model.guide.name=iaf")
+    x = mnist_data.test.x[:3].double()
+    q = guide_gaussians(vae, x)
+    assert isinstance(q, FlowMembers)
+    qstar = optimal_in_family(vae, x, steps=300, init=q)
+    d = gap_decomposition(vae, x, None, q, qstar, elbo_samples=400, is_samples=2000, proposal_steps=300)
+    # an untrained encoder is far from each point's best member of its own family
+    assert (d.amortization_gap.value > 3 * d.amortization_gap.std_error).all()
+    assert torch.allclose(d.total_gap.value, d.approximation_gap.value + d.amortization_gap.value)

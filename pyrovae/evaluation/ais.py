@@ -205,7 +205,7 @@ def _guide_start(vae, x, y, chains: int, seed: int, indices):
     q = families[0](torch.cat(encodings))
     z = torch.stack(draws, 1).detach()
     starts, spread = z[:chains], z[chains:]
-    q.log_prob(starts[:, :1].clone())  # a flow without an inverse refuses here, in one line
+    q.log_prob(starts[:1].clone())  # a flow without an inverse refuses here, in one line
     return (lambda zz: q.log_prob(zz).double()), spread.mean(0), spread.std(0), starts
 
 

@@ -311,14 +311,16 @@ class Decomposition:
 
 def gap_decomposition(vae, x: torch.Tensor, y: Optional[torch.Tensor], q: Members, qstar: Members,
                       elbo_samples: int = 1000, is_samples: int = 5000, proposal_steps: int = PROPOSAL_STEPS,
-                      max_memory=DEFAULT_MAX_MEMORY) -> Decomposition:
+                      max_memory=DEFAULT_MAX_MEMORY, log_marginal: Optional[LogMarginal] = None) -> Decomposition:
     """log p(x) - ELBO(q) = [log p(x) - ELBO(q*)] + [ELBO(q*) - ELBO(q)] per row of ``x``.
 
     The ELBOs are means of ``elbo_samples`` log-weights from common draws; the gaps' errors
     combine log p(x)'s error with the ELBOs' (independent), and the amortization gap's is
-    the standard error of the paired differences."""
+    the standard error of the paired differences. log p(x) is :func:`reference_log_marginal`
+    unless given (an AIS estimate, say)."""
     log_w_q, log_w_star = gaussian_log_weights(vae, x, y, [q, qstar], elbo_samples, max_memory)
-    lp = reference_log_marginal(vae, x, y, qstar, is_samples, proposal_steps=proposal_steps, max_memory=max_memory)
+    lp = log_marginal or reference_log_marginal(vae, x, y, qstar, is_samples, proposal_steps=proposal_steps,
+                                                max_memory=max_memory)
     elbo_q, elbo_star = _mean_estimate(log_w_q), _mean_estimate(log_w_star)
     value = lp.estimate.value.to(elbo_q.value)
     error = lp.estimate.std_error.to(elbo_q.value)
@@ -547,3 +549,35 @@ def inspect_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, mc
     settings = {"mcmc": mcmc, "num_samples": num_samples, "warmup_steps": warmup_steps, "svi_steps": svi_steps,
                 "elbo_samples": elbo_samples, "is_samples": is_samples, "grid_nodes": grid_nodes, "seed": seed}
     return PosteriorInspection(q, qstar, decomposition, chains, grids, comparisons, seconds, settings)
+
+
+# ----------------------------------------------------------------------------- a run's gap summary
+
+def gap_summary(vae, x: torch.Tensor, y: Optional[torch.Tensor], log_marginal: LogMarginal, svi_steps: int = 500,
+                elbo_samples: int = 500, khat_samples: int = 1000, seed: int = 0,
+                max_memory=DEFAULT_MAX_MEMORY) -> dict:
+    """The gap decomposition of the rows of ``x`` against a given log p(x) (an evaluation's,
+    AIS or importance sampling), averaged over the points: each quantity's mean over points
+    with the standard error of that mean (spread over points and Monte Carlo error), and the
+    guide's importance weights' Pareto k-hat (median over points) and normalised ESS (mean),
+    from ``khat_samples`` draws of the guide per point. What a sweep's gap table shows."""
+    from .importance import importance_sample
+
+    pyro.set_rng_seed(seed)
+    q = guide_gaussians(vae, x, y)
+    qstar = optimal_in_family(vae, x, y, steps=svi_steps, init=q)
+    d = gap_decomposition(vae, x, y, q, qstar, elbo_samples, max_memory=max_memory, log_marginal=log_marginal)
+    weights = importance_sample(vae, x, y, khat_samples, khat=True, max_memory=max_memory, seed=seed)
+
+    def mean(e: Estimate) -> dict:
+        n = e.value.numel()
+        spread = e.value.std() / math.sqrt(n) if n > 1 else torch.tensor(0.0)
+        return {"mean": float(e.value.mean()), "std_error": float(spread.hypot(e.std_error.norm() / n))}
+
+    return {"points": x.shape[0], "svi_steps": svi_steps, "elbo_samples": elbo_samples,
+            "log_marginal_method": log_marginal.method,
+            **{name: mean(getattr(d, name)) for name in
+               ("elbo_q", "elbo_qstar", "approximation_gap", "amortization_gap", "total_gap")},
+            "log_marginal": mean(d.log_marginal.estimate),
+            "khat_median": float(weights.khat.nanmedian()), "ess_mean": float(weights.ess.mean()),
+            "khat_samples": khat_samples}
