@@ -371,3 +371,28 @@ def test_the_gap_decomposition_seeks_q_star_in_the_flows_family(mnist_data):
     # an untrained encoder is far from each point's best member of its own family
     assert (d.amortization_gap.value > 3 * d.amortization_gap.std_error).all()
     assert torch.allclose(d.total_gap.value, d.approximation_gap.value + d.amortization_gap.value)
+
+
+def test_the_sweep_report_tables_each_guides_gaps_over_seeds():
+    from pyrovae.reports.sweep_report import gaps_table
+    from pyrovae.sweeps import load_sweep
+    from pyrovae.sweeps.results import PointSummary, RunResult, SweepResults
+
+    spec = load_sweep("guides_gaps")
+    assert spec.evaluate["gap_points"] == 20 and spec.evaluate["method"] == "ais"
+
+    def gaps(amortization):
+        value = {"mean": -100.0, "std_error": 0.1}
+        return {"gaps": {"log_marginal": value, "elbo_q": value, "elbo_qstar": value,
+                         "approximation_gap": {"mean": 1.0, "std_error": 0.1},
+                         "amortization_gap": {"mean": amortization, "std_error": 0.1},
+                         "khat_median": 0.5, "ess_mean": 0.2}}
+
+    points = list(spec.points())
+    runs = [RunResult("a", points[0], s, "done", -100.0, evaluation=gaps(a)) for s, a in enumerate([2.0, 4.0])]
+    runs.append(RunResult("b", points[1], 0, "running"))
+    results = SweepResults(spec, "m", runs, [PointSummary("a", points[0], [-100.0, -100.0], [0, 1], 2),
+                                             PointSummary("b", points[1], [], [], 1)])
+    table = gaps_table(results).splitlines()
+    assert len(table) == 3  # header, rule, one guide with finished runs
+    assert "`diagonal_normal` | 2 | -100.00 ± 0.00" in table[2] and "| 3.00 ± 1.41 |" in table[2]
