@@ -359,6 +359,7 @@ def test_ais_from_any_guide_brackets_the_exact_log_marginal_of_the_linear_gaussi
     assert (error.abs() < 4 * result.log_marginal.std_error).all(), (error, result.log_marginal.std_error)
 
 
+@pytest.mark.slow
 def test_the_gap_decomposition_seeks_q_star_in_the_flows_family(mnist_data):
     from pyrovae.evaluation.posterior import FlowMembers, gap_decomposition, guide_gaussians, optimal_in_family
 

@@ -106,6 +106,7 @@ class FlowMembers(NamedTuple):
         z, log_q = self.family.draw(self.encoding.to(dtype), eps.to(dtype))
         return z.double(), log_q.double()
 
+    @torch.no_grad()
     def moments(self, draws: int = MOMENT_DRAWS) -> Gaussians:
         """The Gaussians with these members' means and covariances (Monte Carlo, ``draws``
         draws): what figures draw and where Gaussian fits start."""
