@@ -146,12 +146,20 @@ class VAE(nn.Module):
         if self.guide_family.gaussian_kind != "diagonal":
             raise PyrovaeError(f"this needs the (loc, scale) of a diagonal Gaussian guide, and guide "
                                f"'{self.guide_name}' is not one; set model.guide.name=diagonal_normal")
-        return self.guide_family.loc_scale(self.encoding(x, y))
+        q = self.posterior(x, y)
+        return q.mean, q.stddev
 
     def log_joint_of(self, x: torch.Tensor, y: Optional[torch.Tensor] = None):
         """The function z -> log p(x, z) per row of ``x`` (z ``(..., points, latent_dim)``,
-        result ``(..., points)``), which a semi-amortized guide family ascends."""
-        return lambda z: self.prior().log_prob(z) + self.decode(z, y).log_prob(x)
+        result ``(..., points)``), which a semi-amortized guide family ascends. Data made in
+        ``torch.inference_mode`` are copied at the call, so the function can be differentiated
+        outside that mode (as the family does to refine q during an evaluation)."""
+
+        def log_joint(z):
+            xx, yy = (t.clone() if t is not None and t.is_inference() else t for t in (x, y))
+            return self.prior().log_prob(z) + self.decode(z, yy).log_prob(xx)
+
+        return log_joint
 
     def decode(self, z: torch.Tensor, y: Optional[torch.Tensor] = None):
         """p(x|z) as a distribution whose event shape is the data's shape."""

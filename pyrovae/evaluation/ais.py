@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import pyro
-import pyro.distributions as dist
 import torch
 from tqdm.auto import tqdm
 
+from ..components.guides import DiagonalNormal
 from ..errors import PyrovaeError, positive_int
 from ..inference.hmc import StepSizeAdaptation, energy_and_grad, hmc_transition
 from ..inference.log_joint import guide_distribution, log_prior_and_likelihood, prepare
@@ -61,6 +61,8 @@ BACKWARD_FACTOR = 2.0
 # Prior start states are drawn by the prior's own sampler (torch's generator), seeded per
 # point from this stream: not from the point's seed, whose generator draws the momenta.
 PRIOR_START_STREAM = 0
+GUIDE_START_STREAM = 1    # the stream of the start draws from a guide that is not a plain diagonal Gaussian
+WHITENING_DRAWS = 256     # draws of such a guide giving the whitening's loc and scale
 
 
 def sigmoid_schedule(steps: int, sharpness: float = SCHEDULE_SHARPNESS) -> torch.Tensor:
@@ -169,13 +171,12 @@ def pilot_chains(chains: int) -> int:
 def _start(vae, x, y, start: str, chains: int, random: PointRandom, seed: int, indices):
     """The start density p_0 as a function of z, its whitening (loc, scale) and whitened
     initial states: exact draws from p_0 for every point's chains."""
-    if start == "guide":
+    if start == "guide" and isinstance(vae.guide_family, DiagonalNormal):
         q = guide_distribution(vae, x, y)
-        base = q.base_dist if isinstance(q, dist.Independent) else q
-        if not isinstance(base, dist.Normal):
-            raise PyrovaeError("AIS from the guide needs a Normal guide; use --ais-start prior")
         loc, scale = q.mean.detach(), q.stddev.detach()
         return (lambda z: q.log_prob(z).double()), loc, scale, loc + scale * random.normal((chains, *loc.shape))
+    if start == "guide":
+        return _guide_start(vae, x, y, chains, seed, indices)
     prior = vae.prior()
     draws, starts = [], stream_seed(seed, PRIOR_START_STREAM)
     for index in indices:  # the prior is the same for every point; each point's draws come from its own seed
@@ -184,6 +185,29 @@ def _start(vae, x, y, start: str, chains: int, random: PointRandom, seed: int, i
             draws.append(prior.sample((chains,)))
     zero = torch.zeros(x.shape[0], vae.latent_dim, dtype=x.dtype, device=x.device)
     return (lambda z: log_prior_and_likelihood(vae, x, y, z)[0]), zero, zero + 1, torch.stack(draws, 1).detach()
+
+
+def _guide_start(vae, x, y, chains: int, seed: int, indices):
+    """The start p_0 = q(z|x) of any guide but the plain diagonal Gaussian: each point's
+    member of the guide's per-point family (the refined guide refined once, with the point's
+    own stream, and then fixed), exact draws from it, and a whitening from ``WHITENING_DRAWS``
+    further draws (their mean and standard deviation, independent of the chains' starts).
+    HMC needs log q at the chains' moving states: a flow without an inverse is refused."""
+    encoding, streams = vae.encoding(x, y), stream_seed(seed, GUIDE_START_STREAM)
+    families, encodings, draws = [], [], []
+    for row, index in enumerate(indices):
+        with torch.random.fork_rng(devices=[] if x.device.type == "cpu" else [x.device]):
+            torch.manual_seed(point_seed(streams, int(index)))
+            family, member = vae.guide_family.per_point(encoding[row:row + 1],
+                                                        vae.log_joint_of(x[row:row + 1], rows(y, row, row + 1)))
+            families.append(family)
+            encodings.append(member.detach())
+            draws.append(family(member).sample((chains + WHITENING_DRAWS,))[:, 0])
+    q = families[0](torch.cat(encodings))
+    z = torch.stack(draws, 1).detach()
+    starts, spread = z[:chains], z[chains:]
+    q.log_prob(starts[:1].clone())  # a flow without an inverse refuses here, in one line
+    return (lambda zz: q.log_prob(zz).double()), spread.mean(0), spread.std(0), starts
 
 
 def _plan(vae, x, y, chains: int, pilot: int, steps: int, max_memory: int):

@@ -57,6 +57,7 @@ from .chunking import DEFAULT_MAX_MEMORY, parse_memory
 from .diagnostics import Estimate, active_units
 from .discrete import enumerable, exact_log_marginal
 from .importance import ImportanceResult, Proposal
+from .posterior import LogMarginal, gap_summary
 from .references import LinearGaussian, quadrature_log_marginal
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
@@ -84,7 +85,7 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
                  quadrature: bool = False, device: str = "auto", progress: bool = False, method: str = "is",
                  steps: int = 1000, chains: int = 16, leapfrog: int = DEFAULT_LEAPFROG, ais_start: str = "guide",
                  simulated: int = 100, proposal_scale: float = 1.0, proposal_df: Optional[float] = None,
-                 sampler: Optional[Callable[..., ImportanceResult]] = None) -> dict:
+                 sampler: Optional[Callable[..., ImportanceResult]] = None, gap_points: int = 0) -> dict:
     """Evaluate the run in ``run_dir`` on ``split`` (for ``bdmc``: on ``simulated`` points
     simulated from the model) with ``method``; save and return the summary.
 
@@ -93,7 +94,11 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     is given: :class:`pyrovae.sweeps.split_evaluation.SplitSampler` shares the blocks out
     over a sweep engine's workers, with the same per-point results. It is called with the
     keywords ``run_dir``, ``split``, ``indices``, ``num_samples``, ``bounds``,
-    ``max_memory``, ``proposal`` and ``seed``."""
+    ``max_memory``, ``proposal`` and ``seed``.
+
+    With ``gap_points`` > 0 (importance sampling or AIS) the summary also holds the inference
+    gaps of the first ``gap_points`` evaluated points against this evaluation's log p(x),
+    q* sought in the guide's own family (:func:`.posterior.gap_summary`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PyrovaeError(f"no run folder {run_dir}; train one with 'pyrovae train CONFIG --out {run_dir}'")
@@ -101,6 +106,8 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         raise PyrovaeError(f"unknown split '{split}'{did_you_mean(split, SPLITS)}; choose one of: {', '.join(SPLITS)}")
     if method not in METHODS:
         raise PyrovaeError(f"unknown method '{method}'{did_you_mean(method, METHODS)}; choose one of: {', '.join(METHODS)}")
+    if gap_points and method == "bdmc":
+        raise PyrovaeError("the gap decomposition needs the split's log p(x): use --method is or ais")
     read_evaluations(run_dir)  # a damaged file is refused before the work, not after
     max_bytes = parse_memory(max_memory)
     for value, flag in [(num_samples, "--num-samples"), (max_points, "--max-points"),
@@ -149,6 +156,12 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         summary = {**common, "num_points": simulated, **_bdmc_summary(vae, result, seed, y)}
         per_point = {"point": range(simulated), "lower": result.lower.value, "lower_mc_error": result.lower.std_error,
                      "upper": result.upper.value, "upper_mc_error": result.upper.std_error, "gap": result.gap}
+    if gap_points:
+        n = min(gap_points, x.shape[0])
+        estimate = Estimate(*(t[:n] for t in result.log_marginal))
+        summary["gaps"] = gap_summary(vae, x[:n], None if y is None else y[:n],
+                                      LogMarginal(estimate, f"{method} (this evaluation)", None),
+                                      seed=seed, max_memory=max_bytes)
     summary["seconds"] = time.perf_counter() - started
     summary["per_point_file"] = per_point_name(summary)
     try:

@@ -80,9 +80,14 @@ class Proposal:
         return f"{tails} with the guide's mean and {self.scale:g} times its scale"
 
     def distribution(self, q):
-        """This proposal for the guide's distribution ``q``: q itself, or a relative of a diagonal Normal q."""
+        """This proposal for the guide's distribution ``q``: q itself, or (for a diagonal
+        Normal q only) its wider or heavier-tailed relative."""
         if self.is_guide:
             return q
+        base = q.base_dist if isinstance(q, dist.Independent) else q
+        if not isinstance(base, dist.Normal):
+            raise PyrovaeError(f"a {self.describe()} needs a diagonal Gaussian guide; use the guide itself "
+                               f"(proposal scale 1, no degrees of freedom) with this one")
         loc, scale = q.mean, q.stddev * self.scale
         if self.df is None:
             return dist.Normal(loc, scale).to_event(1)
@@ -93,12 +98,16 @@ GUIDE = Proposal()
 
 
 def _importance_terms(vae, x, y, num_samples: int, proposal: Proposal = GUIDE,
-                      z: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                      drawn: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``log p(x|z_k)`` and ``log p(z_k) - log r(z_k|x)`` for ``num_samples`` draws from the
-    proposal r (the guide q by default) per data point, or at the given draws ``z``
-    (``(num_samples, points, latent_dim)``): two ``(num_samples, points)`` float64 tensors
-    whose sum is log w."""
-    if z is None and proposal.is_guide:
+    proposal r (the guide q by default) per data point, or at the given draws and their log r,
+    ``drawn`` (``(num_samples, points, latent_dim)`` and ``(num_samples, points)``): two
+    ``(num_samples, points)`` float64 tensors whose sum is log w."""
+    if drawn is not None:
+        z, log_r = drawn
+        log_prior, log_likelihood = log_prior_and_likelihood(vae, x, y, z)
+        return log_likelihood, log_prior - log_r.double()
+    if proposal.is_guide:
         with pyro.plate(SAMPLE_PLATE, num_samples, dim=-2):
             guide = poutine.trace(vae.guide).get_trace(x, y)
             model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x, y)
@@ -106,29 +115,30 @@ def _importance_terms(vae, x, y, num_samples: int, proposal: Proposal = GUIDE,
         _, log_q = site_log_probs(guide)
         return log_likelihood, log_prior - log_q
     r = proposal.distribution(guide_distribution(vae, x, y))
-    if z is None:
-        z = r.sample((num_samples,))
+    z = r.sample((num_samples,))
     log_prior, log_likelihood = log_prior_and_likelihood(vae, x, y, z)
     return log_likelihood, log_prior - r.log_prob(z).double()
 
 
-def _point_draws(vae, x, y, num_samples: int, proposal: Proposal, seed: int, indices: Sequence[int]) -> torch.Tensor:
+def _point_draws(vae, x, y, num_samples: int, proposal: Proposal, seed: int,
+                 indices: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
     """All ``num_samples`` draws from the proposal for each row of ``x``, each row's from the
-    stream of its index under ``seed``: ``(num_samples, points, latent_dim)``. The global
-    random state is left as it was. A guide other than the diagonal Gaussian (discrete codes)
-    is run on each row alone and its q(z|x) sampled."""
-    gaussian = vae.guide_family.gaussian_kind == "diagonal"
-    q = guide_distribution(vae, x, y)
+    stream of its index under ``seed`` (a stochastic guide, the refined one, also refines
+    with that stream): ``(num_samples, points, latent_dim)``, and their log r
+    ``(num_samples, points)``, scored as drawn (a flow without an inverse can score only
+    its own draws). The global random state is left as it was."""
+    encoding = vae.encoding(x, y)
     devices = [] if x.device.type == "cpu" else [x.device]
-    draws = []
+    draws, log_r = [], []
     for row, index in enumerate(indices):
-        row_q = (proposal.distribution(dist.Normal(q.mean[row], q.stddev[row]).to_event(1)) if gaussian
-                 else guide_distribution(vae, x[row:row + 1], rows(y, row, row + 1)))
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(point_seed(seed, int(index)))
-            z = row_q.sample((num_samples,))
-        draws.append(z if gaussian else z[:, 0])
-    return torch.stack(draws, 1)
+            q = vae.guide_family(encoding[row:row + 1], vae.log_joint_of(x[row:row + 1], rows(y, row, row + 1)))
+            r = proposal.distribution(q)
+            z = r.sample((num_samples,))
+            draws.append(z[:, 0])
+            log_r.append(r.log_prob(z)[:, 0])
+    return torch.stack(draws, 1), torch.stack(log_r, 1)
 
 
 @dataclass
@@ -203,11 +213,12 @@ def importance_sample(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, nu
             log_w = torch.empty(xb.shape[0], num_samples, dtype=torch.float64, device=x.device)
             log_likelihood = torch.zeros(xb.shape[0], dtype=torch.float64, device=x.device)
             kl = torch.zeros_like(log_likelihood)
-            z = None if seed is None else _point_draws(vae, xb, yb, num_samples, proposal, seed,
-                                                         indices[start:start + plan.points])
+            drawn = None if seed is None else _point_draws(vae, xb, yb, num_samples, proposal, seed,
+                                                             indices[start:start + plan.points])
             for s in range(0, num_samples, plan.samples):
                 m = min(plan.samples, num_samples - s)
-                lik, ratio = _importance_terms(vae, xb, yb, m, proposal, None if z is None else z[s:s + m])
+                lik, ratio = _importance_terms(vae, xb, yb, m, proposal,
+                                               None if drawn is None else (drawn[0][s:s + m], drawn[1][s:s + m]))
                 log_w[:, s:s + lik.shape[0]] = (lik + ratio).T
                 log_likelihood += lik.sum(0)
                 kl -= ratio.sum(0)

@@ -8,8 +8,10 @@ For each data point, with the trained decoder and prior held fixed:
 - for a 2-D latent space, the posterior tabulated on a grid and normalized by quadrature
   (over the box quadrature integrated, with the same log joint), its
   moments and its separated modes (:mod:`.modes`);
-- q(z|x), the amortized guide, and q*(z|x), the best Gaussian of the same family for this
-  one point, found by non-amortized SVI on the same model (the decoder fixed);
+- q(z|x), the amortized guide, and q*(z|x), the best member of the guide's own family for
+  this one point (a diagonal or full Gaussian, or the flow with free per-point base and
+  context: the guide family's ``per_point``), found by non-amortized SVI on the same model
+  (the decoder and the family's shared weights fixed);
 - the decomposition
 
       log p(x) - ELBO(q)  =  [log p(x) - ELBO(q*)]  +  [ELBO(q*) - ELBO(q)]
@@ -25,7 +27,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import pyro
 import pyro.distributions as dist
@@ -36,6 +38,7 @@ from pyro.infer.autoguide.initialization import init_to_value
 from pyro.ops.stats import effective_sample_size
 from pyro.optim import ClippedAdam
 
+from ..components.guides import Guide
 from ..errors import PyrovaeError, positive_int
 from ..inference.log_joint import evaluation_mode, fixed_parameters, log_joint, prepare
 from .chunking import DEFAULT_MAX_MEMORY, WEIGHT_COPIES, Cost, as_bytes, first_repeated, plan_chunks, rows
@@ -50,6 +53,7 @@ GRID_NODES = 161          # nodes per axis of the tabulated 2-D posterior
 LOCATE_WIDTH = 8.0        # guide standard deviations searched around the guide's mean (as quadrature does)
 PROPOSAL_INFLATION = 1.2  # the proposal's scales are multiplied by this in importance sampling
 PROPOSAL_STEPS = 1000     # SVI steps fitting the full-covariance proposal, started from q*
+MOMENT_DRAWS = 4000       # draws of a flow member giving its mean and covariance
 
 
 # ----------------------------------------------------------------------------- Gaussians
@@ -78,13 +82,114 @@ class Gaussians(NamedTuple):
     def as_double(self) -> "Gaussians":
         return Gaussians(self.loc.double(), self.scale_tril.double())
 
+    def draw(self, eps: torch.Tensor):
+        """``loc + L eps`` for standard-normal ``eps`` ``(S, N, L)``, and its log density."""
+        z = self.loc + (self.scale_tril @ eps[..., None]).squeeze(-1)
+        return z, dist.MultivariateNormal(self.loc, scale_tril=self.scale_tril).log_prob(z)
+
+
+class FlowMembers(NamedTuple):
+    """One member of a flow guide family per data point: the family and the encodings
+    ``(N, *encoder_out_shape)`` (base loc, log scale and context) that pick the members."""
+
+    family: Guide
+    encoding: torch.Tensor
+
+    def rows(self, start: int, stop: int) -> "FlowMembers":
+        return FlowMembers(self.family, self.encoding[start:stop])
+
+    def as_double(self) -> "FlowMembers":
+        return FlowMembers(self.family, self.encoding.double())
+
+    def draw(self, eps: torch.Tensor):
+        """The flow's draws from base noise ``eps`` ``(S, N, L)`` and their log q (float64)."""
+        dtype = next(iter(self.family.parameters()), self.encoding).dtype
+        z, log_q = self.family.draw(self.encoding.to(dtype), eps.to(dtype))
+        return z.double(), log_q.double()
+
+    @torch.no_grad()
+    def moments(self, draws: int = MOMENT_DRAWS) -> Gaussians:
+        """The Gaussians with these members' means and covariances (Monte Carlo, ``draws``
+        draws): what figures draw and where Gaussian fits start."""
+        z, _ = self.draw(torch.randn(draws, *self.encoding.shape[:-1], self.family.latent_dim,
+                                     dtype=torch.float64, device=self.encoding.device))
+        centred = z - z.mean(0)
+        covariance = torch.einsum("spi,spj->pij", centred, centred) / (draws - 1)
+        eye = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
+        return Gaussians(z.mean(0), torch.linalg.cholesky(covariance + 1e-9 * eye))
+
+    @property
+    def loc(self) -> torch.Tensor:
+        return self.moments().loc
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        return self.moments().covariance
+
+
+Members = Union[Gaussians, FlowMembers]
+
+
+def as_gaussians(members: Members) -> Gaussians:
+    return members if isinstance(members, Gaussians) else members.moments()
+
 
 @torch.no_grad()
-def guide_gaussians(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Gaussians:
-    """q(z|x) of the amortized guide for every row of ``x``."""
+def guide_gaussians(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> Members:
+    """q(z|x) of the amortized guide for every row of ``x``, as members of the family q* is
+    sought in (:meth:`~pyrovae.components.guides.Guide.per_point`): Gaussians for the
+    Gaussian guides (the refined guide's after its refinement), flow members for flows."""
     x, y = prepare(vae, x, y)
-    loc, scale = vae.encode(x, y)
-    return Gaussians.diagonal(loc, scale).as_double()
+    family, encoding = vae.guide_family.per_point(vae.encoding(x, y), vae.log_joint_of(x, y))
+    q = family(encoding)
+    if family.gaussian_kind == "diagonal":
+        return Gaussians.diagonal(q.mean, q.stddev).as_double()
+    if family.gaussian_kind == "full":
+        return Gaussians(q.loc, q.scale_tril).as_double()
+    if not callable(getattr(family, "draw", None)):
+        raise PyrovaeError(f"the gap decomposition needs a Gaussian or flow guide (with draw(encoding, eps)); "
+                           f"guide '{vae.guide_name}' is neither")
+    return FlowMembers(family, encoding.detach())
+
+
+def optimal_member(vae, x: torch.Tensor, y: Optional[torch.Tensor], start: FlowMembers, steps: int = 2000,
+                   lr: float = 0.02, final_lr: float = 5e-4, particles: int = 16) -> FlowMembers:
+    """q*(z|x) in a flow family: every row's own encoding (base loc, log scale, context)
+    maximizing its ELBO with the decoder, prior and the flows' shared weights fixed, by the
+    SVI :func:`optimal_gaussian` runs."""
+    x, y = prepare(vae, x, y)
+    family = start.family
+
+    def guide(x, y=None, kl_weight=1.0):
+        encoding = pyro.param("qstar_encoding", start.encoding.to(x.dtype).clone())
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", family(encoding))
+
+    _run_svi(vae, x, y, guide, steps, lr, final_lr, particles)
+    return FlowMembers(family, pyro.get_param_store()["qstar_encoding"].detach().clone())
+
+
+def _run_svi(vae, x, y, guide, steps: int, lr: float, final_lr: float, particles: int) -> None:
+    """``steps`` steps of non-amortized SVI of ``guide`` against the fixed model, Adam with the
+    learning rate decaying geometrically from ``lr`` to ``final_lr``; the fitted parameters
+    are left in Pyro's store for the caller (inside :func:`fixed_parameters`)."""
+    optimizer = ClippedAdam({"lr": lr, "lrd": (final_lr / lr) ** (1 / steps)})
+    svi = SVI(vae.model, guide, optimizer,
+              Trace_ELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=1))
+    for _ in range(steps):
+        svi.step(x, y)
+
+
+def optimal_in_family(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, steps: int = 2000,
+                      init: Optional[Members] = None) -> Members:
+    """q*(z|x) in the guide's own family (see :func:`guide_gaussians`), from ``init`` (default
+    the guide's q(z|x))."""
+    start = guide_gaussians(vae, x, y) if init is None else init
+    if isinstance(start, FlowMembers):
+        with fixed_parameters(vae):
+            return optimal_member(vae, x, y, start, steps)
+    family = "full" if vae.guide_family.gaussian_kind == "full" else "diagonal"
+    return optimal_gaussian(vae, x, y, family=family, steps=steps, init=start)
 
 
 def optimal_gaussian(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, family: str = "diagonal",
@@ -121,12 +226,8 @@ def optimal_gaussian(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, fam
         with pyro.plate("data", x.shape[0]):
             pyro.sample("z", q)
 
-    optimizer = ClippedAdam({"lr": lr, "lrd": (final_lr / lr) ** (1 / steps)})
     with fixed_parameters(vae):
-        svi = SVI(vae.model, guide, optimizer,
-                  Trace_ELBO(num_particles=particles, vectorize_particles=True, max_plate_nesting=1))
-        for _ in range(steps):
-            svi.step(x, y)
+        _run_svi(vae, x, y, guide, steps, lr, final_lr, particles)
         store = pyro.get_param_store()
         loc = store["qstar_loc"].detach().double()
         if family == "diagonal":
@@ -137,10 +238,10 @@ def optimal_gaussian(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, fam
 # ----------------------------------------------------------------------------- ELBOs and log p(x)
 
 @evaluation_mode
-def gaussian_log_weights(vae, x: torch.Tensor, y: Optional[torch.Tensor], proposals: Sequence[Gaussians],
+def gaussian_log_weights(vae, x: torch.Tensor, y: Optional[torch.Tensor], proposals: Sequence[Members],
                          num_samples: int, max_memory=DEFAULT_MAX_MEMORY) -> List[torch.Tensor]:
-    """``log p(x, z_s) - log g(z_s)`` for ``num_samples`` draws from each Gaussian g in
-    ``proposals``, every point: a list of float64 ``(N, num_samples)`` tensors.
+    """``log p(x, z_s) - log g(z_s)`` for ``num_samples`` draws from each g in ``proposals``
+    (Gaussians, or flow members), every point: a list of float64 ``(N, num_samples)`` tensors.
 
     All proposals transform the same standard-normal draws (common random numbers), so
     differences between them are estimated with the noise of a paired comparison. Draws
@@ -160,9 +261,7 @@ def gaussian_log_weights(vae, x: torch.Tensor, y: Optional[torch.Tensor], propos
             m = min(plan.samples, num_samples - s)
             eps = torch.randn(m, stop - start, dim, dtype=torch.float64, device=x.device)
             for g, buffer in zip(proposals, out):
-                g = g.rows(start, stop)
-                z = g.loc + (g.scale_tril @ eps[..., None]).squeeze(-1)
-                log_g = dist.MultivariateNormal(g.loc, scale_tril=g.scale_tril).log_prob(z)
+                z, log_g = g.rows(start, stop).draw(eps)
                 buffer[start:stop, s:s + m] = (log_joint(vae, xb, yb, z.to(x.dtype)) - log_g).T
     return out
 
@@ -181,7 +280,7 @@ class LogMarginal(NamedTuple):
     khat: Optional[torch.Tensor]
 
 
-def reference_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor], qstar: Gaussians,
+def reference_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor], qstar: Members,
                            num_samples: int = 5000, inflation: float = PROPOSAL_INFLATION,
                            proposal_steps: int = PROPOSAL_STEPS, max_memory=DEFAULT_MAX_MEMORY) -> LogMarginal:
     """log p(x) per point: quadrature for 1-D and 2-D latent spaces (error from grid
@@ -191,7 +290,7 @@ def reference_log_marginal(vae, x: torch.Tensor, y: Optional[torch.Tensor], qsta
     too narrow along the posterior's correlations, and its weights' k-hat shows it."""
     if vae.latent_dim <= 2:
         return LogMarginal(quadrature_log_marginal(vae, x, y, max_memory=max_memory), "quadrature", None)
-    proposal = optimal_gaussian(vae, x, y, family="full", steps=proposal_steps, init=qstar)
+    proposal = optimal_gaussian(vae, x, y, family="full", steps=proposal_steps, init=as_gaussians(qstar))
     (log_w,) = gaussian_log_weights(vae, x, y, [proposal.scaled(inflation)], num_samples, max_memory)
     value, std_error, _ = log_mean_exp(log_w)
     return LogMarginal(Estimate(value, std_error),
@@ -213,16 +312,18 @@ class Decomposition:
     elbo_samples: int
 
 
-def gap_decomposition(vae, x: torch.Tensor, y: Optional[torch.Tensor], q: Gaussians, qstar: Gaussians,
+def gap_decomposition(vae, x: torch.Tensor, y: Optional[torch.Tensor], q: Members, qstar: Members,
                       elbo_samples: int = 1000, is_samples: int = 5000, proposal_steps: int = PROPOSAL_STEPS,
-                      max_memory=DEFAULT_MAX_MEMORY) -> Decomposition:
+                      max_memory=DEFAULT_MAX_MEMORY, log_marginal: Optional[LogMarginal] = None) -> Decomposition:
     """log p(x) - ELBO(q) = [log p(x) - ELBO(q*)] + [ELBO(q*) - ELBO(q)] per row of ``x``.
 
     The ELBOs are means of ``elbo_samples`` log-weights from common draws; the gaps' errors
     combine log p(x)'s error with the ELBOs' (independent), and the amortization gap's is
-    the standard error of the paired differences."""
+    the standard error of the paired differences. log p(x) is :func:`reference_log_marginal`
+    unless given (an AIS estimate, say)."""
     log_w_q, log_w_star = gaussian_log_weights(vae, x, y, [q, qstar], elbo_samples, max_memory)
-    lp = reference_log_marginal(vae, x, y, qstar, is_samples, proposal_steps=proposal_steps, max_memory=max_memory)
+    lp = log_marginal or reference_log_marginal(vae, x, y, qstar, is_samples, proposal_steps=proposal_steps,
+                                                max_memory=max_memory)
     elbo_q, elbo_star = _mean_estimate(log_w_q), _mean_estimate(log_w_star)
     value = lp.estimate.value.to(elbo_q.value)
     error = lp.estimate.std_error.to(elbo_q.value)
@@ -250,7 +351,7 @@ class ChainResult:
 
 
 def mcmc_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, kernel: str = "nuts",
-                   num_samples: int = 1000, warmup_steps: int = 500, init: Optional[Gaussians] = None,
+                   num_samples: int = 1000, warmup_steps: int = 500, init: Optional[Members] = None,
                    seed: int = 0) -> List[ChainResult]:
     """Samples of p(z|x) for every row of ``x`` by Pyro's NUTS (or HMC), one chain per point.
 
@@ -265,7 +366,7 @@ def mcmc_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, kerne
     if num_samples < 4:
         raise PyrovaeError("MCMC needs at least 4 samples to estimate its effective sample size; ask for more")
     x, y = prepare(vae, x, y)
-    init = guide_gaussians(vae, x, y) if init is None else init
+    init = as_gaussians(guide_gaussians(vae, x, y) if init is None else init)
     results = []
     with fixed_parameters(vae):
         for i in range(x.shape[0]):
@@ -411,8 +512,8 @@ def compare_moments(samples: torch.Tensor, mean: torch.Tensor, covariance: torch
 class PosteriorInspection:
     """Everything :func:`inspect_posterior` measures for the chosen points."""
 
-    q: Gaussians
-    qstar: Gaussians
+    q: Members
+    qstar: Members
     decomposition: Decomposition
     chains: Optional[List[ChainResult]]
     grids: Optional[List[GridPosterior]]
@@ -443,7 +544,7 @@ def inspect_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, mc
 
     pyro.set_rng_seed(seed)
     q = guide_gaussians(vae, x, y)
-    qstar = timed("optimal_gaussian", optimal_gaussian, vae, x, y, steps=svi_steps)
+    qstar = timed("optimal_gaussian", optimal_in_family, vae, x, y, steps=svi_steps, init=q)
     decomposition = timed("decomposition", gap_decomposition, vae, x, y, q, qstar, elbo_samples, is_samples,
                           max_memory=max_memory)
     grids = timed("grid", grid_posterior, vae, x, y, grid_nodes, max_memory) if vae.latent_dim == 2 else None
@@ -455,3 +556,35 @@ def inspect_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor] = None, mc
     settings = {"mcmc": mcmc, "num_samples": num_samples, "warmup_steps": warmup_steps, "svi_steps": svi_steps,
                 "elbo_samples": elbo_samples, "is_samples": is_samples, "grid_nodes": grid_nodes, "seed": seed}
     return PosteriorInspection(q, qstar, decomposition, chains, grids, comparisons, seconds, settings)
+
+
+# ----------------------------------------------------------------------------- a run's gap summary
+
+def gap_summary(vae, x: torch.Tensor, y: Optional[torch.Tensor], log_marginal: LogMarginal, svi_steps: int = 500,
+                elbo_samples: int = 500, khat_samples: int = 1000, seed: int = 0,
+                max_memory=DEFAULT_MAX_MEMORY) -> dict:
+    """The gap decomposition of the rows of ``x`` against a given log p(x) (an evaluation's,
+    AIS or importance sampling), averaged over the points: each quantity's mean over points
+    with the standard error of that mean (spread over points and Monte Carlo error), and the
+    guide's importance weights' Pareto k-hat (median over points) and normalised ESS (mean),
+    from ``khat_samples`` draws of the guide per point. What a sweep's gap table shows."""
+    from .importance import importance_sample
+
+    pyro.set_rng_seed(seed)
+    q = guide_gaussians(vae, x, y)
+    qstar = optimal_in_family(vae, x, y, steps=svi_steps, init=q)
+    d = gap_decomposition(vae, x, y, q, qstar, elbo_samples, max_memory=max_memory, log_marginal=log_marginal)
+    weights = importance_sample(vae, x, y, khat_samples, khat=True, max_memory=max_memory, seed=seed)
+
+    def mean(e: Estimate) -> dict:
+        n = e.value.numel()
+        spread = e.value.std() / math.sqrt(n) if n > 1 else torch.tensor(0.0)
+        return {"mean": float(e.value.mean()), "std_error": float(spread.hypot(e.std_error.norm() / n))}
+
+    return {"points": x.shape[0], "svi_steps": svi_steps, "elbo_samples": elbo_samples,
+            "log_marginal_method": log_marginal.method,
+            **{name: mean(getattr(d, name)) for name in
+               ("elbo_q", "elbo_qstar", "approximation_gap", "amortization_gap", "total_gap")},
+            "log_marginal": mean(d.log_marginal.estimate),
+            "khat_median": float(weights.khat.nanmedian()), "ess_mean": float(weights.ess.mean()),
+            "khat_samples": khat_samples}

@@ -122,6 +122,7 @@ LOCATE_DEPTH = 30.0    # nats below the highest node that still count as posteri
 PRIOR_SAMPLES = 10000  # prior draws whose range spans the search box
 EDGE_TOLERANCE = 1e-9  # largest share of the integral allowed on the box's boundary
 MAX_ROUNDS = 3         # grid refinements and widenings after the first grid
+SPREAD_DRAWS = 1000    # draws of a guide that is not a diagonal Gaussian, locating its mass
 
 
 def _on_grid(vae, x, y, center, half, nodes: int, max_memory: int, reduce) -> Tuple[torch.Tensor, ...]:
@@ -180,13 +181,22 @@ def _trapezoid(n: int):
     return reduce
 
 
+def guide_centre_and_spread(vae, x: torch.Tensor, y: Optional[torch.Tensor]):
+    """Where q(z|x) sits and how wide, per point and dimension: the diagonal Gaussian guide's
+    loc and scale, another guide's mean and standard deviation over ``SPREAD_DRAWS`` draws."""
+    if vae.guide_family.gaussian_kind == "diagonal":
+        return vae.encode(x, y)
+    draws = vae.posterior(x, y).sample((SPREAD_DRAWS,))
+    return draws.mean(0), draws.std(0)
+
+
 def locate_posterior(vae, x: torch.Tensor, y: Optional[torch.Tensor], width: float, max_memory: int):
     """Center and half-widths ``(N, dim)`` of a box around each point's posterior mass:
     log p(x, z) is evaluated on a grid spanning the range of many prior draws and +-
     ``width`` guide standard deviations around the guide's mean, and the box holds every
     node within 30 nats of the highest (so a posterior mode the guide misses is still
     found). ``x`` and ``y`` are already prepared; runs in evaluation mode."""
-    loc, scale = (t.double() for t in vae.encode(x, y))
+    loc, scale = (t.double() for t in guide_centre_and_spread(vae, x, y))
     prior_draws = vae.prior().sample((PRIOR_SAMPLES,)).double()
     lower = torch.minimum(loc - width * scale, prior_draws.amin(0))
     upper = torch.maximum(loc + width * scale, prior_draws.amax(0))

@@ -3,6 +3,7 @@ differences between grid points and a figure; ``results.json`` with every number
 
 import json
 import math
+import statistics
 from pathlib import Path
 
 from ..runs.files import write_atomic
@@ -38,6 +39,13 @@ def report_text(results: SweepResults, figure=None) -> str:
                   "Row minus column: difference of the means ± its standard error "
                   "$\\sqrt{s_a^2/n_a + s_b^2/n_b}$ (runs of different points are independent).", "",
                   differences_table(results), ""]
+    gaps = gaps_table(results)
+    if gaps:
+        lines += ["## Inference gaps", "",
+                  "Cremer, Li & Duvenaud's decomposition on the first evaluated points of each run, against the "
+                  "evaluation's log p(x); q* is sought in the guide's own family. Mean ± sd over seeds of each "
+                  "run's mean over points; k-hat is the median over points of the guide's importance weights' "
+                  "Pareto k-hat, ESS their mean normalised effective sample size.", "", gaps, ""]
     if figure:
         lines += [f"![{results.metric} per grid point]({figure})", ""]
     lines += ["Run folders: `runs/<grid point>/seed_<s>/` (each an ordinary `pyrovae train` run folder); "
@@ -58,6 +66,30 @@ def results_table(results: SweepResults) -> str:
                      ", ".join(_number(v) for v in p.values)])
     header = [*keys, "seeds done", "mean ± sd", "s.e. of mean", "per seed"]
     return markdown_table(header, rows)
+
+
+GAP_COLUMNS = [("log p(x)", lambda g: g["log_marginal"]["mean"]), ("ELBO(q)", lambda g: g["elbo_q"]["mean"]),
+               ("ELBO(q*)", lambda g: g["elbo_qstar"]["mean"]),
+               ("approximation gap", lambda g: g["approximation_gap"]["mean"]),
+               ("amortization gap", lambda g: g["amortization_gap"]["mean"]),
+               ("k-hat", lambda g: g["khat_median"]), ("ESS", lambda g: g["ess_mean"])]
+
+
+def gaps_table(results: SweepResults) -> str:
+    """Per grid point, mean ± sd over seeds of each run's gap summary (empty when the sweep's
+    evaluation computed none: ``evaluate: {gap_points: N}``)."""
+    keys, rows = list(results.spec.grid), []
+    for p in results.points:
+        found = [r.evaluation["gaps"] for r in results.runs
+                 if r.point == p.point and r.evaluation is not None and "gaps" in r.evaluation]
+        if found:
+            cells = []
+            for _, column in GAP_COLUMNS:
+                values = [column(g) for g in found]
+                sd = statistics.stdev(values) if len(values) > 1 else math.nan
+                cells.append(f"{_number(statistics.fmean(values))} ± {_number(sd)}")
+            rows.append([*(f"`{p.point[k]}`" for k in keys), str(len(found)), *cells])
+    return markdown_table([*keys, "seeds", *(name for name, _ in GAP_COLUMNS)], rows) if rows else ""
 
 
 def differences_table(results: SweepResults) -> str:
