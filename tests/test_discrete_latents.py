@@ -2,6 +2,7 @@
 priors and guides, exact log p(x) by enumeration, the refusals of continuous-only methods, and
 training the built-in sbn_mnist and categorical_mnist configs with exact resume."""
 
+import math
 
 import pyro
 import pytest
@@ -238,3 +239,36 @@ def test_the_budget_limited_run_is_recorded_and_reported(tmp_path, monkeypatch):
     assert "| `sbn_mnist` | score_nn_baseline | 1 | 2 |" in text and f"{result['test']['elbo']:.2f}" in text
     report.curve_figure(results, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def _every_binary_estimator():
+    from pyrovae.inference.estimators import ESTIMATORS, handles
+
+    return [name for name in ESTIMATORS.names() if handles(ESTIMATORS.build(name), "bernoulli")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("estimator", _every_binary_estimator())
+def test_every_binary_estimator_trains_sbn_mnist_from_the_command_line_and_resumes_bit_identically(tmp_path,
+                                                                                                      estimator):
+    settings = tiny_overrides(**{"model.latent_dim": 6, "train.estimator.name": estimator,
+                                 "train.batch_size": 50, "data.train_size": 200})
+
+    def run(folder, epochs, *extra):
+        args = ["train", *extra, "--quiet"]
+        for item in [*settings, f"train.epochs={epochs}"]:
+            args += ["--set", item]
+        assert main(args) == 0
+
+    run(tmp_path / "straight", 2, "sbn_mnist", "--out", str(tmp_path / "straight"))
+    run(tmp_path / "resumed", 1, "sbn_mnist", "--out", str(tmp_path / "resumed"))
+    pyro.set_rng_seed(999)  # whatever happens in between must not matter
+    assert main(["train", str(tmp_path / "resumed"), "--resume", "--quiet", "--set", "train.epochs=2"]) == 0
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    assert a["epoch"] == b["epoch"] == 2
+    assert [m["valid_elbo"] for m in a["metrics"]] == [m["valid_elbo"] for m in b["metrics"]]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert a["estimator"].keys() == b["estimator"].keys()
+    first, last = a["metrics"][0]["valid_elbo"], a["metrics"][-1]["valid_elbo"]
+    assert math.isfinite(first) and math.isfinite(last)
