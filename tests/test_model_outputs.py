@@ -56,8 +56,26 @@ def test_encode_writes_every_point_of_the_split(trained):
     assert out["loc"].shape == (len(run.data.valid), 2)
     np.testing.assert_allclose(out["loc"], loc.detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(out["scale"], scale.detach().numpy(), rtol=1e-5)
-    assert np.array_equal(np.load(trained / "outputs" / "latents_valid.npy"), out["loc"])
+    assert np.array_equal(out["code"], out["loc"])  # a diagonal Gaussian's code is its mean
+    assert np.array_equal(np.load(trained / "outputs" / "latents_valid.npy"), out["code"])
     assert "y" not in out.arrays  # binarized MNIST has no labels
+
+
+@pytest.mark.parametrize("guide", ["full_covariance", "bernoulli"])
+def test_encode_and_interpolate_work_with_any_guide(tmp_path, one_thread, guide):
+    setting = f"model.guide.name={guide}" if guide != "bernoulli" else "model.latent.name=bernoulli"
+    estimator = {} if guide != "bernoulli" else {"train.estimator.name": "score_loo"}
+    folder = tmp_path / "run"
+    pyrovae.train("quickstart", out=folder, overrides=[*tiny_overrides(**{"model.latent_dim": 3}, **estimator),
+                                                      setting])
+    run = pyrovae.load(folder)
+    out = pyrovae.encode(folder, split="valid", n=20, out=tmp_path)
+    expected = run.vae.latent_code(run.data.valid.x[:20]).detach().numpy()
+    np.testing.assert_allclose(out["code"], expected, atol=1e-5)
+    assert "loc" not in out.arrays and "scale" not in out.arrays
+    line = pyrovae.interpolate(folder, points=[0, 1], split="valid", steps=3, out=tmp_path)
+    np.testing.assert_allclose(line["z"][0, 0], expected[0], atol=1e-5)
+    np.testing.assert_allclose(line["z"][0, -1], expected[1], atol=1e-5)
 
 
 def test_interpolate_runs_between_the_points_means(trained, tmp_path):

@@ -1,8 +1,10 @@
 """``pyrovae encode RUN --split test``: every point of a split to its q(z|x).
 
-Writes ``latents_<split>.npy`` (the means of q(z|x), one row per point, in the split's order)
-and ``latents_<split>.npz`` (``loc``, ``scale``, ``index`` and the labels ``y`` where the data
-have them), for any kind of data.
+Writes ``latents_<split>.npy`` (each point's latent code, one row per point in the split's
+order: the mean of q(z|x) for Gaussian, flow and discrete guides alike, see
+:meth:`~pyrovae.model.VAE.latent_code`) and ``latents_<split>.npz`` (``code``, ``index``, the
+labels ``y`` where the data have them, and for a diagonal Gaussian guide its ``loc`` and
+``scale``), for any kind of data and any guide.
 """
 
 from typing import Optional, Sequence
@@ -24,13 +26,18 @@ from .options import add_model_output_options
 
 def encode(run_dir, split: str = "test", n: Optional[int] = None, out=None, device: str = "auto",
            plugins: Sequence[str] = ()) -> Outputs:
-    """The guide's location and scale for the points of ``split`` (all, or the first ``n``)."""
+    """The latent codes of the points of ``split`` (all, or the first ``n``), and the guide's
+    location and scale where it is a diagonal Gaussian."""
     spec, vae = open_run(run_dir, device, plugins)
     x, labels, index = split_points(spec, split, count=n)
-    loc, scale = in_batches(lambda xb, yb: vae.encode(xb, yb), x, condition(vae, labels), vae)
+    y = condition(vae, labels)
+    code = in_batches(vae.latent_code, x, y, vae)[0]
+    loc = scale = None
+    if vae.guide_family.gaussian_kind == "diagonal":
+        loc, scale = in_batches(lambda xb, yb: vae.encode(xb, yb), x, y, vae)
     folder = output_folder(run_dir, out)
-    arrays = arrays_of(loc=loc, scale=scale, index=index, y=labels)
-    files = [write_npy(folder / f"latents_{split}.npy", arrays["loc"]),
+    arrays = arrays_of(code=code, loc=loc, scale=scale, index=index, y=labels)
+    files = [write_npy(folder / f"latents_{split}.npy", arrays["code"]),
              write_npz(folder / f"latents_{split}.npz", arrays)]
     return Outputs(folder, arrays, files)
 
@@ -41,9 +48,10 @@ def _command(args) -> None:
 
 def add_command(subparsers) -> None:
     """Add ``pyrovae encode`` to the command line."""
-    p = subparsers.add_parser("encode", help="encode a split to latents: means and scales of q(z|x) (.npy, .npz)",
+    p = subparsers.add_parser("encode", help="encode a split to latents: the means of q(z|x) (.npy, .npz)",
                               description="Encode every point of a split; writes latents_SPLIT.npy (the means of "
-                                          "q(z|x)) and latents_SPLIT.npz (loc, scale, index, labels).")
+                                          "q(z|x)) and latents_SPLIT.npz (code, index, labels, and a diagonal "
+                                          "Gaussian guide's loc and scale).")
     add_model_output_options(p, "latents_SPLIT.npy and .npz")
     p.add_argument("--split", default="test", help="which data: train, valid, test (default test)")
     p.add_argument("-n", type=int, help="encode the first N points only (default: all)")

@@ -27,7 +27,7 @@ def interpolate(run_dir, points: Sequence[int], split: str = "test", steps: int 
     x, labels, _ = split_points(spec, split, points)
     y = condition(vae, labels)
     device = next(vae.parameters()).device
-    loc, _ = vae.encode(x.to(device), None if y is None else y.to(device))
+    loc = vae.latent_code(x.to(device), None if y is None else y.to(device))  # the mean of q(z|x), any guide
     t = torch.linspace(0, 1, steps, device=device)[:, None]
     z = torch.stack([(1 - t) * loc[i] + t * loc[i + 1] for i in range(len(points) - 1)])  # (legs, steps, d)
     labels = None if y is None else y[:-1, None].expand(-1, steps).to(device)  # a leg keeps its start's label
