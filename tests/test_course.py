@@ -1,5 +1,6 @@
 """The course's claims that are formulas: chapter 1's identity log p(x) - ELBO = KL on the
-conjugate model, and chapter 2's measured gradient variances against their exact values.
+conjugate model, chapter 2's measured gradient variances against their exact values, and
+chapter 9's gradients of one Bernoulli latent against their closed forms.
 The tests call the same functions the chapters' scripts draw their figures and tables from."""
 
 import json
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "cours
 
 import ch1_elbo  # noqa: E402
 import ch2_gradients  # noqa: E402
+import ch9_discrete_latents as ch9  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,6 +95,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _args(tmp_path, quick):
     return argparse.Namespace(out=tmp_path, quick=quick)
+
+
+def test_chapter9_one_latent_gradients_equal_their_closed_forms():
+    phi = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    p, t = torch.sigmoid(phi), ch9.T
+    grads = ch9.one_latent_gradients(phi)
+    assert torch.allclose(grads["exact"], p * (1 - p) * (1 - 2 * t), rtol=1e-12)  # sigma'(phi) (f(1) - f(0))
+    assert torch.allclose(grads["straight-through"], p * (1 - p) * 2 * (p - t), rtol=1e-12)  # sigma'(phi) E f'(z)
+    assert torch.equal(grads["pathwise"], torch.zeros_like(phi))
+    wrong = grads["exact"] * grads["straight-through"] < 0
+    assert torch.equal(wrong, p < t)
+
+
+@pytest.mark.parametrize("phi", [-2.0, 0.0, 2.0])
+def test_chapter9_score_function_mean_is_within_four_standard_errors_of_the_exact_gradient(phi):
+    mean, se = ch9.score_check(phi, 20000, seed=1)
+    exact = ch9.one_latent_gradients(torch.tensor([phi], dtype=torch.float64))["exact"].item()
+    assert abs(mean - exact) < 4 * se
 
 
 def test_a_claim_that_holds_is_written_as_its_text(tmp_path):
