@@ -197,7 +197,7 @@ def test_a_run_killed_while_writing_its_report_gets_one_from_pyrovae_report(refe
     assert status == 0, err
     assert "## Training" in (run / "report.md").read_text() and folder_problems(run) == []
     assert {p.name for p in (run / "figures").iterdir()} == {"training_curves.png", "reconstructions.png",
-                                                             "samples.png"}
+                                                             "samples.png", "latent_space.png"}
 
 
 def test_pyrovae_report_repairs_metrics_left_behind_the_checkpoint(reference, tmp_path, capsys):
