@@ -338,6 +338,8 @@ def test_the_docs_sweeps_are_drawn_from_their_committed_results(tmp_path):
         for point in results["points"]:
             assert f"{point['mean']:.2f} ± {point['sd']:.2f}" in table
             assert all(f"{v:.2f}" in table for v in point["values"])
+        if any("gaps" in run for run in results["runs"]):
+            assert "| approximation gap | amortization gap |" in table
 
 
 # ----------------------------------------------------------------------------- acceptance (slow)

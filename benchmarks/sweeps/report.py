@@ -7,7 +7,8 @@
 wrote: its ``sweep.yaml`` and ``results.json`` (no run folders, no checkpoints). ``--out DIR``
 writes, for every such sweep, ``<sweep>.png`` (the figure of the sweep's own report, drawn by
 the same function, :func:`pyrovae.reports.sweep_report.results_figure`) and ``<sweep>.md``
-(its results table and the table of differences between grid points, as in its report.md).
+(its results table, the table of differences between grid points and, where the sweep
+measured them, the inference gaps, as in its report.md).
 The site build runs this script; docs/sweeps.md links ``generated/sweeps/<sweep>.png`` and
 includes ``sweeps/<sweep>.md``.
 """
@@ -17,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from pyrovae.reports.sweep_report import RESULTS, differences_table, results_figure, results_table
+from pyrovae.reports.sweep_report import RESULTS, differences_table, gaps_table, results_figure, results_table
 from pyrovae.sweeps import load_sweep
 from pyrovae.sweeps.results import results_from_dict
 from pyrovae.sweeps.sweep import SWEEP_FILE, open_sweep
@@ -48,6 +49,9 @@ def draw(folder: Path, out: Path) -> None:
     text = results_table(results) + "\n"
     if len(results.points) > 1:
         text += "\nDifferences (row minus column) with their standard errors:\n\n" + differences_table(results) + "\n"
+    gaps = gaps_table(results)
+    if gaps:
+        text += "\nInference gaps (mean ± sd over seeds):\n\n" + gaps + "\n"
     (out / f"{spec.name}.md").write_text(text)
 
 

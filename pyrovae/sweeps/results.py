@@ -87,14 +87,23 @@ class SweepResults:
             "differences": [[{k: _finite(v) for k, v in self.difference(a, b).items()} for b in range(len(self.points))]
                             for a in range(len(self.points))],
             "runs": [{"folder": r.folder, "point": r.point, "seed": r.seed, "state": r.state, "value": r.value,
-                      "epochs": r.epochs, "train_seconds": r.train_seconds} for r in self.runs],
+                      "epochs": r.epochs, "train_seconds": r.train_seconds, **_gaps_of(r)} for r in self.runs],
         }
+
+
+def _gaps_of(run: RunResult) -> Dict[str, Any]:
+    """``{"gaps": ...}``: the run's inference-gap summary where its evaluation measured one, so
+    that the gap table can be drawn again from ``results.json`` alone."""
+    if run.evaluation is None or "gaps" not in run.evaluation:
+        return {}
+    return {"gaps": run.evaluation["gaps"]}
 
 
 def results_from_dict(spec: SweepSpec, data: Dict[str, Any]) -> SweepResults:
     """The :class:`SweepResults` that ``results.json`` (``to_dict``) holds, for the sweep
     ``spec``: how a report is drawn again from committed results, without the run folders."""
-    runs = [RunResult(r["folder"], r["point"], r["seed"], r["state"], r["value"], r["epochs"], r["train_seconds"])
+    runs = [RunResult(r["folder"], r["point"], r["seed"], r["state"], r["value"], r["epochs"], r["train_seconds"],
+                      evaluation={"gaps": r["gaps"]} if "gaps" in r else None)
             for r in data["runs"]]
     points = [PointSummary(p["label"], p["point"], p["values"], p["seeds"], p["runs"]) for p in data["points"]]
     return SweepResults(spec, data["metric"], runs, points)
