@@ -29,6 +29,7 @@ sys.path[:0] = [str(ROOT / "examples" / "course"), str(ROOT)]
 os.environ.setdefault("PYROVAE_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("PYROVAE_COURSE_CACHE", str(ROOT / ".cache" / "course"))  # the site build's trained models
 __doc__ = {doc!r}  # the script's docstring, which its command line reads
+__file__ = str(ROOT / "examples" / "course" / {script!r})  # the script this notebook is made from
 '''
 
 RUN = '''# %% [markdown]
@@ -66,7 +67,7 @@ def percent_script(script: Path) -> str:
         cells.append("# %% [markdown]\n" + "\n".join(f"# {line}".rstrip() for line in docstring.splitlines())
                      + f"\n#\n# This notebook is made from `examples/course/{script.name}`; its page in the course "
                      f"is `docs/course/{page}*.md`.")
-    cells.append(SETUP.format(doc=docstring or ""))
+    cells.append(SETUP.format(doc=docstring or "", script=script.name))
     group = []
     for node in body:
         if _is_main_guard(node):

@@ -19,6 +19,7 @@ AIS_POINTS = 5  # the digits with the largest k-hat get a second opinion from an
 # Independent sets of draws per digit. IWAE_K and the bias of log p-hat are expectations: one set of
 # draws can land above log p(x) where the weights are heavy-tailed, so the figure shows their means.
 REPEATS, QUICK_REPEATS = 3, 50  # 3.8 s and 0.02 s of CPU time a set at full and quick settings
+DIGIT_REPEATS = 30  # sets of draws for the one digit whose single estimate lies highest (0.1 s a set at full)
 
 
 def khat_threshold(samples: int) -> float:
@@ -132,16 +133,17 @@ def main():
         ["Pareto k̂", "digits", "mean error (nats)", "worst error (nats)", "reported s.e., mean", "ESS / K, mean"],
         classes))
     largest = error.argmax().item()  # the digit whose single estimate lies highest relative to its truth
-    estimates = values[:, -1] - truth  # log p-hat - log p(x) per set of draws and digit
+    again, _ = repeated_bounds(vae, x[largest:largest + 1], samples, [samples], DIGIT_REPEATS)
+    again = again[:, 0, 0] - truth[largest]  # its log p-hat - log p(x) over further independent sets of draws
     write_numbers(args.out, "summary", f"""
 Over the first {digits} test digits, with $K = {samples}$ samples from the guide per digit, one set of
 draws gives importance-sampled $\\log \\hat p(x)$ minus the quadrature value averaging
 {error.mean().item():+.3f} nats, ranging from {error.min().item():+.3f} to {error.max().item():+.3f} nats, while the
 estimate's own reported standard error averages {result.log_marginal.std_error.mean().item():.3f} nats. The
 highest is test digit {largest}'s, {error[largest].item():+.3f} nats at $\\hat k$ = {result.khat[largest].item():.2f};
-over {repeats} independent sets of draws its estimate minus the truth averages
-{estimates[:, largest].mean().item():+.3f} ± {estimates[:, largest].std().item() / repeats ** 0.5:.3f} nats (± one
-standard error), and over all {digits} digits {means[-1].item():+.3f} ± {std_errors[-1].item():.3f} nats.
+over {DIGIT_REPEATS} further independent sets of draws its estimate minus the truth averages
+{again.mean().item():+.3f} ± {again.std().item() / DIGIT_REPEATS ** 0.5:.3f} nats (± one standard error), the highest
+of them {again.max().item():+.3f} nats.
 """)
     claims = Claims(args)
     errors = bound_errors(values, truth, ks)
