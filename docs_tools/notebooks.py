@@ -4,10 +4,11 @@ The script stays the one source: :func:`percent_script` rewrites it in jupytext'
 format (its docstring a Markdown cell, each top-level definition a code cell of its own, the
 ``if __name__ == "__main__"`` guard replaced by a cell that runs the chapter), and jupytext
 turns that into a notebook. A first cell finds the course's helper modules in the
-repository, so the notebook runs from ``site/notebooks/`` or from anywhere inside a checkout;
-the chapter's ``main()`` returns the objects its exercises use (the trained model, the
-digits), kept as ``chapter``. Quick settings come from ``PYROVAE_COURSE_QUICK=1``, as for
-the scripts.
+repository, so the notebook runs from ``site/notebooks/`` or from anywhere inside a checkout,
+and points it at the checkout's model cache (``PYROVAE_COURSE_CACHE``, default
+``.cache/course``), so it loads the models the site build trained; the chapter's ``main()``
+returns the objects its exercises use (the trained model, the digits), kept as ``chapter``.
+Quick settings come from ``PYROVAE_COURSE_QUICK=1``, as for the scripts.
 """
 
 import ast
@@ -26,13 +27,17 @@ if ROOT is None:
     raise RuntimeError("run this notebook inside a pyrovae checkout, or set PYROVAE_ROOT to one")
 sys.path[:0] = [str(ROOT / "examples" / "course"), str(ROOT)]
 os.environ.setdefault("PYROVAE_DATA", str(ROOT.parent / "shared" / "data"))
+os.environ.setdefault("PYROVAE_COURSE_CACHE", str(ROOT / ".cache" / "course"))  # the site build's trained models
 __doc__ = {doc!r}  # the script's docstring, which its command line reads
+__file__ = str(ROOT / "examples" / "course" / {script!r})  # the script this notebook is made from
 '''
 
 RUN = '''# %% [markdown]
-# Run the chapter: it writes its figures and numbers into `runs/course/{name}/` (and trains or
-# reuses its models in `.cache/course/models/`). `chapter` keeps what the exercises use: for
-# a chapter with a trained model, `chapter["vae"]` and the test digits `chapter["x"]`.
+# Run the chapter: it writes its figures and numbers into `runs/course/{name}/`, and loads the
+# models it needs from the checkout's `.cache/course/models/` where the site build trained them
+# (`.cache/course/quick/models/` at quick settings), training the missing ones there. `chapter`
+# keeps what the exercises use: for a chapter with a trained model, `chapter["vae"]` and the
+# test digits `chapter["x"]`.
 
 # %%
 chapter = main()
@@ -62,7 +67,7 @@ def percent_script(script: Path) -> str:
         cells.append("# %% [markdown]\n" + "\n".join(f"# {line}".rstrip() for line in docstring.splitlines())
                      + f"\n#\n# This notebook is made from `examples/course/{script.name}`; its page in the course "
                      f"is `docs/course/{page}*.md`.")
-    cells.append(SETUP.format(doc=docstring or ""))
+    cells.append(SETUP.format(doc=docstring or "", script=script.name))
     group = []
     for node in body:
         if _is_main_guard(node):

@@ -3,9 +3,10 @@ cached between chapters, and how figures and numbers are written for the site.
 
 Every chapter script takes ``--out`` (where its figures and ``numbers.md`` go), ``--cache``
 (where trained models and the parsed data are kept, so chapters that use the same model
-train it once) and ``--quick`` (its smallest settings: seconds, for the tests; also set by
-``PYROVAE_COURSE_QUICK=1``, so a notebook kernel's own arguments do not matter). The docs
-build runs each script without ``--quick`` (``docs_tools/site_hooks.py``).
+train it once; by default the site build's, :func:`model_cache`) and ``--quick`` (its smallest
+settings: seconds, for the tests; also set by ``PYROVAE_COURSE_QUICK=1``, so a notebook
+kernel's own arguments do not matter). The docs build runs each script without ``--quick``
+(``docs_tools/site_hooks.py``).
 
 A chapter's prose says what its figures show; :class:`Claims` asserts each such statement
 at the settings the script ran at. At full settings a false claim fails the script (and so
@@ -38,21 +39,30 @@ from pyrovae.spec import load_config
 from pyrovae.training.train import train
 
 plt = pyplot()  # the scripts draw their own figures
-DEFAULT_CACHE = Path(".cache") / "course" / "models"
 LABELLED_SPLIT = (8000, 1000, 1000)  # train / valid / test from MNIST's official 10000 test digits
+
+
+def model_cache(quick: bool) -> Path:
+    """Where a chapter keeps its trained models when no ``--cache`` is given: where the site
+    build keeps them (``docs_tools/site_hooks.py``), ``models/`` in ``$PYROVAE_COURSE_CACHE``
+    (default ``.cache/course``), in its ``quick/`` at quick settings. A script or notebook run
+    after a build loads the models the build trained instead of training them again."""
+    base = Path(os.environ.get("PYROVAE_COURSE_CACHE", Path(".cache") / "course"))
+    return (base / "quick" if quick else base) / "models"
 
 
 def arguments(doc: str, out: str) -> argparse.Namespace:
     """Parse the shared options; set one torch thread and a fixed seed."""
     parser = argparse.ArgumentParser(description=doc.strip().split("\n")[0])
     parser.add_argument("--out", default=f"runs/course/{out}", help="folder for the figures and numbers.md")
-    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help="folder for trained models and parsed data")
+    parser.add_argument("--cache", help="folder for trained models and parsed data (default: the site build's, "
+                        ".cache/course/models, .cache/course/quick/models with --quick)")
     parser.add_argument("--quick", action="store_true", help="smallest settings (seconds): what the tests run")
     args, _ = parser.parse_known_args()  # a notebook kernel adds its own (-f kernel.json)
     args.quick = args.quick or os.environ.get("PYROVAE_COURSE_QUICK", "") not in ("", "0")
     torch.set_num_threads(1)
     pyro.set_rng_seed(0)
-    args.out, args.cache = Path(args.out), Path(args.cache)
+    args.out, args.cache = Path(args.out), Path(args.cache) if args.cache else model_cache(args.quick)
     args.out.mkdir(parents=True, exist_ok=True)
     args.cache.mkdir(parents=True, exist_ok=True)
     return args
@@ -211,5 +221,5 @@ def finish(args, claims: "Claims | None" = None) -> None:
             mark_quick(path)
 
 
-__all__ = ["arguments", "binarized_mnist", "labelled_digits", "trained", "save", "write_numbers", "markdown_table",
+__all__ = ["arguments", "model_cache", "binarized_mnist", "labelled_digits", "trained", "save", "write_numbers", "markdown_table",
            "plt", "Claims", "finish", "mark_quick"]
