@@ -294,3 +294,27 @@ def test_the_priors_sweep_records_log_px_and_the_score_of_every_run_and_the_docs
     assert "| test split (floor) |" in text
     assert any(f"order {alike} of the 1 pairs of priors alike" in text for alike in (0, 1))
     assert (tmp_path / "out" / "priors.png").is_file()
+
+
+def test_the_frey_faces_written_as_png_files_come_back_through_the_face_folder_loader(tmp_path):
+    """benchmarks/sample_quality/frey_folder.py and the celeba dataset's "any folder of faces"."""
+    from pyrovae.components.datasets import load_data
+
+    assert _benchmark_script("frey_folder").write_faces(tmp_path / "faces") == 1965
+    spec = load_config("celeba_conv", [f"data.path={tmp_path / 'faces'}", "data.crop=20", "data.size=20",
+                                       "data.channels=1"])
+    faces = load_data(spec.data)
+    assert (len(faces.train), len(faces.valid), len(faces.test)) == (1573, 196, 196)
+    assert faces.train.x.shape[1:] == (1, 20, 20)
+    frey = load_data(load_config({"data": {"name": "frey_faces"}}).data)
+    centres = torch.cat([frey.train.x, frey.valid.x, frey.test.x])[:, :, 4:24, :]  # the middle 20 of 28 rows
+    for image in faces.test.x[:5]:  # 8-bit values kept exactly: each is the centre of a Frey face
+        assert ((centres - image).abs().amax(dim=(1, 2, 3)) == 0).any()
+
+
+def test_a_face_run_is_recorded_with_the_overrides_that_make_its_config():
+    faces = _benchmark_script("faces")
+    base = load_config("celeba_conv").to_dict()
+    run = load_config("celeba_conv", ["data.size=32", "data.channels=1", "train.epochs=3", "train.progress=false"])
+    assert faces.overrides(run.to_dict(), base) == ["data.size=32", "data.channels=1", "train.epochs=3"]
+    assert faces.overrides(base, base) == []
