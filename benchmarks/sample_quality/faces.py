@@ -8,8 +8,9 @@ Frey Face images written out by ``frey_folder.py``). Recorded: the overrides tha
 built-in ``celeba_conv`` config into the run's (the single equivalent command), the epochs,
 optimizer steps and training seconds of ``metrics.csv``, the best validation ELBO, and the CPU
 seconds of training when given (``/usr/bin/time`` reports them; the machine is shared, so wall
-time says little). The figures are those of ``pyrovae sample``, ``reconstruct`` and
-``interpolate`` on the run, with few images each so that they stay small.
+time says little) and a note on how it was trained (in sittings, say). The figures are those of
+``pyrovae sample``, ``reconstruct`` and ``interpolate`` on the run, with few images each so that
+they stay small.
 """
 
 import argparse
@@ -41,8 +42,9 @@ def overrides(config: dict, base: dict, prefix: str = "") -> list:
     return out
 
 
-def record(run: Path, cpu_seconds=None) -> dict:
-    """faces.json's content for the run folder ``run``; its figures drawn into results/faces/."""
+def record(run: Path, cpu_seconds=None, points=(0, 1, 2), note=None) -> dict:
+    """faces.json's content for the run folder ``run`` (``points``: the test images the
+    interpolation passes through); its figures drawn into results/faces/."""
     config = yaml.safe_load((run / "config.yaml").read_text())
     base = pyrovae.load_config(BASE).to_dict()
     with open(run / "metrics.csv", newline="") as f:
@@ -50,9 +52,9 @@ def record(run: Path, cpu_seconds=None) -> dict:
     figures = RESULTS / "faces"
     figures.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        pyrovae.sample(run, n=20, out=scratch, device="cpu")
-        pyrovae.reconstruct(run, n=10, out=scratch, device="cpu")
-        pyrovae.interpolate(run, points=[0, 1, 2], steps=8, out=scratch, device="cpu")
+        pyrovae.sample(run, n=24, out=scratch, device="cpu")
+        pyrovae.reconstruct(run, n=8, out=scratch, device="cpu")
+        pyrovae.interpolate(run, points=list(points), steps=8, out=scratch, device="cpu")
         drawn = {"samples.png": "samples.png", "reconstructions.png": "reconstructions_test.png",
                  "interpolation.png": "interpolation_test.png"}
         for name, made in drawn.items():
@@ -64,7 +66,7 @@ def record(run: Path, cpu_seconds=None) -> dict:
             "train_seconds": float(rows[-1]["seconds"]), "cpu_seconds": cpu_seconds,
             "best_valid_elbo": max(float(r["valid_elbo"]) for r in rows),
             "images": {split: n for split, n in zip(("train", "valid", "test"), _split_sizes(config))},
-            "figures": list(drawn)}
+            "interpolation_points": list(points), "note": note, "figures": list(drawn)}
 
 
 def _split_sizes(config: dict) -> list:
@@ -78,8 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="the run folder")
     parser.add_argument("--cpu-seconds", type=float, help="the CPU seconds training took (as /usr/bin/time says)")
+    parser.add_argument("--points", default="0,1,2", help="test images the interpolation passes through, e.g. 0,7,5")
+    parser.add_argument("--note", help="how the run was trained, where the command alone does not say it")
     args = parser.parse_args()
-    result = record(args.run, args.cpu_seconds)
+    result = record(args.run, args.cpu_seconds, [int(p) for p in args.points.split(",")], args.note)
     (RESULTS / "faces.json").write_text(json.dumps(result, indent=2) + "\n")
     print(result["command"])
 

@@ -212,8 +212,9 @@ def faces(out: Path) -> None:
         f"{images['train']} training, {images['valid']} validation and {images['test']} test images; "
         f"{result['epochs']} epochs, {result['steps']} optimizer steps: {cpu}"
         f"{result['train_seconds'] / 60:.1f} minutes of wall-clock time on the shared machine; best validation "
-        f"ELBO {result['best_valid_elbo']:.1f} nats. `pyrovae sample`, `pyrovae reconstruct` and "
-        f"`pyrovae interpolate` of the run:\n\n{figures}\n")
+        f"ELBO {result['best_valid_elbo']:.1f} nats. {result['note'] + ' ' if result.get('note') else ''}"
+        f"`pyrovae sample`, `pyrovae reconstruct` and `pyrovae interpolate` (through test images "
+        f"{', '.join(map(str, result['interpolation_points']))}) of the run:\n\n{figures}\n")
 
 
 def main() -> None:
