@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -279,6 +280,8 @@ def test_the_priors_sweep_records_log_px_and_the_score_of_every_run_and_the_docs
     for r in rows:
         assert r["log_px"] < 0 and r["log_px_se"] > 0 and r["log_px_points"] == 9 and r["is_samples"] == 10
         assert r["last_epoch"]["epoch"] == 2 and r["last_epoch"]["frechet"] > 0  # the sweep's own score
+        assert len(r["per_point"]["log_px"]) == 9 and statistics.fmean(r["per_point"]["log_px"]) == pytest.approx(
+            r["log_px"], abs=1e-2)  # the per-image estimates behind the mean, for paired differences
         draws = r["quality"]["model"]["frechet"]["values"]
         assert len(draws) == 2 and r["quality"]["model"]["frechet"]["sd"] == pytest.approx(np.std(draws, ddof=1))
     assert len({r["log_px"] for r in rows}) == 4  # four different runs
@@ -293,6 +296,11 @@ def test_the_priors_sweep_records_log_px_and_the_score_of_every_run_and_the_docs
     assert f"| mog | 1 | {rows[3]['log_px']:.1f} ± {rows[3]['log_px_se']:.1f} |" in text
     assert "| test split (floor) |" in text
     assert any(f"order {alike} of the 1 pairs of priors alike" in text for alike in (0, 1))
+    per_prior = [np.mean([rows[i]["per_point"]["log_px"], rows[i + 1]["per_point"]["log_px"]], axis=0) for i in (0, 2)]
+    first, second = per_prior if rows[0]["log_px"] + rows[1]["log_px"] > rows[2]["log_px"] + rows[3]["log_px"] \
+        else per_prior[::-1]
+    difference = first - second
+    assert f"{difference.mean():.1f} ± {difference.std(ddof=1) / 3:.1f}" in text  # paired over the 9 test images
     assert (tmp_path / "out" / "priors.png").is_file()
 
 

@@ -60,11 +60,12 @@ def record(run: Path, cpu_seconds=None, points=(0, 1, 2), note=None) -> dict:
         for name, made in drawn.items():
             shutil.copyfile(Path(scratch) / made, figures / name)
     settings = overrides(config, base)
+    best = max(rows, key=lambda r: float(r["valid_elbo"]))  # the parameters the run keeps
     return {"config": BASE, "overrides": settings,
             "command": f"pyrovae train {BASE} " + " ".join(f"--set {s}" for s in settings),
             "epochs": int(rows[-1]["epoch"]), "steps": int(rows[-1]["step"]),
             "train_seconds": float(rows[-1]["seconds"]), "cpu_seconds": cpu_seconds,
-            "best_valid_elbo": max(float(r["valid_elbo"]) for r in rows),
+            "best_valid_elbo": float(best["valid_elbo"]), "best_epoch": int(best["epoch"]),
             "images": {split: n for split, n in zip(("train", "valid", "test"), _split_sizes(config))},
             "interpolation_points": list(points), "note": note, "figures": list(drawn)}
 

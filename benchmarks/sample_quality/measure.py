@@ -108,6 +108,14 @@ def trajectory(config: str, budget, runs: Path, quality_budget, extra=()) -> dic
             "figures": str(out / "figures")}
 
 
+def _per_point(path: Path) -> dict:
+    """Each evaluated test image's index and log p(x) estimate: every run of a sweep is evaluated
+    on the same images, so differences between runs can be taken image by image (paired)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"index": [int(r["index"]) for r in rows], "log_px": [round(float(r["log_marginal"]), 3) for r in rows]}
+
+
 def priors_sweep(quick: bool):
     """The built-in sweep ``fashion_priors_quality``; with ``quick``, the same grid on a tiny budget."""
     if not quick:
@@ -132,11 +140,14 @@ def priors(sweep, folder: Path, budget) -> dict:
         last = _metrics(run_dir)[-1]
         score = quality(run_dir, samples=budget["samples"], seeds=budget["seeds"])
         estimate = run.evaluation
+        sitting = json.loads((run_dir / "sweep_run.json").read_text())["sitting_seconds"]
         rows.append({"point": run.point, "prior": run.point.get("model.prior.name"), "seed": run.seed,
-                     "epochs": run.epochs, "train_seconds": run.train_seconds,
+                     "epochs": run.epochs, "train_seconds": run.train_seconds, "sweep_seconds": sitting,
                      "log_px": estimate["log_marginal"]["mean"], "log_px_se": estimate["log_marginal"]["std_error"],
                      "bits_per_dim": estimate.get("bits_per_dim"), "log_px_points": estimate["num_points"],
-                     "is_samples": estimate["num_samples"],
+                     "is_samples": estimate["num_samples"], "iwae": estimate["iwae"],
+                     "pareto_khat": estimate["pareto_khat"], "ess": estimate["ess"],
+                     "per_point": _per_point(run_dir / estimate["per_point_file"]),
                      "last_epoch": {key: last[key] for key in ("epoch", "frechet", "precision", "recall", "frechet_floor")},
                      "quality": score})
     return {"sweep": sweep.name, "set": sweep.set, "grid": sweep.grid, "seeds": sweep.seeds,

@@ -13,6 +13,7 @@ table and figure.
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 from pathlib import Path
@@ -137,18 +138,50 @@ def _by_prior(rows: list) -> dict:
     return out
 
 
+def _per_image(runs: list) -> list:
+    """A prior's log p(x) per test image, averaged over its seeds' runs (the same images each)."""
+    index = runs[0]["per_point"]["index"]
+    assert all(r["per_point"]["index"] == index for r in runs), "runs evaluated on different test images"
+    return [statistics.fmean(values) for values in zip(*(r["per_point"]["log_px"] for r in runs))]
+
+
+def _paired(a: list, b: list) -> str:
+    """Mean of ``a - b`` over the test images, ± its standard error over them (paired)."""
+    d = [x - y for x, y in zip(a, b)]
+    return f"{statistics.fmean(d):.1f} ± {statistics.stdev(d) / math.sqrt(len(d)):.1f}"
+
+
+def _bound_rise(run: dict) -> float:
+    """How much the importance-sampled bound rose from the second-largest K to the largest."""
+    iwae = sorted(run["iwae"], key=lambda e: e["k"])
+    return iwae[-1]["mean"] - iwae[-2]["mean"]
+
+
 def _ranking(rows: list) -> str:
-    """The priors ranked by each measure (means over seeds) and how many pairs both order alike."""
+    """The priors ranked by each measure (means over seeds), the paired differences in log p(x)
+    of neighbours in that ranking, and how many pairs both measures order alike."""
     priors = _by_prior(rows)
     log_px = {p: statistics.fmean(r["log_px"] for r in runs) for p, runs in priors.items()}
     fd = {p: statistics.fmean(r["quality"]["model"]["frechet"]["mean"] for r in runs) for p, runs in priors.items()}
     by_log_px = sorted(priors, key=lambda p: -log_px[p])
     by_fd = sorted(priors, key=lambda p: fd[p])
+    per_image = {p: _per_image(runs) for p, runs in priors.items()}
+    steps = "; ".join(f"{a} − {b}: {_paired(per_image[a], per_image[b])}" for a, b in zip(by_log_px, by_log_px[1:]))
     pairs = [(a, b) for i, a in enumerate(by_log_px) for b in by_log_px[i + 1:]]
     alike = sum(fd[a] < fd[b] for a, b in pairs)
+    rises = [_bound_rise(r) for r in rows]
+    iwae = sorted(rows[0]["iwae"], key=lambda e: e["k"])
+    shares = [(r["pareto_khat"] or {}).get("share_above_0.7") for r in rows]  # None: too few samples to fit k̂
+    khat = "" if None in shares else (
+        "Pareto k̂ exceeds 0.7 on every image of every run, and " if min(shares) == 1
+        else f"Pareto k̂ exceeds 0.7 on at least {min(shares):.0%} of the images in every run, and ")
     return (f"Means over seeds, best first: by test log p(x) {', '.join(f'{p} ({log_px[p]:.1f})' for p in by_log_px)}; "
             f"by Fréchet distance {', '.join(f'{p} ({fd[p]:.1f})' for p in by_fd)}. "
-            f"The two measures order {alike} of the {len(pairs)} pairs of priors alike.")
+            f"The two measures order {alike} of the {len(pairs)} pairs of priors alike. Differences in log p(x) "
+            f"(nats, seeds averaged, ± standard error over the same {len(per_image[by_log_px[0]])} test images): "
+            f"{steps}. The importance-sampling estimates are lower bounds: {khat}"
+            f"the bound rose by {min(rises):.1f} to {max(rises):.1f} nats from K = {iwae[-2]['k']} to "
+            f"K = {iwae[-1]['k']}.")
 
 
 def priors(out: Path) -> None:
@@ -180,17 +213,19 @@ def priors(out: Path) -> None:
         f"{first['log_px_points']} test images (± its standard error over the images); then "
         f"`pyrovae quality RUN --samples {q['samples']} --seeds {draws}` of each run (best-validation parameters): "
         f"mean ± standard deviation over {draws} draws of the samples, against the floor of {q['floor_samples']} "
-        f"test images. The last column is the sweep's own score, `train.quality` at the last epoch. "
-        f"{_budget(result)}\n\n{table}\n\n{_ranking(result['rows'])}\n\n"
+        f"test images. The last column is the sweep's own score, `train.quality` at the last epoch. The sweep took "
+        f"{sum(r['sweep_seconds'] for r in result['rows']) / 60:.1f} min of wall-clock time on one worker, the scoring "
+        f"after it {result['wall_seconds'] / 60:.1f} min ({result['machine']}, niced, sharing two cores with other "
+        f"work).\n\n{table}\n\n{_ranking(result['rows'])}\n\n"
         f"![Fréchet distance against log p(x)](generated/sample_quality/priors.png)\n")
     fig, ax = pyplot().subplots(figsize=(5.5, 3.8))
     for number, (prior, runs) in enumerate(_by_prior(result["rows"]).items()):
         ax.errorbar([r["log_px"] for r in runs], [r["quality"]["model"]["frechet"]["mean"] for r in runs],
-                    xerr=[r["log_px_se"] for r in runs], yerr=[r["quality"]["model"]["frechet"]["sd"] for r in runs],
+                    yerr=[r["quality"]["model"]["frechet"]["sd"] for r in runs],
                     fmt="os^vD"[number % 5], capsize=3, ls="none", label=prior)
     ax.set_xlabel("test log p(x) (nats, higher is better)")
     ax.set_ylabel("Fréchet distance (lower is better)")
-    ax.set_title("each run: ± se of log p(x), ± sd over draws", fontsize="medium")
+    ax.set_title("each run, ± sd over draws (log p(x): the same test images)", fontsize="medium")
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, out / "priors.png")
@@ -206,13 +241,14 @@ def faces(out: Path) -> None:
         shutil.copyfile(RESULTS / "faces" / name, out / f"faces_{name}")
     cpu = f"{result['cpu_seconds'] / 60:.1f} CPU minutes, " if result.get("cpu_seconds") else ""
     images = result["images"]
+    note = f"{result['note']} " if result.get("note") else ""
     figures = "\n\n".join(f"![{name[:-4]}](generated/sample_quality/faces_{name})" for name in result["figures"])
     (out / "faces.md").write_text(
         f"```\n{result['command']}\n```\n\n"
         f"{images['train']} training, {images['valid']} validation and {images['test']} test images; "
         f"{result['epochs']} epochs, {result['steps']} optimizer steps: {cpu}"
         f"{result['train_seconds'] / 60:.1f} minutes of wall-clock time on the shared machine; best validation "
-        f"ELBO {result['best_valid_elbo']:.1f} nats. {result['note'] + ' ' if result.get('note') else ''}"
+        f"ELBO {result['best_valid_elbo']:.1f} nats at epoch {result['best_epoch']} (the parameters kept). {note}"
         f"`pyrovae sample`, `pyrovae reconstruct` and `pyrovae interpolate` (through test images "
         f"{', '.join(map(str, result['interpolation_points']))}) of the run:\n\n{figures}\n")
 
