@@ -13,11 +13,13 @@ measure again):
   VAE (``fashion_vae``) and of a Frey Face VAE (``frey_logistic``) trained with
   ``train.quality.every=1``, and ``pyrovae quality`` of the finished runs (spread over draws);
 - ``priors.json``: the built-in sweep ``fashion_priors_quality`` (Fashion-MNIST VAEs with three
-  priors, two seeds each: importance-sampled test log p(x) with its standard error, the score at
-  the last epoch) and ``pyrovae quality`` of each of its runs (the spread over draws).
+  priors, two seeds each: importance-sampled test log p(x) with its standard error and its
+  per-image values, the score at the last epoch) and ``pyrovae quality`` of each of its runs
+  (the spread over draws). A sweep folder left in ``--runs`` is resumed, its finished runs kept.
 
-The budgets (epochs, training images, samples) are those in ``BUDGET`` (``--quick``: tiny, for
-checking the script); the runs go to ``--runs`` (default a temporary folder).
+The budgets (epochs, training images, samples) are those in ``BUDGET`` and, for the priors'
+training and evaluation, the sweep file's (``--quick``: tiny, for checking the script); the runs
+go to ``--runs`` (default a temporary folder).
 """
 
 import argparse
