@@ -2,9 +2,11 @@
 bias, k-NN precision and recall on known geometry, the cached feature classifier, the
 Inception weights file, the per-epoch score of training and ``pyrovae quality``."""
 
+import importlib.util
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from pyrovae.sample_quality import features as feature_module
 from pyrovae.sample_quality import frechet_distance, gaussian_moments, precision_recall
 from pyrovae.sample_quality.features import classifier_network, inception_network
 from pyrovae.spec import config_text
+from pyrovae.sweeps import load_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -245,3 +248,81 @@ def test_the_docs_report_draws_every_recorded_stage(tmp_path):
     floor = json.loads((root / "benchmarks" / "sample_quality" / "results" / "floor.json").read_text())
     first = floor["rows"][0]
     assert f"| {first['samples']} |" in (tmp_path / "floor.md").read_text()
+
+
+def _benchmark_script(name: str):
+    """``benchmarks/sample_quality/NAME.py`` as a module."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sample_quality" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"sample_quality_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_priors_sweep_records_log_px_and_the_score_of_every_run_and_the_docs_table(tmp_path, monkeypatch):
+    """The priors stage of benchmarks/sample_quality: a sweep shaped like the built-in
+    fashion_priors_quality (tiny), then ``pyrovae quality`` of each run, then report.py's table."""
+    monkeypatch.setenv("PYROVAE_CACHE", str(tmp_path / "cache"))
+    builtin = load_sweep("fashion_priors_quality")
+    assert builtin.base["name"] == "fashion_vae" and len(builtin.grid["model.prior.name"]) >= 3
+    assert builtin.set["train.quality.every"] == builtin.set["train.epochs"]  # each run scored at its last epoch
+    folder = _digit_folder(tmp_path / "digits")
+    tiny = {"name": "priors_tiny", "base": "quickstart", "grid": {"model.prior.name": ["standard_normal", "mog"]},
+            "seeds": 2, "evaluate": {"split": "test", "num_samples": 10},
+            "set": {"data.name": "array", "data.path": str(folder), "data.train_size": 40,
+                    "model.likelihood.name": "discretized_logistic", "model.encoder.hidden": [32],
+                    "model.decoder.hidden": [32], "model.latent_dim": 3, "train.epochs": 2, "train.device": "cpu",
+                    "train.quality.every": 2, "train.quality.samples": 20}}
+    result = _benchmark_script("measure").priors(load_sweep(tiny), tmp_path / "sweep", {"samples": 20, "seeds": 2})
+    rows = result["rows"]
+    assert [(r["prior"], r["seed"]) for r in rows] == [("standard_normal", 0), ("standard_normal", 1),
+                                                        ("mog", 0), ("mog", 1)]
+    for r in rows:
+        assert r["log_px"] < 0 and r["log_px_se"] > 0 and r["log_px_points"] == 9 and r["is_samples"] == 10
+        assert r["last_epoch"]["epoch"] == 2 and r["last_epoch"]["frechet"] > 0  # the sweep's own score
+        assert len(r["per_point"]["log_px"]) == 9 and statistics.fmean(r["per_point"]["log_px"]) == pytest.approx(
+            r["log_px"], abs=1e-2)  # the per-image estimates behind the mean, for paired differences
+        draws = r["quality"]["model"]["frechet"]["values"]
+        assert len(draws) == 2 and r["quality"]["model"]["frechet"]["sd"] == pytest.approx(np.std(draws, ddof=1))
+    assert len({r["log_px"] for r in rows}) == 4  # four different runs
+
+    report = _benchmark_script("report")
+    monkeypatch.setattr(report, "RESULTS", tmp_path / "results")
+    report.RESULTS.mkdir()
+    (report.RESULTS / "priors.json").write_text(json.dumps({**result, "wall_seconds": 60.0, "machine": "test"}))
+    (tmp_path / "out").mkdir()
+    report.priors(tmp_path / "out")
+    text = (tmp_path / "out" / "priors.md").read_text()
+    assert f"| mog | 1 | {rows[3]['log_px']:.1f} ± {rows[3]['log_px_se']:.1f} |" in text
+    assert "| test split (floor) |" in text
+    assert any(f"order {alike} of the 1 pairs of priors alike" in text for alike in (0, 1))
+    per_prior = [np.mean([rows[i]["per_point"]["log_px"], rows[i + 1]["per_point"]["log_px"]], axis=0) for i in (0, 2)]
+    first, second = per_prior if rows[0]["log_px"] + rows[1]["log_px"] > rows[2]["log_px"] + rows[3]["log_px"] \
+        else per_prior[::-1]
+    difference = first - second
+    assert f"{difference.mean():.1f} ± {difference.std(ddof=1) / 3:.1f}" in text  # paired over the 9 test images
+    assert (tmp_path / "out" / "priors.png").is_file()
+
+
+def test_the_frey_faces_written_as_png_files_come_back_through_the_face_folder_loader(tmp_path):
+    """benchmarks/sample_quality/frey_folder.py and the celeba dataset's "any folder of faces"."""
+    from pyrovae.components.datasets import load_data
+
+    assert _benchmark_script("frey_folder").write_faces(tmp_path / "faces") == 1965
+    spec = load_config("celeba_conv", [f"data.path={tmp_path / 'faces'}", "data.crop=20", "data.size=20",
+                                       "data.channels=1"])
+    faces = load_data(spec.data)
+    assert (len(faces.train), len(faces.valid), len(faces.test)) == (1573, 196, 196)
+    assert faces.train.x.shape[1:] == (1, 20, 20)
+    frey = load_data(load_config({"data": {"name": "frey_faces"}}).data)
+    centres = torch.cat([frey.train.x, frey.valid.x, frey.test.x])[:, :, 4:24, :]  # the middle 20 of 28 rows
+    for image in faces.test.x[:5]:  # 8-bit values kept exactly: each is the centre of a Frey face
+        assert ((centres - image).abs().amax(dim=(1, 2, 3)) == 0).any()
+
+
+def test_a_face_run_is_recorded_with_the_overrides_that_make_its_config():
+    faces = _benchmark_script("faces")
+    base = load_config("celeba_conv").to_dict()
+    run = load_config("celeba_conv", ["data.size=32", "data.channels=1", "train.epochs=3", "train.progress=false"])
+    assert faces.overrides(run.to_dict(), base) == ["data.size=32", "data.channels=1", "train.epochs=3"]
+    assert faces.overrides(base, base) == []

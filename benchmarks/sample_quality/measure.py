@@ -12,11 +12,14 @@ measure again):
 - ``fashion_trajectory.json``, ``frey_trajectory.json``: the per-epoch score of a Fashion-MNIST
   VAE (``fashion_vae``) and of a Frey Face VAE (``frey_logistic``) trained with
   ``train.quality.every=1``, and ``pyrovae quality`` of the finished runs (spread over draws);
-- ``priors.json``: Fashion-MNIST VAEs with three priors: sample quality against importance-
-  sampled test log p(x).
+- ``priors.json``: the built-in sweep ``fashion_priors_quality`` (Fashion-MNIST VAEs with three
+  priors, two seeds each: importance-sampled test log p(x) with its standard error and its
+  per-image values, the score at the last epoch) and ``pyrovae quality`` of each of its runs
+  (the spread over draws). A sweep folder left in ``--runs`` is resumed, its finished runs kept.
 
-The budgets (epochs, training images, samples) are those in ``BUDGET`` (``--quick``: tiny, for
-checking the script); the runs go to ``--runs`` (default a temporary folder).
+The budgets (epochs, training images, samples) are those in ``BUDGET`` and, for the priors'
+training and evaluation, the sweep file's (``--quick``: tiny, for checking the script); the runs
+go to ``--runs`` (default a temporary folder).
 """
 
 import argparse
@@ -34,20 +37,21 @@ from pyrovae.api import quality
 from pyrovae.components.datasets import load_data
 from pyrovae.sample_quality.features import classifier_network
 from pyrovae.sample_quality.score import QualityScorer
+from pyrovae.sweeps import RUNS, load_sweep, read_results
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BUDGET = {"fashion": {"epochs": 4, "train_size": 10000, "samples": 2000},
           "frey": {"epochs": 10, "samples": 200},
-          "priors": {"epochs": 3, "train_size": 5000, "samples": 2000, "is_points": 200, "is_samples": 200},
+          "priors": {"samples": 2000, "seeds": 3},
           "floor": {"sizes": [200, 500, 1000, 2000, 5000, 10000], "seeds": 3},
           "quality": {"samples": 5000, "seeds": 3}, "frey_quality": {"samples": 200, "seeds": 3}}
 QUICK = {"fashion": {"epochs": 2, "train_size": 500, "samples": 200},
          "frey": {"epochs": 2, "samples": 100},
-         "priors": {"epochs": 1, "train_size": 500, "samples": 200, "is_points": 20, "is_samples": 20},
+         "priors": {"samples": 200, "seeds": 2},
          "floor": {"sizes": [100, 200], "seeds": 2},
          "quality": {"samples": 200, "seeds": 2}, "frey_quality": {"samples": 100, "seeds": 2}}
-PRIORS = ["standard_normal", "mog", "vamp"]
+PRIORS_SWEEP = "fashion_priors_quality"  # the built-in sweep of the priors stage
 
 
 def _spec(name, **data):
@@ -106,22 +110,51 @@ def trajectory(config: str, budget, runs: Path, quality_budget, extra=()) -> dic
             "figures": str(out / "figures")}
 
 
-def priors(budget, runs: Path) -> dict:
+def _per_point(path: Path) -> dict:
+    """Each evaluated test image's index and log p(x) estimate: every run of a sweep is evaluated
+    on the same images, so differences between runs can be taken image by image (paired)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"index": [int(r["index"]) for r in rows], "log_px": [round(float(r["log_marginal"]), 3) for r in rows]}
+
+
+def priors_sweep(quick: bool):
+    """The built-in sweep ``fashion_priors_quality``; with ``quick``, the same grid on a tiny budget."""
+    if not quick:
+        return load_sweep(PRIORS_SWEEP)
+    quick_set = {"data.train_size": 500, "train.epochs": 1, "train.quality.every": 1, "train.quality.samples": 200}
+    return load_sweep({**load_sweep(PRIORS_SWEEP).to_dict(), "set": quick_set,
+                       "evaluate": {"split": "test", "num_samples": 20, "max_points": 20}})
+
+
+def priors(sweep, folder: Path, budget) -> dict:
+    """Run ``sweep`` (a grid of priors, each run evaluated by importance sampling and scored by
+    ``train.quality`` at its last epoch) into ``folder``, then ``pyrovae quality`` of every run:
+    ``budget['samples']`` samples for ``budget['seeds']`` draws, the spread of the draw."""
+    statuses = pyrovae.sweep(sweep, out=folder, workers=1, threads=1, log=lambda line: print(line, flush=True))
+    failed = [f"{s.plan.folder}: {s.state} {s.error or ''}" for s in statuses if s.state != "done"]
+    if failed:
+        raise SystemExit(f"the sweep in {folder} is not done ({'; '.join(failed)}); resume it and measure again")
+    results = read_results(folder, sweep)
     rows = []
-    for prior in PRIORS:
-        out = runs / f"priors_{prior}"
-        overrides = [f"model.prior.name={prior}", f"train.epochs={budget['epochs']}",
-                     f"data.train_size={budget['train_size']}", "train.device=cpu"]
-        run = pyrovae.train("fashion_vae", out=out, overrides=overrides, quiet=True)
-        evaluation = pyrovae.evaluate(run, num_samples=budget["is_samples"], max_points=budget["is_points"],
-                                      progress=False)
-        score = quality(run, samples=budget["samples"], seeds=1)
-        rows.append({"prior": prior, "overrides": overrides, "log_px": evaluation.log_px,
-                     "log_px_points": budget["is_points"], "is_samples": budget["is_samples"],
-                     "samples": budget["samples"],
-                     "frechet": score["model"]["frechet"]["mean"], "precision": score["model"]["precision"]["mean"],
-                     "recall": score["model"]["recall"]["mean"], "floor": score["floor"]["frechet"]["mean"]})
-    return {"rows": rows}
+    for run in results.runs:
+        run_dir = folder / RUNS / run.folder
+        last = _metrics(run_dir)[-1]
+        score = quality(run_dir, samples=budget["samples"], seeds=budget["seeds"])
+        estimate = run.evaluation
+        sitting = json.loads((run_dir / "sweep_run.json").read_text())["sitting_seconds"]
+        rows.append({"point": run.point, "prior": run.point.get("model.prior.name"), "seed": run.seed,
+                     "epochs": run.epochs, "train_seconds": run.train_seconds, "sweep_seconds": sitting,
+                     "log_px": estimate["log_marginal"]["mean"], "log_px_se": estimate["log_marginal"]["std_error"],
+                     "bits_per_dim": estimate.get("bits_per_dim"), "log_px_points": estimate["num_points"],
+                     "is_samples": estimate["num_samples"], "iwae": estimate["iwae"],
+                     "pareto_khat": estimate["pareto_khat"], "ess": estimate["ess"],
+                     "per_point": _per_point(run_dir / estimate["per_point_file"]),
+                     "last_epoch": {key: last[key] for key in ("epoch", "frechet", "precision", "recall", "frechet_floor")},
+                     "quality": score})
+    return {"sweep": sweep.name, "set": sweep.set, "grid": sweep.grid, "seeds": sweep.seeds,
+            "evaluate": {k: sweep.evaluate[k] for k in ("split", "num_samples", "max_points")},
+            "command": f"pyrovae sweep {sweep.name} --out DIR", "rows": rows}
 
 
 def main() -> None:
@@ -140,7 +173,7 @@ def main() -> None:
     _record("frey_trajectory.json", lambda: trajectory("frey_logistic", budget["frey"], runs, budget["frey_quality"],
                                                        ["train.early_stopping_patience=null"]))
     _record("fashion_trajectory.json", lambda: trajectory("fashion_vae", budget["fashion"], runs, budget["quality"]))
-    _record("priors.json", lambda: priors(budget["priors"], runs))
+    _record("priors.json", lambda: priors(priors_sweep(args.quick), runs / PRIORS_SWEEP, budget["priors"]))
     print(f"results in {RESULTS}, runs in {runs}")
 
 
