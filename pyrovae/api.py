@@ -161,7 +161,8 @@ def evaluate(run, split: str = "test", num_samples: int = 5000, max_points: Opti
     command's flags, see :func:`pyrovae.evaluation.evaluate.evaluate_run` (``method`` "is",
     "ais" or "bdmc", ``steps``, ``chains``, ``leapfrog``, ``ais_start``, ``simulated``,
     ``proposal_scale``, ``proposal_df``, ``max_memory``, ``elbo_particles``, ``quadrature``,
-    ``device``, ``progress``)."""
+    ``device``, ``progress``, ``gap_points``: the inference gaps of the first N evaluated points,
+    in ``evaluation.summary["gaps"]``)."""
     from .commands.evaluate import evaluate as command
 
     folder = _folder(run)

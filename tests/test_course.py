@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "cours
 
 import ch1_elbo  # noqa: E402
 import ch2_gradients  # noqa: E402
+import ch4_amortized_inference as ch4  # noqa: E402
 import ch9_discrete_latents as ch9  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -96,6 +97,55 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _args(tmp_path, quick):
     return argparse.Namespace(out=tmp_path, quick=quick)
+
+
+def _tiny_2d_vae(guide: str):
+    from pyrovae.model import VAE
+    from pyrovae.spec import load_config
+
+    torch.manual_seed(0)
+    spec = load_config("quickstart", ["model.latent_dim=2", f"model.guide.name={guide}", "model.encoder.hidden=[16]",
+                                      "model.decoder.hidden=[16]"])
+    return VAE.from_config(spec, (1, 28, 28), 0)
+
+
+def test_chapter4_draws_the_flow_guide_with_its_own_density_which_integrates_to_one():
+    from pyrovae.evaluation.posterior import FlowMembers, guide_gaussians
+
+    vae = _tiny_2d_vae("iaf")
+    x = torch.bernoulli(torch.full((2, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
+    q = guide_gaussians(vae, x)
+    assert isinstance(q, FlowMembers)
+    z, log_q = q.draw(torch.randn(5, 2, 2, dtype=torch.float64))
+    axis = torch.linspace(-10, 10, 401, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1)
+    for i in range(2):  # at the flow's draws: the log q its change of variables gives them
+        assert torch.allclose(ch4.member_log_density(q, i, z[:, i]), log_q[:, i], atol=1e-4)
+        mass = ch4.member_log_density(q, i, grid).exp().sum() * (axis[1] - axis[0]) ** 2
+        assert abs(mass.item() - 1) < 2e-3
+
+
+def test_chapter4_fits_the_flow_guide_to_a_fixed_decoder():
+    vae = _tiny_2d_vae("iaf")
+    x = torch.bernoulli(torch.full((200, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
+
+    def elbo():
+        with torch.no_grad():
+            q = vae.posterior(x)
+            z = q.sample((100,))
+            w = vae.log_joint_of(x)(z) - q.log_prob(z)
+        return w.mean().item(), (w.mean(0).std() / math.sqrt(x.shape[0])).item()
+
+    before, start = elbo(), {k: v.detach().clone() for k, v in vae.named_parameters()}
+    ch4.fit_guide(vae, x, epochs=5, batch_size=20)
+    after = elbo()
+    for name, value in vae.named_parameters():  # the encoder and the flow learn, nothing else moves
+        assert torch.equal(value, start[name]) != name.startswith(ch4.GUIDE_PARTS), name
+    assert after[0] - before[0] > 3 * math.hypot(before[1], after[1]), (before, after)
+
+
+def test_chapter4_says_one_epoch():
+    assert ch4.plural(1, "epoch") == "1 epoch" and ch4.plural(10, "epoch") == "10 epochs"
 
 
 def test_chapter9_one_latent_gradients_equal_their_closed_forms():

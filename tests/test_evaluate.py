@@ -158,7 +158,35 @@ def test_the_command_prints_and_saves_the_report(mnist_run, capsys):
     assert "log p(x), importance sampled (K = 50)" in out and "IWAE_10" in out and str(EVALUATION) in out
 
 
+def test_gap_points_split_the_gap_of_the_first_evaluated_points(mnist_run, capsys):
+    """``--gap-points N``: the inference gaps of the first N evaluated points, against this
+    evaluation's log p(x), printed and saved; the two gaps add up to log p(x) - ELBO(q)."""
+    assert main(["evaluate", str(mnist_run), "--num-samples", "100", "--max-points", "6", "--gap-points", "3",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "inference gaps of the first 3 evaluated points" in out
+    assert "approximation gap log p(x) - ELBO(q*)" in out and "amortization gap ELBO(q*) - ELBO(q)" in out
+    saved = json.loads((mnist_run / EVALUATION).read_text())["test"]
+    gaps = saved["gaps"]
+    assert {"log_marginal", "elbo_q", "elbo_qstar", "approximation_gap", "amortization_gap", "total_gap",
+            "khat_median", "ess_mean"} <= set(gaps)
+    assert gaps["points"] == 3 and saved["num_points"] == 6
+    mean = {key: gaps[key]["mean"] for key in ("log_marginal", "elbo_q", "elbo_qstar", "approximation_gap",
+                                                "amortization_gap", "total_gap")}
+    assert mean["approximation_gap"] + mean["amortization_gap"] == pytest.approx(mean["total_gap"], abs=1e-9)
+    assert mean["total_gap"] == pytest.approx(mean["log_marginal"] - mean["elbo_q"], abs=1e-9)
+    assert mean["approximation_gap"] == pytest.approx(mean["log_marginal"] - mean["elbo_qstar"], abs=1e-9)
+    per_point = (mnist_run / saved["per_point_file"]).read_text().splitlines()
+    column = per_point[0].split(",").index("log_marginal")
+    first = [float(row.split(",")[column]) for row in per_point[1:4]]
+    assert mean["log_marginal"] == pytest.approx(sum(first) / 3, abs=1e-9)  # the first 3 of the 6 evaluated
+    assert gaps["amortization_gap"]["mean"] > -3 * gaps["amortization_gap"]["std_error"]  # q* is fitted from q
+
+
 @pytest.mark.parametrize("args, message", [
+    (["{run}", "--gap-points", "-1"], "--gap-points must be 0 (no gap decomposition) or a positive integer"),
+    (["{run}", "--max-points", "5", "--gap-points", "6"], "--gap-points 6 is more than the 5 points evaluated"),
+    (["{run}", "--method", "bdmc", "--gap-points", "2"], "which --method bdmc does not estimate"),
     (["no/such/run"], "no run folder"),
     (["{run}", "--max-memory", "plenty"], "512MB"),
     (["{run}", "--split", "tset"], "did you mean 'test'"),

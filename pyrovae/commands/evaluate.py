@@ -39,14 +39,36 @@ def _command(args) -> None:
                            progress=not args.quiet and sys.stderr.isatty(),  # no bar in a log file
                            method=args.method, steps=args.steps, chains=args.chains, leapfrog=args.leapfrog,
                            ais_start=args.ais_start, simulated=args.simulated,
-                           proposal_scale=args.proposal_scale, proposal_df=args.proposal_df, sampler=sampler)
+                           proposal_scale=args.proposal_scale, proposal_df=args.proposal_df, sampler=sampler,
+                           gap_points=args.gap_points)
     except EvaluationNotSaved as exc:  # nothing computed is lost: print all of it, then the error
         print_summary(exc.summary)
         print("full results (evaluation.json could not be written):")
         print(json.dumps(exc.summary, indent=2))
         raise
     print_summary(summary)
+    if "gaps" in summary:
+        print_gaps(summary["gaps"])
     print(f"saved {Path(args.run) / EVALUATION} and the {SECTION} section of {Path(args.run) / 'report.md'}")
+
+
+GAP_ROWS = [("log p(x) (this evaluation's)", "log_marginal"), ("ELBO(q), the amortized guide", "elbo_q"),
+            ("ELBO(q*), the best of the guide's family per point", "elbo_qstar"),
+            ("approximation gap log p(x) - ELBO(q*)", "approximation_gap"),
+            ("amortization gap ELBO(q*) - ELBO(q)", "amortization_gap"), ("total gap log p(x) - ELBO(q)", "total_gap")]
+
+
+def print_gaps(gaps: dict) -> None:
+    """The inference gaps ``evaluate_run(gap_points=N)`` measured (:func:`~pyrovae.evaluation.posterior.gap_summary`):
+    each a mean over the points with its standard error, then the guide's k-hat and ESS."""
+    print(f"inference gaps of the first {gaps['points']} evaluated points (q* by {gaps['svi_steps']} SVI steps, "
+          f"ELBOs from {gaps['elbo_samples']} draws; Cremer, Li & Duvenaud 2018): mean ± standard error")
+    rows = [(name, f"{gaps[key]['mean']:.3f} ± {gaps[key]['std_error']:.3f}") for name, key in GAP_ROWS]
+    rows += [(f"guide's Pareto k-hat (median) / ESS (mean), {gaps['khat_samples']} draws",
+              f"{gaps['khat_median']:.3f} / {gaps['ess_mean']:.3f}")]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
 
 
 def add_command(subparsers) -> None:
@@ -68,6 +90,10 @@ def add_command(subparsers) -> None:
                    help=f"bound on the working memory, e.g. 512MB or 2GB (default {DEFAULT_MAX_MEMORY})")
     p.add_argument("--max-points", type=int, metavar="N",
                    help="evaluate N points of the split chosen at random with --seed (default: all)")
+    p.add_argument("--gap-points", type=int, default=0, metavar="N",
+                   help="also split log p(x) - ELBO of the first N evaluated points into the approximation and "
+                        "amortization gaps (q* fitted per point in the guide's family; --method is or ais; default 0: "
+                        "none)")
     p.add_argument("--quadrature", action="store_true",
                    help="also integrate log p(x) on a latent grid (1-D and 2-D latent spaces)")
     p.add_argument("--elbo-particles", type=int, default=10, metavar="L",

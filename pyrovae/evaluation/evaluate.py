@@ -57,7 +57,7 @@ from .chunking import DEFAULT_MAX_MEMORY, parse_memory
 from .diagnostics import Estimate, active_units
 from .discrete import enumerable, exact_log_marginal
 from .importance import ImportanceResult, Proposal
-from .posterior import LogMarginal, gap_summary
+from .posterior import LogMarginal, gap_summary, guide_gaussians
 from .references import LinearGaussian, quadrature_log_marginal
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. 2016
@@ -106,8 +106,11 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         raise PyrovaeError(f"unknown split '{split}'{did_you_mean(split, SPLITS)}; choose one of: {', '.join(SPLITS)}")
     if method not in METHODS:
         raise PyrovaeError(f"unknown method '{method}'{did_you_mean(method, METHODS)}; choose one of: {', '.join(METHODS)}")
+    if not isinstance(gap_points, int) or gap_points < 0:
+        raise PyrovaeError(f"--gap-points must be 0 (no gap decomposition) or a positive integer, got {gap_points}")
     if gap_points and method == "bdmc":
-        raise PyrovaeError("the gap decomposition needs the split's log p(x): use --method is or ais")
+        raise PyrovaeError("--gap-points needs the evaluated points' log p(x), which --method bdmc does not estimate "
+                           "(it brackets data simulated from the model); use --method is or ais")
     read_evaluations(run_dir)  # a damaged file is refused before the work, not after
     max_bytes = parse_memory(max_memory)
     for value, flag in [(num_samples, "--num-samples"), (max_points, "--max-points"),
@@ -123,6 +126,8 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
     on_cpu = next(vae.parameters()).device.type == "cpu"
     pyro.set_rng_seed(seed)
     x, y, subset = _split_data(spec, vae, split, simulated if method == "bdmc" else max_points, seed)
+    if gap_points:
+        check_gap_points(vae, x, y, gap_points, subset)
     started = time.perf_counter()
     common = {"method": method, "split": "simulated" if method == "bdmc" else split, "max_memory_bytes": max_bytes,
               "seed": seed, "checkpoint": checkpoint}
@@ -157,7 +162,7 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
         per_point = {"point": range(simulated), "lower": result.lower.value, "lower_mc_error": result.lower.std_error,
                      "upper": result.upper.value, "upper_mc_error": result.upper.std_error, "gap": result.gap}
     if gap_points:
-        n = min(gap_points, x.shape[0])
+        n = gap_points
         estimate = Estimate(*(t[:n] for t in result.log_marginal))
         summary["gaps"] = gap_summary(vae, x[:n], None if y is None else y[:n],
                                       LogMarginal(estimate, f"{method} (this evaluation)", None),
@@ -174,6 +179,20 @@ def evaluate_run(run_dir, split: str = "test", num_samples: int = 5000, max_memo
              f"results are of epoch {checkpoint['epoch']}, and report.md says so; evaluate again once training "
              f"has finished")
     return summary
+
+
+def check_gap_points(vae, x: torch.Tensor, y: Optional[torch.Tensor], gap_points: int, subset: dict) -> None:
+    """Refuse, before the evaluation's work, a gap decomposition of more points than are
+    evaluated, or of a model whose guide has no q* to fit (discrete latents, or a guide
+    family that is neither Gaussian nor a flow): :func:`.posterior.guide_gaussians` is
+    tried on one point."""
+    if gap_points > x.shape[0]:
+        chosen = "chosen by --max-points" if subset["chosen"] == "random" else "of the whole split"
+        raise PyrovaeError(f"--gap-points {gap_points} is more than the {x.shape[0]} points evaluated ({chosen}); "
+                           f"choose at most {x.shape[0]}")
+    vae.require_continuous_latents("--gap-points (q*, the best member of the guide's family, by SVI)",
+                                   "pyrovae evaluate without --gap-points")
+    guide_gaussians(vae, x[:1], None if y is None else y[:1])
 
 
 def _importance_per_point(indices, result: ImportanceResult) -> dict:
