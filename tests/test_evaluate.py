@@ -164,13 +164,17 @@ def test_gap_points_split_the_gap_of_the_first_evaluated_points(mnist_run, capsy
     assert main(["evaluate", str(mnist_run), "--num-samples", "100", "--max-points", "6", "--gap-points", "3",
                  "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "inference gaps of the first 3 evaluated points" in out
-    assert "approximation gap log p(x) - ELBO(q*)" in out and "amortization gap ELBO(q*) - ELBO(q)" in out
+    report = (mnist_run / "report.md").read_text()
+    for text in (out, report):  # printed, and in the report's Evaluation section with its command
+        assert "gaps, first 3 points" in text
+        assert "approximation gap log p(x) - ELBO(q*)" in text and "amortization gap ELBO(q*) - ELBO(q)" in text
     saved = json.loads((mnist_run / EVALUATION).read_text())["test"]
     gaps = saved["gaps"]
     assert {"log_marginal", "elbo_q", "elbo_qstar", "approximation_gap", "amortization_gap", "total_gap",
             "khat_median", "ess_mean"} <= set(gaps)
     assert gaps["points"] == 3 and saved["num_points"] == 6
+    from pyrovae.reports.evaluation_report import _rerun_command  # what the report offers once it is out of date
+    assert "--gap-points 3" in _rerun_command(mnist_run, saved)
     mean = {key: gaps[key]["mean"] for key in ("log_marginal", "elbo_q", "elbo_qstar", "approximation_gap",
                                                 "amortization_gap", "total_gap")}
     assert mean["approximation_gap"] + mean["amortization_gap"] == pytest.approx(mean["total_gap"], abs=1e-9)

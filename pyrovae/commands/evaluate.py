@@ -47,28 +47,7 @@ def _command(args) -> None:
         print(json.dumps(exc.summary, indent=2))
         raise
     print_summary(summary)
-    if "gaps" in summary:
-        print_gaps(summary["gaps"])
     print(f"saved {Path(args.run) / EVALUATION} and the {SECTION} section of {Path(args.run) / 'report.md'}")
-
-
-GAP_ROWS = [("log p(x) (this evaluation's)", "log_marginal"), ("ELBO(q), the amortized guide", "elbo_q"),
-            ("ELBO(q*), the best of the guide's family per point", "elbo_qstar"),
-            ("approximation gap log p(x) - ELBO(q*)", "approximation_gap"),
-            ("amortization gap ELBO(q*) - ELBO(q)", "amortization_gap"), ("total gap log p(x) - ELBO(q)", "total_gap")]
-
-
-def print_gaps(gaps: dict) -> None:
-    """The inference gaps ``evaluate_run(gap_points=N)`` measured (:func:`~pyrovae.evaluation.posterior.gap_summary`):
-    each a mean over the points with its standard error, then the guide's k-hat and ESS."""
-    print(f"inference gaps of the first {gaps['points']} evaluated points (q* by {gaps['svi_steps']} SVI steps, "
-          f"ELBOs from {gaps['elbo_samples']} draws; Cremer, Li & Duvenaud 2018): mean ± standard error")
-    rows = [(name, f"{gaps[key]['mean']:.3f} ± {gaps[key]['std_error']:.3f}") for name, key in GAP_ROWS]
-    rows += [(f"guide's Pareto k-hat (median) / ESS (mean), {gaps['khat_samples']} draws",
-              f"{gaps['khat_median']:.3f} / {gaps['ess_mean']:.3f}")]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
 
 
 def add_command(subparsers) -> None:

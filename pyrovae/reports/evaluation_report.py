@@ -42,7 +42,26 @@ def points_phrase(s: dict) -> str:
 def summary_rows(s: dict) -> List[Tuple[str, str]]:
     """The summary as (quantity, value) rows, for the terminal and for report.md."""
     rows = {"is": _importance_rows, "ais": _ais_rows, "bdmc": _bdmc_rows}[s.get("method", "is")](s)
+    if "gaps" in s:
+        rows += _gap_rows(s["gaps"])
     rows.append(("seconds", f"{s['seconds']:.1f}"))
+    return rows
+
+
+GAP_ROWS = [("log p(x) (this evaluation's)", "log_marginal"), ("ELBO(q), the amortized guide", "elbo_q"),
+            ("ELBO(q*), the best of the guide's family per point", "elbo_qstar"),
+            ("approximation gap log p(x) - ELBO(q*)", "approximation_gap"),
+            ("amortization gap ELBO(q*) - ELBO(q)", "amortization_gap"), ("total gap log p(x) - ELBO(q)", "total_gap")]
+
+
+def _gap_rows(gaps: dict) -> List[Tuple[str, str]]:
+    """The inference gaps of ``--gap-points`` (:func:`~pyrovae.evaluation.posterior.gap_summary`;
+    Cremer, Li & Duvenaud 2018): each a mean ± standard error over the first evaluated points,
+    then the guide's k-hat and ESS."""
+    where = f"gaps, first {gaps['points']} points (q* by {gaps['svi_steps']} SVI steps, {gaps['elbo_samples']} draws)"
+    rows = [(f"{where}: {name}", f"{gaps[key]['mean']:.3f} ± {gaps[key]['std_error']:.3f}") for name, key in GAP_ROWS]
+    rows.append((f"{where}: guide's Pareto k-hat (median) / ESS (mean), {gaps['khat_samples']} draws",
+                 f"{gaps['khat_median']:.3f} / {gaps['ess_mean']:.3f}"))
     return rows
 
 
@@ -223,6 +242,8 @@ def _rerun_command(run_dir: Path, s: dict) -> str:
     subset = s.get("subset") or {}
     if subset.get("chosen") == "random":
         options += ["--max-points", s["num_points"]]
+    if "gaps" in s:
+        options += ["--gap-points", s["gaps"]["points"]]
     options += ["--seed", s.get("seed", subset.get("seed", 0))]  # the draws depend on it, whatever the points
     return shlex.join(["pyrovae", "evaluate", str(run_dir), *map(str, options)])
 
