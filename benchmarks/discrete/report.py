@@ -36,37 +36,66 @@ class Published(NamedTuple):
     model: str
     data: str
     measure: str
+    training: str
     values: str
     checked: str
 
 
-VERIFIED = "read in the paper's text"
-SECONDARY = "as quoted by {}, not checked against the paper"
-UNCHECKED = "recalled, not checked against the paper or any other source"
+PAPER = "read in the paper's text (the proceedings PDF)"
+TEXT_COPY = "read in a text conversion of the paper ({}), not in the PDF"
+STATIC = "MNIST binarized once (Salakhutdinov & Murray 2008; Larochelle's files), as `binarized_mnist`"
 
-# Values in nats per test image (negative: log-likelihoods and bounds, as pyrovae reports them).
+# Values in nats per test (or training) image, negative: log-likelihoods and bounds as pyrovae reports them.
 PUBLISHED = [
-    Published("NVIL (Mnih & Gregor 2014), Table 1", "linear SBN 200 (one layer of 200 binary units), factorial "
-              "linear inference network", "MNIST binarized once (Salakhutdinov & Murray 2008), 60 000 train",
+    Published("NVIL (Mnih & Gregor 2014), Table 1", "linear SBN 200, factorial linear inference network; "
+              "SBN 200-200-200", STATIC + "; 60 000 train less 100 for validation",
               "test ELBO, 10 samples per image (the paper's 'test NLL' is this bound, not an importance-sampled "
-              "log p(x))", "NVIL -113.1; wake-sleep -120.8 (SBN 200-200-200: NVIL -96.7)", VERIFIED),
+              "log p(x))", "SGD, batch 20, lr 3e-4, early stopping", "SBN 200: NVIL -113.1, wake-sleep -120.8; "
+              "SBN 200-200-200: NVIL -96.7", PAPER),
     Published("VIMCO (Mnih & Rezende 2016), Table 1", "SBN 200-200-200, proposal the reverse SBN",
-              "MNIST binarized once (Salakhutdinov & Murray 2008), 50 000 train",
-              "test log p(x), importance-sampled with 1000 proposal draws", "VIMCO K=50 -91.9; K=5 -92.8; "
-              "NVIL K=1 -95.2", VERIFIED),
+              STATIC + "; 50 000 train", "test log p(x), importance-sampled with 1000 proposal draws",
+              "Adam, batch 24, up to about 4 x 10^6 steps", "VIMCO K=50 -91.9, K=5 -92.8; NVIL K=1 -95.2", PAPER),
+    Published("REBAR (Tucker et al. 2017)", "linear SBN 200 (1 and 2 layers), nonlinear SBN 200",
+              STATIC, "highest training ELBO", "batch 24, 2 x 10^6 steps",
+              "linear, one layer: REBAR -111.6", "as quoted in RELAX's Table 1 (next row); REBAR's own table not "
+              "found; not checked against the paper"),
+    Published("RELAX (Grathwohl et al. 2018), Table 1", "REBAR's linear SBN 200 (learned prior, linear maps)",
+              STATIC + " (from the authors' data script; the text does not say)", "highest training ELBO",
+              "batch 24, 2 x 10^6 steps", "linear, one layer: RELAX -111.20, REBAR -111.6, NVIL -112.5, "
+              "Concrete -111.3", "read in the authors' LaTeX source of the paper, not in the published PDF"),
+    Published("ARM (Yin & Zhou 2019), Table 2(a)", "linear 784-200", STATIC,
+              "test log p(x), importance-sampled (100 draws in the authors' code)",
+              "Adam, batch 50, at most 1200 epochs (authors' code)", "ARM -107.2 ± 0.1 (5 trials); "
+              "REBAR -107.7 as quoted there", TEXT_COPY.format("the version under review")),
+    Published("DisARM (Dong, Mnih & Tucker 2020)", "linear and nonlinear SBN 200",
+              "dynamically binarized MNIST (the authors' default)", "training ELBO; 100-sample bound on test",
+              "Adam, batch 50, 10^6 steps (the authors' code)", "not found", "protocol from the authors' code only"),
+    Published("Gumbel-softmax (Jang, Gu & Poole 2017), Table 1", "VAE with 20 x 10 categorical latents "
+              "(hidden layer sizes not given in the text read); VAE with 200 Bernoulli latents", STATIC,
+              "test negative variational bound (the caption); the text says a 1000-sample bound is used for "
+              "evaluation", "SGD with momentum; tau = max(0.5, exp(-r t)), r in {1e-5, 1e-4}",
+              "categorical: Gumbel-softmax -101.5, straight-through Gumbel -107.8, score function -110.6; "
+              "Bernoulli: Gumbel-softmax -105.0", TEXT_COPY.format("of the ICLR camera-ready")),
 ]
 
 
 class Comparable(NamedTuple):
-    """A published number measured as a run's own: its value and what it is."""
+    """A published number measured as one of a run's own numbers (``ours``: test_elbo,
+    train_elbo or test_log_marginal)."""
     value: float
     label: str
-    measure: str  # the run's measure it is set beside: "elbo" (test ELBO) or "log_marginal"
+    ours: str
 
 
 COMPARABLE = {
-    "sbn_mnist": Comparable(-113.1, "NVIL, SBN 200, test ELBO (Mnih & Gregor 2014)", "elbo"),
+    "sbn_mnist": [Comparable(-113.1, "NVIL, test ELBO (Mnih & Gregor 2014)", "test_elbo"),
+                  Comparable(-112.5, "NVIL, training ELBO after 2 x 10^6 steps (RELAX, Table 1)", "train_elbo")],
+    "categorical_mnist": [Comparable(-101.5, "Gumbel-softmax, test bound (Jang et al. 2017)", "test_elbo"),
+                          Comparable(-101.5, "Gumbel-softmax, test bound (Jang et al. 2017)", "test_log_marginal")],
 }
+PAPER_STEPS = 2e6  # the right end of the step axis: REBAR's and RELAX's training length
+OURS = {"test_elbo": "test ELBO", "train_elbo": "highest training ELBO (running mean over an epoch)",
+        "test_log_marginal": "test log p(x), importance-sampled with K = {K} (the K-sample bound)"}
 
 
 def load_results(folder: Path = HERE / "results") -> list:
@@ -84,11 +113,11 @@ def _cpu_per_step(r: dict) -> str:
     return f"{1000 * r['seconds_this_call']['cpu'] / steps:.1f} ms" if steps else ""
 
 
-def _comparison(r: dict) -> list:
-    published = COMPARABLE.get(r["config"])
-    if published is None:
-        return ["", ""]
-    return [f"{published.value} ({published.label})", f"{r['test'][published.measure] - published.value:+.1f}"]
+def ours(r: dict, measure: str) -> float:
+    """The run's number on ``measure`` (a key of ``OURS``)."""
+    if measure == "train_elbo":
+        return max(row["train_elbo"] for row in r["curve"])
+    return r["test"]["elbo"] if measure == "test_elbo" else r["test"]["log_marginal"]
 
 
 def _row(r: dict) -> list:
@@ -97,21 +126,28 @@ def _row(r: dict) -> list:
     return [f"`{r['config']}`", _estimator(r), f"{r['steps']} ({r['epochs']})", f"{r['curve'][-1]['seconds'] / 60:.0f} min",
             _cpu_per_step(r), f"{r['curve'][-1]['train_elbo']:.2f}", f"{best['valid_elbo']:.2f}",
             f"{test['elbo']:.2f}", f"{test['log_marginal']:.2f} ± {test['log_marginal_std_error']:.2f}",
-            f"{100 * test['pareto_khat_share_above_0.7']:.0f}%", test["points"], *_comparison(r)]
+            f"{100 * test['pareto_khat_share_above_0.7']:.0f}%", test["points"]]
+
+
+def comparison_rows(results: list) -> list:
+    return [[f"`{r['config']}`", c.label, f"{c.value}", OURS[c.ours].format(K=r["test"]["samples"]), f"{ours(r, c.ours):.2f}",
+             f"{ours(r, c.ours) - c.value:+.1f}"] for r in results for c in COMPARABLE.get(r["config"], [])]
 
 
 def section(results: list) -> str:
-    published = markdown_table(["paper", "model", "data", "measure", "published", "checked"],
+    published = markdown_table(["paper", "model", "data", "measure", "training", "published", "checked"],
                                [list(p) for p in PUBLISHED])
     runs = markdown_table(["config", "estimator", "steps (epochs)", "training (wall)", "CPU per step",
                            "last train ELBO", "best valid ELBO", "test ELBO", "test log p(x)", "k-hat > 0.7",
-                           "test images", "published, same measure", "difference"], [_row(r) for r in results])
+                           "test images"], [_row(r) for r in results])
+    beside = markdown_table(["config", "published", "value", "ours, same measure", "value", "difference"],
+                            comparison_rows(results))
     samples = sorted({r["test"]["samples"] for r in results})
     return f"""The papers that compare estimators for discrete latents report on binarized MNIST, each with
 its own protocol: which binarization (fixed once, or drawn afresh each epoch), which number
 (a training ELBO, a test ELBO, or a test log-likelihood estimated by importance sampling) and
-how long they train (10^5 to 10^6 steps and more). The table records what each reports and
-whether the value was read in the paper itself.
+how long they train (10^6 steps and more). The table records what each reports and how its
+value was checked.
 
 {published}
 
@@ -128,13 +164,18 @@ the per-epoch validation included.
 
 {runs}
 
+Beside the published numbers measured the same way:
+
+{beside}
+
 ![ELBO against training steps of the budget-limited runs](generated/discrete/discrete_curves.png)
 """
 
 
 def curve_figure(results: list, path: Path) -> None:
     """One panel per run: training and validation ELBO against steps (log axis), the test ELBO
-    at the end, and the published number where it is measured as the run's test ELBO."""
+    (and log p(x), where a published number is a many-sample bound) at the end, and the
+    published numbers measured as one of the run's own (``COMPARABLE``) as horizontal lines."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4.2), squeeze=False)
     for ax, r in zip(axes[0], results):
@@ -143,10 +184,16 @@ def curve_figure(results: list, path: Path) -> None:
         ax.plot(steps, [row["valid_elbo"] for row in r["curve"]], linestyle="--", label="validation")
         ax.plot([r["steps"]], [r["test"]["elbo"]], marker="*", markersize=12, linestyle="none", color="black",
                 label=f"test ELBO, best-validation parameters ({r['test']['points']} images)")
-        published = COMPARABLE.get(r["config"])
-        if published is not None:
-            ax.axhline(published.value, color="grey", linestyle=":", label=published.label)
+        drawn = set()
+        for c, colour in zip(COMPARABLE.get(r["config"], []), ("grey", "tab:purple")):
+            if c.ours == "test_log_marginal":
+                ax.plot([r["steps"]], [r["test"]["log_marginal"]], marker="D", linestyle="none", color="grey",
+                        label=f"test log p(x), K = {r['test']['samples']}")
+            if (c.value, c.label) not in drawn:
+                ax.axhline(c.value, color=colour, linestyle=":", label=c.label)
+                drawn.add((c.value, c.label))
         ax.set_xscale("log")
+        ax.set_xlim(right=PAPER_STEPS)
         ax.set_xlabel("training steps (minibatches of 100)")
         ax.set_ylabel("ELBO, nats per image")
         ax.set_title(f"{r['config']}, {_estimator(r)}")
