@@ -10,11 +10,8 @@ over every parameter and estimator as in tests/test_estimators.py. The relaxatio
 measured against the same exact gradient and must behave as theory says.
 """
 
-import importlib.util
 import itertools
-import json
 import math
-from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -362,32 +359,3 @@ def test_variance_laboratory_on_the_small_model_has_exact_references_and_reports
     report = write_variance_report(out, results).read_text()
     assert "norm of bias / norm of exact (noise)" in report and "exact (ELBO by enumeration" in report
 
-
-# ----------------------------------------------------------------------------- the reproduction scripts
-
-def _benchmark_script(name: str):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "discrete" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"discrete_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_reproduction_trains_its_steps_in_one_call_and_records_a_stopped_run_as_it_stands(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    reproduce, report = _benchmark_script("reproduce"), _benchmark_script("report")
-    overrides = ["--set", "data.train_size=200", "--set", "train.estimator.name=disarm", "--test-points", "5",
-                 "--samples", "4", "--out", "run", "--results", "results"]
-    reproduce.main(["sbn_mnist", "--steps", "3", *overrides])  # 2 steps an epoch: rounded up to 2 epochs
-    first = json.loads((tmp_path / "results" / "sbn_mnist.json").read_text())
-    assert (first["steps"], first["steps_per_epoch"], first["epochs"], first["epochs_this_call"]) == (4, 2, 2, 2)
-    assert [row["step"] for row in first["curve"]] == [2, 4]
-    assert first["estimator"]["name"] == "disarm" and first["test"]["points"] == 5
-    reproduce.main(["sbn_mnist", "--steps", "2", *overrides])  # fewer steps than trained: recorded as it stands
-    again = json.loads((tmp_path / "results" / "sbn_mnist.json").read_text())
-    assert again["epochs_this_call"] == 0 and again["curve"] == first["curve"]
-    rows = report.comparison_rows([first])
-    assert [row[3] for row in rows] == ["test ELBO", "highest training ELBO (running mean over an epoch)"]
-    assert float(rows[0][4]) == pytest.approx(first["test"]["elbo"], abs=0.005)
-    assert float(rows[1][4]) == pytest.approx(max(r["train_elbo"] for r in first["curve"]), abs=0.005)
-    assert float(rows[0][5]) == pytest.approx(float(rows[0][4]) + 113.1, abs=0.06)
