@@ -1,23 +1,24 @@
 """Train a discrete-latent config for a fixed number of steps and record its learning curve.
 
-    python3 benchmarks/discrete/reproduce.py sbn_mnist --steps 40000 --set train.estimator.name=nvil
-    python3 benchmarks/discrete/reproduce.py categorical_mnist --steps 20000 \\
+    python3 benchmarks/discrete/reproduce.py sbn_mnist --steps 70000 --set train.estimator.name=nvil
+    python3 benchmarks/discrete/reproduce.py categorical_mnist --steps 30000 \\
         --set train.estimator.name=gumbel_softmax --set train.estimator.anneal_rate=1e-4
 
-The published numbers for discrete latents (docs/benchmarks.md) come from about 10^6 training
-steps; this machine affords tens of thousands. The budget is a number of steps, rounded up to
-whole epochs, trained in one call of ``pyrovae train`` (the curve is the run's training and
+The published numbers for discrete latents (docs/benchmarks.md) come from 10^6 training steps
+and more; this machine affords tens of thousands. The budget is a number of steps, rounded up
+to whole epochs, trained in one call of ``pyrovae train`` (the curve is the run's training and
 validation ELBO after every epoch). Run again with the same ``--out`` and more steps to go on:
-training resumes exactly from the run's checkpoint (with fewer steps than it has trained, it
-is recorded as it stands: a run stopped for time keeps its finished epochs). At the end the parameters ``pyrovae
-evaluate`` reads (best validation ELBO) are evaluated on ``--test-points`` test images chosen
-at random (seed 0): the ELBO (IWAE_1) and log p(x) importance-sampled with K = ``--samples``
-draws from q, with the share of images whose Pareto k-hat is above 0.7. The result goes to
-``benchmarks/discrete/results/CONFIG.json``, from which ``report.py`` writes the docs section.
+training resumes exactly from the run's checkpoint; with fewer steps than the run has trained,
+it is recorded as it stands (a run stopped for time keeps its finished epochs). At the end the
+parameters ``pyrovae evaluate`` reads (best validation ELBO) are evaluated on
+``--test-points`` test images chosen at random (seed 0): the ELBO (IWAE_1) and log p(x)
+importance-sampled with K = ``--samples`` draws from q, with the share of images whose Pareto
+k-hat is above 0.7. The result goes to ``benchmarks/discrete/results/CONFIG.json``, from which
+``report.py`` writes the docs section.
 
-Torch runs on ``--threads`` threads (default 1): on a machine whose cores other jobs use, a
-second thread makes every parallel operation wait for a busy core (a step was seen to take
-40 times its one-thread time).
+Torch runs on ``--threads`` threads (default 1): on a machine whose other core is busy, a
+second thread makes every parallel operation wait for it (a step of ``sbn_mnist`` was measured
+ten times slower in wall clock, see docs/benchmarks_estimators.md).
 """
 
 import argparse
