@@ -108,9 +108,11 @@ def _estimator(r: dict) -> str:
     return r["estimator"]["name"] + "".join(f", {k}={v}" for k, v in options.items())
 
 
-def _cpu_per_step(r: dict) -> str:
+def cpu_per_step(r: dict) -> Optional[float]:
+    """CPU seconds per step of the call that last trained the run (validation included), or None
+    when that call trained nothing (a run recorded as it stood)."""
     steps = r["epochs_this_call"] * r["steps_per_epoch"]
-    return f"{1000 * r['seconds_this_call']['cpu'] / steps:.1f} ms" if steps else ""
+    return r["seconds_this_call"]["cpu"] / steps if steps else None
 
 
 def ours(r: dict, measure: str) -> float:
@@ -121,17 +123,20 @@ def ours(r: dict, measure: str) -> float:
 
 
 def _row(r: dict) -> list:
-    test = r["test"]
+    test, cpu = r["test"], cpu_per_step(r)
     best = max(r["curve"], key=lambda row: row["valid_elbo"])
-    return [f"`{r['config']}`", _estimator(r), f"{r['steps']} ({r['epochs']})", f"{r['curve'][-1]['seconds'] / 60:.0f} min",
-            _cpu_per_step(r), f"{r['curve'][-1]['train_elbo']:.2f}", f"{best['valid_elbo']:.2f}",
-            f"{test['elbo']:.2f}", f"{test['log_marginal']:.2f} ± {test['log_marginal_std_error']:.2f}",
+    return [f"`{r['config']}`", _estimator(r), f"{r['steps']} ({r['epochs']})",
+            f"{r['curve'][-1]['seconds'] / 60:.0f} min", "" if cpu is None else f"{1000 * cpu:.1f} ms",
+            f"{r['curve'][-1]['train_elbo']:.2f}", f"{best['valid_elbo']:.2f}", f"{test['elbo']:.2f}",
+            f"{test['log_marginal']:.2f} ± {test['log_marginal_std_error']:.2f}",
             f"{100 * test['pareto_khat_share_above_0.7']:.0f}%", test["points"]]
 
 
 def comparison_rows(results: list) -> list:
-    return [[f"`{r['config']}`", c.label, f"{c.value}", OURS[c.ours].format(K=r["test"]["samples"]), f"{ours(r, c.ours):.2f}",
-             f"{ours(r, c.ours) - c.value:+.1f}"] for r in results for c in COMPARABLE.get(r["config"], [])]
+    """Rows (config, published, its value, ours on the same measure, our value, difference)."""
+    return [[f"`{r['config']}`", c.label, f"{c.value}", OURS[c.ours].format(K=r["test"]["samples"]),
+             f"{ours(r, c.ours):.2f}", f"{ours(r, c.ours) - c.value:+.1f}"]
+            for r in results for c in COMPARABLE.get(r["config"], [])]
 
 
 def _gain_over_last_doubling(r: dict) -> tuple:
@@ -152,8 +157,7 @@ def account(r: dict) -> str:
 
 
 def _cpu_hours(r: dict, steps: float) -> str:
-    trained = r["epochs_this_call"] * r["steps_per_epoch"]
-    return f"{r['seconds_this_call']['cpu'] / trained * steps / 3600:.1f}" if trained else "?"
+    return "?" if cpu_per_step(r) is None else f"{cpu_per_step(r) * steps / 3600:.1f}"
 
 
 def why(results: list) -> str:
