@@ -266,7 +266,7 @@ def curve_figure(results: list, path: Path) -> None:
         for c, colour in zip(COMPARABLE.get(r["config"], []), ("grey", "tab:purple")):
             if c.ours == "test_log_marginal":
                 ax.plot([r["steps"]], [r["test"]["log_marginal"]], marker="D", linestyle="none", color="grey",
-                        label=f"test log p(x), K = {r['test']['samples']}")
+                        label=f"test log p(x) estimate, K = {r['test']['samples']} (a {r['test']['samples']}-sample bound)")
             if (c.value, c.label) not in drawn:
                 ax.axhline(c.value, color=colour, linestyle=":", label=c.label)
                 drawn.add((c.value, c.label))
@@ -274,7 +274,7 @@ def curve_figure(results: list, path: Path) -> None:
         ax.set_xlim(right=PAPER_STEPS)
         ax.set_xlabel("training steps (minibatches of 100)")
         ax.set_ylabel("ELBO, nats per image")
-        ax.set_title(f"{r['config']}, {_estimator(r)}")
+        ax.set_title(f"{r['config']}\n{_estimator(r)}", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     save_figure(fig, path)
