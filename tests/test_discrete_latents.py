@@ -238,13 +238,16 @@ def test_the_budget_limited_run_is_recorded_and_reported(tmp_path, monkeypatch):
     assert (result["epochs"], result["steps"], result["epochs_this_call"]) == (2, 4, 2)
     assert [row["step"] for row in result["curve"]] == [2, 4]
     assert result["test"]["points"] == 5 and result["test"]["elbo"] <= result["test"]["log_marginal"] + 1e-9
+    assert result["test"]["elbo_std_error"] > 0
     reproduce.main(["sbn_mnist", "--steps", "2", *arguments])
     (again,) = report.load_results(tmp_path / "results")
-    assert again["epochs_this_call"] == 0 and again["curve"] == result["curve"]
+    assert again["curve"] == result["curve"]  # nothing trained; the time is the call's that trained it
+    assert (again["epochs_this_call"], again["seconds_this_call"]) == (2, result["seconds_this_call"])
     text = report.section([result])
     assert "| `sbn_mnist` | score_nn_baseline | 4 (2) |" in text and f"{result['test']['elbo']:.2f}" in text
     nvil = report.comparison_rows([result])[0]
-    assert nvil[2:5] == ["-113.1", "test ELBO", f"{result['test']['elbo']:.2f}"]
+    test = result["test"]
+    assert nvil[2:5] == ["-113.1", "test ELBO", f"{test['elbo']:.2f} ± {test['elbo_std_error']:.2f}"]
     assert nvil[5] == f"{result['test']['elbo'] + 113.1:+.1f}"
     report.curve_figure([result], tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0

@@ -106,13 +106,18 @@ def main(argv: Optional[list] = None) -> None:
               "threads": args.threads, "steps": int(training["curve"][-1]["step"]),
               "steps_per_epoch": int(training["curve"][0]["step"]), **training,
               "test": {"points": evaluation["num_points"], "samples": evaluation["num_samples"],
-                       "elbo": evaluation["iwae"][0]["mean"], "log_marginal": evaluation["log_marginal"]["mean"],
+                       "elbo": evaluation["iwae"][0]["mean"], "elbo_std_error": evaluation["iwae"][0]["std_error"],
+                       "log_marginal": evaluation["log_marginal"]["mean"],
                        "log_marginal_std_error": evaluation["log_marginal"]["std_error"],
                        "pareto_khat_share_above_0.7": evaluation["unreliable"]["share"]},
               "evaluation_seconds": clock.seconds()}
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"{args.config}.json"
+    if training["epochs_this_call"] == 0 and path.exists():  # recorded again: keep the last training call's time
+        last = json.loads(path.read_text())
+        if last["curve"] == result["curve"]:
+            result.update({k: last[k] for k in ("epochs_this_call", "seconds_this_call")})
     write_atomic(path, json.dumps(result, indent=2) + "\n")
     print(f"recorded {path}")
 
