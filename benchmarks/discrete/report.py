@@ -192,7 +192,7 @@ def why(results: list) -> str:
     rising = all(_gain_over_last_doubling(r)[1] > 0 for r in results)
     rising = ("every validation curve was still rising when its budget ran out (the gains above)" if rising else
               "not every validation curve was still rising at the end (the gains above)")
-    return f"""Why the runs fall short, the largest cause first:
+    return f"""Where the gaps come from, the largest cause first:
 
 * **Steps.** The papers train for 10^6 steps and more: REBAR and RELAX 2 x 10^6 at batch 24
   (about 960 passes over 50 000 images), VIMCO's curves run to 4 x 10^6. These runs had {steps}
@@ -232,7 +232,8 @@ value was checked.
 {published}
 
 `benchmarks/discrete/reproduce.py CONFIG --steps N` trains a built-in config for N steps
-(rounded up to whole epochs) in one call on one torch thread, then estimates on a random
+(rounded up to whole epochs; one training seed, the config's) in one call on one torch thread,
+then estimates on a random
 subset of test images the ELBO (IWAE_1) and log p(x) (importance sampling with
 K = {", ".join(map(str, samples))} draws from q), each ± its standard error over the images, with the share of
 images whose weights have Pareto k-hat above 0.7: where it is large, the estimate of log p(x)
