@@ -248,7 +248,7 @@ def test_the_budget_limited_run_is_recorded_and_reported(tmp_path, monkeypatch):
     nvil = report.comparison_rows([result])[0]
     test = result["test"]
     assert nvil[2:5] == ["-113.1", "test ELBO", f"{test['elbo']:.2f} ± {test['elbo_std_error']:.2f}"]
-    assert nvil[5] == f"{result['test']['elbo'] + 113.1:+.1f}"
+    assert nvil[5] == f"{result['test']['elbo'] + 113.1:+.2f}"
     report.curve_figure([result], tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
 

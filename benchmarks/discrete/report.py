@@ -142,7 +142,7 @@ def _row(r: dict) -> list:
 def comparison_rows(results: list) -> list:
     """Rows (config, published, its value, ours on the same measure, our value, difference)."""
     return [[f"`{r['config']}`", c.label, f"{c.value}", OURS[c.ours].format(K=r["test"]["samples"]),
-             _with_error(r, c.ours), f"{ours(r, c.ours) - c.value:+.1f}"]
+             _with_error(r, c.ours), f"{ours(r, c.ours) - c.value:+.2f}"]
             for r in results for c in COMPARABLE.get(r["config"], [])]
 
 
@@ -152,12 +152,21 @@ def _gain_over_last_doubling(r: dict) -> tuple:
     return int(half["step"]), r["curve"][-1]["valid_elbo"] - half["valid_elbo"]
 
 
+def _within_one_nat(r: dict, c: Comparable) -> str:
+    """A note where the run's test ELBO is within 1 nat of a published test ELBO: how sure that is."""
+    error = r["test"].get("elbo_std_error")
+    if c.ours != "test_elbo" or error is None or abs(ours(r, c.ours) - c.value) >= 1:
+        return ""
+    return (f" (within 1 nat; the standard error over the {r['test']['points']} test images is {error:.2f}, "
+            f"and this is one training seed)")
+
+
 def account(r: dict) -> str:
     """How far the run is from the published numbers measured as its own, and where it stood."""
     half, gain = _gain_over_last_doubling(r)
     gaps = "; ".join(f"{OURS[c.ours].format(K=r['test']['samples'])} {_with_error(r, c.ours)}, "
-                     f"{abs(ours(r, c.ours) - c.value):.1f} nats {'below' if ours(r, c.ours) < c.value else 'above'} "
-                     f"{c.label} {c.value}" for c in COMPARABLE.get(r["config"], []))
+                     f"{abs(ours(r, c.ours) - c.value):.2f} nats {'below' if ours(r, c.ours) < c.value else 'above'} "
+                     f"{c.label} {c.value}{_within_one_nat(r, c)}" for c in COMPARABLE.get(r["config"], []))
     return (f"* `{r['config']}` with {_estimator(r)}: after {r['steps']} steps ({r['epochs']} epochs, "
             f"{r['steps'] / PAPER_STEPS:.1%} of REBAR's and RELAX's 2 x 10^6): {gaps}. The validation ELBO "
             f"{'gained' if gain > 0 else 'lost'} {abs(gain):.1f} nats from step {half} to the end.")
