@@ -11,11 +11,17 @@
    MNIST (784-200), at initialization and after ``--train-steps`` DisARM steps, references by the
    score function with leave-one-out baselines (VIMCO for the 5-sample bound) over
    ``--reference-draws`` draws (no enumeration at this size).
+4. ``--step-times``: the CPU time of one training step (``TrainingSVI.step``: loss, backward,
+   baseline or control-variate update, Adam) of each estimator on the ``sbn_mnist`` config, so
+   that a training budget can be set in steps (``benchmarks/discrete/reproduce.py``), and the
+   wall-clock and CPU time of NVIL's step with one torch thread and with two.
 
 Prints markdown tables; ``--quick`` runs tiny settings (CI).
 """
 
 import argparse
+import statistics
+import time
 from pathlib import Path
 
 import pyro
@@ -23,11 +29,14 @@ import torch
 
 from pyrovae.components.datasets import load_data
 from pyrovae.inference.estimators import ESTIMATORS
+from pyrovae.inference.optim import OPTIMIZERS
 from pyrovae.inference.sigmoid_belief_net import SigmoidBeliefNet
+from pyrovae.inference.svi import TrainingSVI
 from pyrovae.lab.discrete import bias_table, run_discrete_variance, small_discrete_model
 from pyrovae.lab.variance import ADAPT_BATCHES, measure_batches, parse_estimators, write_results
 from pyrovae.reports.markdown import markdown_table
 from pyrovae.reports.variance_report import write_variance_report
+from pyrovae.runs.loading import build_vae
 from pyrovae.spec import load_config
 
 BIAS = {
@@ -41,6 +50,8 @@ BIAS = {
                    "gumbel_st:temperature=0.1",
 }
 LAB = "score,score_avg_baseline,nvil,score_loo,vimco,arm,disarm,rebar,relax,gumbel_softmax,gumbel_st"
+STEP_TIMES = "score,score_nn_baseline,nvil,score_loo,vimco,reweighted_wake_sleep,arm,disarm,rebar,relax," \
+             "gumbel_softmax,gumbel_st"
 
 
 def bias_rows(family: str, chunks: int, per_chunk: int):
@@ -102,6 +113,62 @@ def mnist_sbn(out: Path, draws: int, reference_draws: int, train_steps: int, ada
     return results
 
 
+def training_steps(config: str, choice, warmup: int = 3):
+    """``steps(n)``: n training steps of ``config`` with the estimator ``choice`` (an
+    ``EstimatorChoice``) on consecutive minibatches, after ``warmup`` untimed ones."""
+    spec = load_config(config)
+    data = load_data(spec.data)
+    x, batch = data.train.x, spec.train.batch_size
+    pyro.clear_param_store()
+    vae = build_vae(spec, data)
+    optimizer = OPTIMIZERS.build(spec.train.optimizer.name, options=spec.train.optimizer.options)
+    svi = TrainingSVI(vae, optimizer, ESTIMATORS.build(choice.name, options=choice.options))
+    done = 0
+
+    def steps(n: int) -> None:
+        nonlocal done
+        for i in range(done, done + n):
+            svi.step(x[(i * batch) % x.shape[0]:][:batch], None, 1.0)
+        done += n
+
+    steps(warmup)
+    return steps
+
+
+def step_times(config: str, estimators: str, steps: int, blocks: int) -> list:
+    """Rows (estimator, ms per step, x the score function's): the CPU time of a training step of
+    ``config`` with each estimator, ``steps`` steps in ``blocks`` blocks: the median block per
+    step, so that a burst of load on the shared machine touches one block, not the figure."""
+    seconds = {}
+    for choice in parse_estimators(estimators):
+        run = training_steps(config, choice)
+        per_block = []
+        for _ in range(blocks):
+            started = time.process_time()
+            run(steps // blocks)
+            per_block.append(time.process_time() - started)
+        seconds[choice.label] = statistics.median(per_block) / (steps // blocks)
+    base = seconds.get("score")
+    return [[label, f"{1000 * s:.1f}", "" if base is None else f"{s / base:.2f}"] for label, s in seconds.items()]
+
+
+def thread_rows(config: str, estimator: str, steps: int, rounds: int = 2) -> list:
+    """Rows (torch threads, wall ms per step, CPU ms per step) of the same training run stepped
+    with one thread and with two in turns, ``steps`` steps a turn, each figure the median turn: on
+    a machine whose other core is busy, the second thread mostly waits for it."""
+    run = training_steps(config, parse_estimators(estimator)[0])
+    times = {1: [], 2: []}
+    for _ in range(rounds):
+        for threads in times:
+            torch.set_num_threads(threads)
+            wall, cpu = time.perf_counter(), time.process_time()
+            run(steps)
+            times[threads].append((time.perf_counter() - wall, time.process_time() - cpu))
+    torch.set_num_threads(1)
+    return [[threads, f"{1000 * statistics.median(w for w, _ in t) / steps:.1f}",
+             f"{1000 * statistics.median(c for _, c in t) / steps:.1f}"] for threads, t in times.items()]
+
+
 def small(out: Path, a) -> None:
     """Parts 1 and 2: the bias tables and the laboratory on the small exact model."""
     for family in ("bernoulli", "categorical"):
@@ -128,12 +195,23 @@ def main():
                         help="MNIST minibatches the baselines and control variates are fitted on")
     parser.add_argument("--skip-mnist", action="store_true")
     parser.add_argument("--skip-small", action="store_true", help="only the MNIST sigmoid belief net")
+    parser.add_argument("--step-times", action="store_true",
+                        help="only the CPU time of a training step of each estimator on sbn_mnist")
+    parser.add_argument("--steps", type=int, default=100, help="timed training steps per estimator (--step-times)")
     parser.add_argument("--quick", action="store_true", help="tiny settings, to check the script runs")
     a = parser.parse_args()
     if a.quick:
         a.chunks, a.per_chunk, a.draws, a.mnist_draws, a.reference_draws, a.train_steps = 4, 5, 4, 3, 400, 2
-        a.adapt_batches = 1
+        a.adapt_batches, a.steps = 1, 5
     torch.set_num_threads(1)
+    if a.step_times:
+        print(f"\n### A training step on sbn_mnist (CPU time, one thread, {a.steps} steps each)\n")
+        print(markdown_table(["estimator", "ms per step", "x score"],
+                             step_times("sbn_mnist", STEP_TIMES, a.steps, blocks=min(5, a.steps))))
+        print(f"\n### One and two torch threads, nvil on sbn_mnist ({a.steps // 2} steps a turn, 2 turns each)\n")
+        print(markdown_table(["torch threads", "wall ms per step", "CPU ms per step"],
+                             thread_rows("sbn_mnist", "nvil", max(1, a.steps // 2))))
+        return
     out = Path(a.out)
     if not a.skip_small:
         small(out, a)

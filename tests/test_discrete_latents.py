@@ -216,6 +216,8 @@ def test_sbn_trains_from_the_command_line_and_its_evaluation_checks_itself_again
 # ----------------------------------------------------------------------------- the benchmark scripts
 
 def test_the_budget_limited_run_is_recorded_and_reported(tmp_path, monkeypatch):
+    """reproduce.py trains its steps (rounded up to whole epochs) in one call and, asked for fewer
+    steps than the run has, records it as it stands; report.py sets the test ELBO beside NVIL's."""
     import importlib.util
     from pathlib import Path
 
@@ -228,16 +230,26 @@ def test_the_budget_limited_run_is_recorded_and_reported(tmp_path, monkeypatch):
         return module
 
     overrides = [f"--set={item}" for item in tiny_overrides(**{"model.latent_dim": 8, "data.train_size": 200})]
-    script("reproduce").main(["sbn_mnist", "--minutes", "0", "--out", str(tmp_path / "run"), "--test-points", "5",
-                              "--samples", "20", "--results", str(tmp_path / "results"), *overrides])
-    report = script("report")
-    results = report.load_results(tmp_path / "results")
-    (result,) = results
-    assert result["epochs"] == 1 and result["steps"] == 2 and len(result["curve"]) == 1  # 200 points, batches of 100
+    arguments = ["--out", str(tmp_path / "run"), "--test-points", "5", "--samples", "20",
+                 "--results", str(tmp_path / "results"), *overrides]
+    reproduce, report = script("reproduce"), script("report")
+    reproduce.main(["sbn_mnist", "--steps", "3", *arguments])  # 200 points in batches of 100: 2 epochs
+    (result,) = report.load_results(tmp_path / "results")
+    assert (result["epochs"], result["steps"], result["epochs_this_call"]) == (2, 4, 2)
+    assert [row["step"] for row in result["curve"]] == [2, 4]
     assert result["test"]["points"] == 5 and result["test"]["elbo"] <= result["test"]["log_marginal"] + 1e-9
-    text = report.section(results)
-    assert "| `sbn_mnist` | score_nn_baseline | 1 | 2 |" in text and f"{result['test']['elbo']:.2f}" in text
-    report.curve_figure(results, tmp_path / "curves.png")
+    assert result["test"]["elbo_std_error"] > 0
+    reproduce.main(["sbn_mnist", "--steps", "2", *arguments])
+    (again,) = report.load_results(tmp_path / "results")
+    assert again["curve"] == result["curve"]  # nothing trained; the time is the call's that trained it
+    assert (again["epochs_this_call"], again["seconds_this_call"]) == (2, result["seconds_this_call"])
+    text = report.section([result])
+    assert "| `sbn_mnist` | score_nn_baseline | 4 (2) |" in text and f"{result['test']['elbo']:.2f}" in text
+    nvil = report.comparison_rows([result])[0]
+    test = result["test"]
+    assert nvil[2:5] == ["-113.1", "test ELBO", f"{test['elbo']:.2f} ± {test['elbo_std_error']:.2f}"]
+    assert nvil[5] == f"{result['test']['elbo'] + 113.1:+.2f}"
+    report.curve_figure([result], tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 

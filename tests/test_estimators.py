@@ -16,17 +16,17 @@ import pyro.distributions as dist
 import pytest
 import torch
 from conftest import linear_gaussian_vae
+from estimator_checks import assert_resumes_exactly, t_statistics
 from pyro.infer import SVI, RenyiELBO, Trace_ELBO
 from scipy.stats import norm
 
 from pyrovae import load_config
 from pyrovae.components.datasets import load_data
 from pyrovae.errors import PyrovaeError
-from pyrovae.inference.estimators import ESTIMATORS, bound_particles, estimator_state, handles, load_estimator_state
+from pyrovae.inference.estimators import ESTIMATORS, bound_particles, estimator_state, handles
 from pyrovae.inference.particles import NonReparameterizedNormal, ScoreFunctionSites
 from pyrovae.lab.gradient_stats import flat_gradient, gradient_moments, parameter_groups, reference_gradient
 from pyrovae.model import VAE
-from pyrovae.runs.checkpoint import load_checkpoint, save_checkpoint
 from pyrovae.training.train import train
 
 DRAWS = 400
@@ -101,7 +101,7 @@ def test_every_estimator_averages_to_the_exact_gradient(lg_batch, lg_draws):
             if k not in iwae_refs:
                 iwae_refs[k] = independent_iwae_gradient(vae, args[0], k, 20000, seed=123)
             ref_mean, ref_var = iwae_refs[k]
-        t = (m.mean - ref_mean) / (m.var / m.draws + ref_var).sqrt()
+        t = t_statistics(m.mean, m.var / m.draws, ref_mean, ref_var)
         assert t.abs().max() < threshold, f"{name}: max |t| = {t.abs().max():.2f} >= {threshold:.2f}"
 
 
@@ -111,7 +111,7 @@ def test_multi_sample_bound_gradient_agrees_with_an_independent_iwae(lg_batch):
     with pyro.validation_enabled(False):
         ours = reference_gradient(vae, args, 5, 20000, seed=1)
     mean, var = independent_iwae_gradient(vae, args[0], 5, 20000, seed=2)
-    t = (ours.mean - mean) / (ours.var + var).sqrt()
+    t = t_statistics(ours.mean, ours.var, mean, var)
     assert t.abs().max() < norm.isf(0.05 / (2 * t.numel()))
 
 
@@ -301,27 +301,7 @@ def test_estimator_state_with_model_optimizer_and_rng_resumes_exactly(name, lg_b
         pyro.clear_param_store()
         return vae, optimizer, loss, SVI(vae.model, vae.guide, optimizer, loss)
 
-    vae, _, _, svi = start()
-    for _ in range(6):
-        svi.step(*args)
-    straight = {k: v.clone() for k, v in vae.state_dict().items()}
-
-    vae, optimizer, loss, svi = start()
-    for _ in range(3):
-        svi.step(*args)
-    save_checkpoint({"model": vae.state_dict(), "optim": optimizer.get_state(), "rng": torch.get_rng_state(),
-                     "estimator": estimator_state(loss)}, tmp_path / "checkpoint.pt")
-    torch.randn(1000)  # whatever happens in between must not matter
-    saved = load_checkpoint(tmp_path)
-    vae, optimizer, loss, svi = start()
-    vae.load_state_dict(saved["model"])
-    optimizer.set_state(saved["optim"])
-    load_estimator_state(loss, saved["estimator"])
-    torch.set_rng_state(saved["rng"])
-    for _ in range(3):
-        svi.step(*args)
-    for key, value in vae.state_dict().items():
-        assert torch.equal(value, straight[key]), key
+    assert_resumes_exactly(start, args, tmp_path)
 
 
 def test_differentiable_loss_leaves_estimator_state_alone(lg_batch):
@@ -371,5 +351,5 @@ def test_every_estimator_is_unbiased_at_a_trained_model_with_many_draws(tmp_path
                 ref_mean, ref_var = ref.mean, ref.var
             else:
                 ref_mean, ref_var = independent_iwae_gradient(vae, args[0], k, 100000, seed=7)
-            t = (m.mean - ref_mean) / (m.var / m.draws + ref_var).sqrt()
+            t = t_statistics(m.mean, m.var / m.draws, ref_mean, ref_var)
             assert t.abs().max() < threshold, f"{entry.name}: max |t| = {t.abs().max():.2f}"

@@ -152,18 +152,27 @@ def curve_figure(results: list, path: Path) -> None:
     save_figure(fig, path)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def docs_report(results: list, hint: str, title: str, section, figure_name: str, figure,
+                description: str, argv: Optional[list] = None) -> None:
+    """The command line of a results report (this one and benchmarks/discrete/report.py): with
+    ``--out DIR`` only the figure ``figure(results, DIR / figure_name)`` is drawn (the docs
+    build does this), otherwise the section ``title`` of docs/benchmarks.md is rewritten with
+    ``section(results)``; no results is an error that says how to make them (``hint``)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", help="draw only the curve figure, into this folder (the docs build does)")
-    args = parser.parse_args()
-    results = load_results()
+    args = parser.parse_args(argv)
     if not results:
-        raise SystemExit(f"no results in {HERE / 'results'}; run reproduce.py CONFIG --record first")
+        raise SystemExit(f"no results recorded; {hint}")
     if args.out:
-        curve_figure(results, Path(args.out) / "quality_curves.png")
+        figure(results, Path(args.out) / figure_name)
         return
-    replace_section(DOCS / "benchmarks.md", SECTION, section(results))
+    replace_section(DOCS / "benchmarks.md", title, section(results))
     print(f"updated {DOCS / 'benchmarks.md'}; the curve figure is drawn when the site is built")
+
+
+def main() -> None:
+    docs_report(load_results(), f"run {HERE / 'reproduce.py'} CONFIG --record first", SECTION, section,
+                "quality_curves.png", curve_figure, __doc__.split("\n")[0])
 
 
 if __name__ == "__main__":
