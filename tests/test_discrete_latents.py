@@ -244,7 +244,7 @@ def test_the_budget_limited_run_is_recorded_and_reported(tmp_path, monkeypatch):
     assert again["curve"] == result["curve"]  # nothing trained; the time is the call's that trained it
     assert (again["epochs_this_call"], again["seconds_this_call"]) == (2, result["seconds_this_call"])
     text = report.section([result])
-    assert "| `sbn_mnist` | score_nn_baseline | 4 (2) |" in text and f"{result['test']['elbo']:.2f}" in text
+    assert "| `sbn_mnist` | nvil | 4 (2) |" in text and f"{result['test']['elbo']:.2f}" in text
     nvil = report.comparison_rows([result])[0]
     test = result["test"]
     assert nvil[2:5] == ["-113.1", "test ELBO", f"{test['elbo']:.2f} ± {test['elbo_std_error']:.2f}"]
