@@ -214,17 +214,20 @@ def resolve_config_path(source: Union[str, Path]) -> Path:
 
 
 def load_config(source: Union[str, Path, Dict[str, Any]] = "quickstart",
-                overrides: Sequence[str] = (), plugins: Sequence[str] = ()) -> ExperimentSpec:
+                overrides: Sequence[str] = (), plugins: Sequence[str] = (),
+                mapping_dir: Optional[Path] = None) -> ExperimentSpec:
     """Load a config (file, run folder, built-in name or dict), apply ``key=value``
     overrides, load its plugins and ``plugins`` (recorded in the spec by absolute path), and
-    validate it against the registries. In a run folder's config, relative paths (its plugin
-    copies, data kept in the folder) are the folder's own: found there first, wherever the
-    folder lies (:mod:`pyrovae.runs.portable`)."""
+    validate it against the registries. Relative paths in a config file are the file's folder's;
+    in a dict, ``mapping_dir``'s (default: the working directory; a sweep passes its file's
+    folder). In a run folder's config, relative paths (its plugin copies, data kept in the
+    folder) are the folder's own: found there first, wherever the folder lies
+    (:mod:`pyrovae.runs.portable`)."""
     from .plugins import load_plugins
 
     config_dir, run_folder = None, not isinstance(source, dict) and Path(source).is_dir()
     if isinstance(source, dict):
-        raw = source
+        raw, config_dir = source, mapping_dir
     else:
         path = resolve_config_path(source)
         config_dir = path.parent

@@ -231,6 +231,24 @@ def test_sweep_command_line(tmp_path, capsys):
     assert "did you mean 'ray'" in capsys.readouterr().err
 
 
+def test_a_sweep_over_your_own_prior_loads_the_plugin_its_base_config_names(tmp_path):
+    """A base config that lists a plugin (relative to the sweep file) puts the user's component
+    in the grid: each run is trained in a worker process that loads the plugin from the run's
+    config, and records it by absolute path as ``pyrovae train`` does."""
+    plugin = Path(__file__).parents[1] / "examples" / "plugins" / "student_t_prior.py"
+    (tmp_path / plugin.name).write_text(plugin.read_text())
+    sweep = tiny_sweep({"model.prior.name": ["standard_normal", "student_t"]}, **{"train.epochs": 1})
+    sweep["base"] = {**yaml.safe_load((Path(__file__).parents[1] / "pyrovae" / "configs" / "quickstart.yaml").read_text()),
+                     "plugins": [plugin.name]}
+    sweep["evaluate"] = False
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(sweep))
+    statuses = run_sweep(tmp_path / "grid.yaml", tmp_path / "out", workers=1, threads=1, log=lambda line: None)
+    assert [s.state for s in statuses] == ["done", "done"]
+    config = yaml.safe_load((run_folder(tmp_path / "out", {"model.prior.name": "student_t"}, 0) / "config.yaml").read_text())
+    assert config["model"]["prior"] == {"name": "student_t", "df": 5.0}
+    assert config["plugins"] == [str((tmp_path / plugin.name).resolve())]
+
+
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("pyrovae: error: ")

@@ -176,8 +176,8 @@ def load_sweep(source: Union[str, Path, Dict[str, Any]]) -> SweepSpec:
 
 def _base_config(base: Any, folder: Path) -> Dict[str, Any]:
     """The base config written out in full (validated), so a sweep folder needs nothing else."""
-    if isinstance(base, dict):
-        return load_config(base).to_dict()
+    if isinstance(base, dict):  # its relative paths (plugins, data) are the sweep file's, as a base file's are
+        return load_config(base, mapping_dir=folder).to_dict()
     if not isinstance(base, str):
         raise PyrovaeError(f"sweep 'base' must be a config name, a file or a mapping, got {base!r}")
     relative = folder / base
