@@ -269,6 +269,21 @@ def _resolve_data_paths(data: DataSpec, config_dir: Optional[Path], config_dir_f
                     break
 
 
+def override_text(value: Any) -> str:
+    """A value as the text of a ``key=value`` override (parsed back as YAML), on one line."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+
+
+def differing_keys(a: Any, b: Any, prefix: str = ""):
+    """``(dotted key, value in a, value in b)`` for every leaf where two config mappings
+    (``to_dict()``) differ, in ``a``'s key order, then keys only ``b`` has."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            yield from differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+    elif a != b:
+        yield prefix.rstrip("."), a, b
+
+
 def apply_overrides(spec: ExperimentSpec, overrides: Sequence[str]) -> None:
     """Apply ``a.b.c=value`` overrides in place; values are parsed as YAML.
 

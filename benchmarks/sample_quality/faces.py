@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 import pyrovae
+from pyrovae.spec import differing_keys, override_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -30,16 +31,9 @@ BASE = "celeba_conv"
 UNRECORDED = ("train.progress",)  # settings of how a run was watched, not of what it learnt
 
 
-def overrides(config: dict, base: dict, prefix: str = "") -> list:
+def overrides(config: dict, base: dict) -> list:
     """``key=value`` overrides (dotted keys, values as YAML) that turn ``base`` into ``config``."""
-    out = []
-    for key, value in config.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            out += overrides(value, base[key], dotted + ".")
-        elif value != base.get(key) and dotted not in UNRECORDED:
-            out.append(f"{dotted}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}")
-    return out
+    return [f"{key}={override_text(value)}" for key, _, value in differing_keys(base, config) if key not in UNRECORDED]
 
 
 def record(run: Path, cpu_seconds=None, points=(0, 1, 2), note=None) -> dict:

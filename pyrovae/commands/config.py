@@ -12,7 +12,7 @@ from typing import Any, Dict, Sequence
 import yaml
 
 from ..components.datasets import DATASETS
-from ..spec import ComponentSpec, DataSpec, ExperimentSpec, ModelSpec, TrainSpec, component_registries, load_config
+from ..spec import ComponentSpec, DataSpec, ExperimentSpec, ModelSpec, TrainSpec, component_registries, load_config, override_text
 from .options import add_plugin_option
 
 
@@ -64,7 +64,7 @@ def _commented(lines, defaults: Dict[str, Any]):
             value, default = yaml.safe_load(text), defaults[dotted]
             default = list(default) if isinstance(default, tuple) else default
             if value != default and str(default) != "<required>":
-                line += f"  # default {yaml.safe_dump(default, default_flow_style=True).strip().removesuffix('...').strip()}"
+                line += f"  # default {override_text(default)}"
         yield line
 
 

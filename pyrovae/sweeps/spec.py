@@ -32,7 +32,7 @@ from typing import Any, Dict, List, Optional, Union
 import yaml
 
 from ..errors import PyrovaeError, did_you_mean, positive_int
-from ..spec import ExperimentSpec, load_config, parse_override
+from ..spec import ExperimentSpec, differing_keys, load_config, override_text, parse_override
 
 SWEEP_KEYS = ("name", "base", "set", "grid", "when", "seeds", "evaluate", "curve")
 CURVE_KEYS = {"every": 10, "num_samples": 500, "points": 1000}
@@ -100,9 +100,9 @@ class SweepSpec:
         tied = {}
         for condition, settings in self.when.items():
             key, value = when_condition(condition)
-            if _yaml_value(point.get(key)) == _yaml_value(value):
+            if override_text(point.get(key)) == override_text(value):
                 tied.update(settings)
-        overrides = [f"{k}={_yaml_value(v)}" for k, v in {**self.set, **tied, **point}.items()] + [f"seed={seed}"]
+        overrides = [f"{k}={override_text(v)}" for k, v in {**self.set, **tied, **point}.items()] + [f"seed={seed}"]
         where = ", ".join(f"{k}={_value_text(v)}" for k, v in point.items()) or "the base config"
         try:
             spec = load_config(self.base, overrides)
@@ -115,17 +115,9 @@ class SweepSpec:
 def spec_differences(stored: Dict[str, Any], wanted: Dict[str, Any], shown: int = 3) -> str:
     """What differs between two sweeps' ``to_dict()``, as ``key: A there, B here`` for the first
     ``shown`` dotted keys (the base config and overrides compared key by key)."""
-    found = list(_differing_keys(stored, wanted, ""))
-    text = "; ".join(f"{key}: {_yaml_value(a)} there, {_yaml_value(b)} here" for key, a, b in found[:shown])
+    found = list(differing_keys(stored, wanted))
+    text = "; ".join(f"{key}: {override_text(a)} there, {override_text(b)} here" for key, a, b in found[:shown])
     return text + (f"; and {len(found) - shown} more" if len(found) > shown else "")
-
-
-def _differing_keys(a: Any, b: Any, prefix: str):
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            yield from _differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")
-    elif a != b:
-        yield prefix.rstrip("."), a, b
 
 
 def builtin_sweeps() -> List[str]:
@@ -198,7 +190,7 @@ def _grid(value: Any) -> Dict[str, List[Any]]:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
             raise PyrovaeError(f"sweep grid '{key}' must be a non-empty list of values, e.g. {key}: [a, b]")
-        if len({_yaml_value(v) for v in values}) != len(values):
+        if len({override_text(v) for v in values}) != len(values):
             raise PyrovaeError(f"sweep grid '{key}' lists a value twice; list each value once")
     return grid
 
@@ -216,7 +208,7 @@ def _when(value: Any, grid: Dict[str, List[Any]]) -> Dict[str, Dict[str, Any]]:
         if "=" not in condition or key not in grid:
             raise PyrovaeError(f"sweep when '{condition}' must be GRIDKEY=VALUE with a key of the grid "
                                f"({', '.join(grid) or 'the grid is empty'}), e.g. {{{next(iter(grid), 'key')}=value: {{...}}}}")
-        if _yaml_value(wanted) not in {_yaml_value(v) for v in grid[key]}:
+        if override_text(wanted) not in {override_text(v) for v in grid[key]}:
             raise PyrovaeError(f"sweep when '{condition}': {wanted!r} is not a value of grid key {key} "
                                f"({', '.join(map(str, grid[key]))})")
         when[condition] = _mapping(settings, f"when {condition}")
@@ -279,11 +271,6 @@ def _labels(keys: List[str]) -> Dict[str, str]:
 
     shorts = [short(k) for k in keys]
     return {k: s if shorts.count(s) == 1 else k for k, s in zip(keys, shorts)}
-
-
-def _yaml_value(value: Any) -> str:
-    """A value as the text of a ``key=value`` override (parsed back as YAML)."""
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
 
 
 def _value_text(value: Any) -> str:
