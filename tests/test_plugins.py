@@ -60,7 +60,9 @@ def test_a_plugin_run_trains_resumes_evaluates_measures_and_reports_from_the_cli
 
     assert main(["train", "my.yaml", "--out", "run"]) == 0
     saved = yaml.safe_load((work / "run" / "config.yaml").read_text())
-    assert saved["plugins"] == [str((work / p).resolve()) for p in PARTS]
+    # the run keeps a copy of each plugin and its config names the copy, relative to the folder
+    assert saved["plugins"] == [f"plugins/{p}" for p in PARTS]
+    assert all((work / "run" / "plugins" / p).read_bytes() == (work / p).read_bytes() for p in PARTS)
     assert saved["data"]["path"] == str((work / "digits.npz").resolve())
 
     assert main(["train", "run", "--resume", "--set", "train.epochs=2"]) == 0

@@ -234,7 +234,7 @@ def test_sweep_command_line(tmp_path, capsys):
 def test_a_sweep_over_your_own_prior_loads_the_plugin_its_base_config_names(tmp_path):
     """A base config that lists a plugin (relative to the sweep file) puts the user's component
     in the grid: each run is trained in a worker process that loads the plugin from the run's
-    config, and records it by absolute path as ``pyrovae train`` does."""
+    config, which names it by absolute path."""
     plugin = Path(__file__).parents[1] / "examples" / "plugins" / "student_t_prior.py"
     (tmp_path / plugin.name).write_text(plugin.read_text())
     sweep = tiny_sweep({"model.prior.name": ["standard_normal", "student_t"]}, **{"train.epochs": 1})
